@@ -1,0 +1,379 @@
+"""MBRLAgent: gather transitions, train the world model, act by planning through it.
+
+The only place that touches both the environment and the models. API in
+Stable-Baselines3's shape: ``learn``, ``predict``, ``save``, ``load``.
+"""
+
+from __future__ import annotations
+
+import collections
+import copy
+import time
+from pathlib import Path
+from typing import Any
+
+import gymnasium as gym
+import numpy as np
+import torch
+import yaml
+from tqdm.auto import tqdm
+
+from agent.buffer import ReplayBuffer, Transitions
+from agent.checkpoint import load_checkpoint, numpy_to_tensors, save_checkpoint, tensors_to_numpy
+from agent.config import Config, ConfigError, config_from_dict, config_to_dict, resolve_config, validate
+from agent.evaluation import EvalResult, evaluate
+from agent.logger import RunLogger, truncate_outputs
+from envs import env_dims, make_env, wrap_env
+from planners import SamplingConfig, make_objective, make_planner
+from planners.base import Planner
+from world_models.robotics import ModelBatch, RoboticsWorldModel
+
+CHECKPOINT_NAME = "checkpoints/latest.pt"
+RESUMABLE_CHANGES = {"train.total_timesteps", "device"}
+
+
+def resolve_device(name: str) -> torch.device:
+    """``auto`` -> CUDA when present, else CPU."""
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name.startswith("cuda") and not torch.cuda.is_available():
+        raise ConfigError("device cuda was asked for but no CUDA device is available; use --device cpu")
+    return torch.device(name)
+
+
+class WarmStart:
+    """Keeps the previous plan and offers it shifted by one step as the next ``init (H, A)``."""
+
+    def __init__(self, horizon: int, action_dim: int, device: torch.device) -> None:
+        self.shape = (horizon, action_dim)
+        self.device = device
+        self.plan: torch.Tensor | None = None
+
+    def init(self) -> torch.Tensor:
+        if self.plan is None:
+            return torch.zeros(self.shape, device=self.device)
+        return torch.cat([self.plan[1:], torch.zeros_like(self.plan[:1])])
+
+    def store(self, plan: torch.Tensor) -> None:
+        self.plan = plan
+
+    def reset(self) -> None:
+        self.plan = None
+
+
+def _flat_diff(old: dict[str, Any], new: dict[str, Any], prefix: str = "") -> list[str]:
+    keys = []
+    for key in sorted(set(old) | set(new)):
+        a, b = old.get(key), new.get(key)
+        if isinstance(a, dict) and isinstance(b, dict) and key != "env_kwargs":
+            keys += _flat_diff(a, b, f"{prefix}{key}.")
+        elif a != b:
+            keys.append(f"{prefix}{key}")
+    return keys
+
+
+class MBRLAgent:
+    """Model-based agent: RoboticsWorldModel + CEM/MPPI model-predictive control."""
+
+    def __init__(
+        self,
+        env: gym.Env | str,
+        config: Config | None = None,
+        *,
+        seed: int | None = None,
+        run_dir: str | Path | None = None,
+        eval_env: gym.Env | None = None,
+    ) -> None:
+        env_id = env if isinstance(env, str) else (env.spec.id if env.spec is not None else None)
+        if config is None:
+            config = resolve_config(env_id or "custom")
+        config = copy.deepcopy(config)
+        if seed is not None:
+            config.seed = seed
+        if env_id is not None and isinstance(env, str):
+            config.env_id = env_id
+        validate(config)
+        self.config = config
+        self.device = resolve_device(config.device)
+        self.env = make_env(config.env_id, config.env_kwargs) if isinstance(env, str) else wrap_env(env)
+        if eval_env is None and env_id is None:
+            raise ValueError("this environment has no registered id; pass eval_env=... (a second instance)")
+        self._eval_env = eval_env
+        self.state_dim, self.action_dim = env_dims(self.env)
+
+        torch.manual_seed(config.seed)
+        m = config.model
+        self.model = RoboticsWorldModel(
+            self.state_dim, self.action_dim, ensemble_size=m.ensemble_size, hidden_dim=m.hidden_dim,
+            num_layers=m.num_layers, learning_rate=m.learning_rate, weight_decay=m.weight_decay,
+        ).to(self.device)
+        self.model.eval()
+        self._generator = torch.Generator().manual_seed(config.seed)
+        self.planner = self._make_planner(self._generator)
+        self._predict_planner = self._make_planner(torch.Generator().manual_seed(config.seed + 1))
+        self.buffer = ReplayBuffer(config.train.buffer_capacity, (self.state_dim,), self.action_dim)
+        self.rng = np.random.default_rng(config.seed)
+
+        self.num_timesteps = 0
+        self._episode = 0
+        self._obs: np.ndarray | None = None
+        self._ep_return, self._ep_length, self._ep_cost = 0.0, 0, 0.0
+        self._ep_returns: collections.deque[float] = collections.deque(maxlen=100)
+        self._next_checkpoint = config.train.checkpoint_freq
+        self._trained = False
+        self._last_fit = -(10**12)
+        self._evals_done = 0
+        self.last_eval_return: float | None = None
+        self._plan_ms: list[float] = []
+        self._train_ws = WarmStart(config.planner.horizon, self.action_dim, self.device)
+        self._predict_ws = WarmStart(config.planner.horizon, self.action_dim, self.device)
+        self.logger: RunLogger | None = None
+        self.run_dir = Path(run_dir) if run_dir is not None else None
+        if self.run_dir is not None and (self.run_dir / CHECKPOINT_NAME).exists():
+            self._restore(load_checkpoint(self.run_dir / CHECKPOINT_NAME))
+
+    # ----------------------------------------------------------------- building blocks
+    def _make_planner(self, generator: torch.Generator) -> Planner:
+        p = self.config.planner
+        sampling = SamplingConfig(
+            num_candidates=p.num_candidates, iterations=p.iterations, num_elites=p.num_elites,
+            init_std=p.init_std, min_std=p.min_std, momentum=p.momentum, temperature=p.temperature,
+        )
+        return make_planner(p.name, sampling, self.action_dim, generator)
+
+    def _plan(self, obs: np.ndarray, planner: Planner, warm: WarmStart) -> np.ndarray:
+        """First action ``(A,)`` of the plan for ``obs``; stores the plan for warm starting."""
+        p = self.config.planner
+        with torch.inference_mode():
+            z0 = self.model.encode(torch.as_tensor(obs, dtype=torch.float32, device=self.device)[None])[0]
+        objective = make_objective(
+            self.model, z0, particles=p.particles, discount=p.discount, cost_weight=p.cost_weight
+        )
+        start = time.perf_counter()
+        plan = planner.plan(objective, warm.init())
+        self._plan_ms.append(1000 * (time.perf_counter() - start))
+        warm.store(plan)
+        return plan[0].cpu().numpy().astype(np.float32)
+
+    def predict(
+        self,
+        observation: np.ndarray,
+        state: Any = None,
+        episode_start: np.ndarray | bool | None = None,
+        deterministic: bool = True,
+    ) -> tuple[np.ndarray, None]:
+        """SB3-style: action ``(A,)`` in [-1, 1] for one observation ``(S,)``; no training side effects."""
+        del state
+        if episode_start is not None and bool(np.any(episode_start)):
+            self._predict_ws.reset()
+        obs = np.asarray(observation, dtype=np.float32)
+        if obs.shape != (self.state_dim,):
+            raise ValueError(f"predict expects one observation of shape ({self.state_dim},), got {obs.shape}")
+        action = self._plan(obs, self._predict_planner, self._predict_ws)
+        if not deterministic:
+            noise = self.config.train.exploration_noise * np.random.default_rng().normal(size=self.action_dim)
+            action = np.clip(action + noise, -1.0, 1.0).astype(np.float32)
+        return action, None
+
+    # ----------------------------------------------------------------- training loop
+    def learn(self, total_timesteps: int | None = None, progress_bar: bool = True) -> MBRLAgent:
+        """Train until ``total_timesteps`` environment steps (counted from the run's start)."""
+        total = total_timesteps if total_timesteps is not None else self.config.train.total_timesteps
+        self.config.train.total_timesteps = total
+        self._open_run()
+        bar = tqdm(total=total, initial=self.num_timesteps, disable=not progress_bar, unit="step", dynamic_ncols=True)
+        try:
+            while self.num_timesteps < total:
+                self._step()
+                bar.update(1)
+                if self.last_eval_return is not None:
+                    bar.set_postfix(eval=f"{self.last_eval_return:.1f}", refresh=False)
+            self._checkpoint()
+        finally:
+            bar.close()
+            if self.logger is not None:
+                self.logger.close()
+        return self
+
+    def _open_run(self) -> None:
+        if self.run_dir is None:
+            self.run_dir = Path("runs") / f"{self.config.env_id.replace('/', '_').replace(':', '_')}-seed{self.config.seed}"
+        self.run_dir.mkdir(parents=True, exist_ok=True)
+        (self.run_dir / "config.yaml").write_text(yaml.safe_dump(config_to_dict(self.config), sort_keys=False))
+        self.logger = RunLogger(self.run_dir, self.config.env_id)
+        if self._eval_env is None:
+            self._eval_env = make_env(self.config.env_id, self.config.env_kwargs)
+        self._start_time, self._start_steps = time.time(), self.num_timesteps
+
+    def _step(self) -> None:
+        t = self.config.train
+        if self._obs is None:
+            self._obs, _ = self.env.reset(seed=self.config.seed if self._episode == 0 else None)
+        obs = self._obs
+        if self.num_timesteps < t.learning_starts:
+            action = self.rng.uniform(-1.0, 1.0, self.action_dim).astype(np.float32)
+        else:
+            action = self._plan(obs, self.planner, self._train_ws)
+            action = np.clip(action + t.exploration_noise * self.rng.normal(size=self.action_dim), -1, 1)
+            action = action.astype(np.float32)
+        next_obs, reward, terminated, truncated, info = self.env.step(action)
+        cost = float(info.get("cost", 0.0))
+        self.buffer.add(obs, action, float(reward), cost, bool(terminated), bool(truncated), next_obs)
+        self.num_timesteps += 1
+        self._ep_return += float(reward)
+        self._ep_length += 1
+        self._ep_cost += cost
+        n = self.num_timesteps
+        if n >= t.learning_starts and n % t.train_freq == 0:
+            self._train()
+        if t.eval_freq and n % t.eval_freq == 0:
+            self._evaluate()
+        if n % t.log_interval == 0:
+            self._log()
+        if terminated or truncated:
+            self._end_episode()
+        else:
+            self._obs = next_obs
+
+    def _end_episode(self) -> None:
+        assert self.logger is not None
+        self.logger.episode(self._ep_return, self._ep_length, self._ep_cost)
+        self._ep_returns.append(self._ep_return)
+        self._ep_return, self._ep_length, self._ep_cost = 0.0, 0, 0.0
+        self._episode += 1
+        self._obs = None
+        self._train_ws.reset()
+        if self.num_timesteps >= self._next_checkpoint:
+            self._checkpoint()
+            while self._next_checkpoint <= self.num_timesteps:
+                self._next_checkpoint += self.config.train.checkpoint_freq
+
+    def _train(self) -> None:
+        t = self.config.train
+        steps = t.gradient_steps
+        if not self._trained:
+            steps += t.initial_gradient_steps
+            self._trained = True
+        if self.num_timesteps - self._last_fit >= t.normalizer_update_freq:
+            self._fit_normalizers()
+            self._last_fit = self.num_timesteps
+        metrics: dict[str, float] = {}
+        for _ in range(steps):
+            batch = self.buffer.sample(t.batch_size, self.rng, ensemble_size=self.config.model.ensemble_size)
+            metrics = self.model.update(self._to_model_batch(batch))
+        self._train_metrics = metrics
+
+    def _fit_normalizers(self) -> None:
+        data = self.buffer.state_dict()
+        size = len(self.buffer)
+
+        def tensor(key: str) -> torch.Tensor:
+            return torch.as_tensor(np.asarray(data[key][:size]), dtype=torch.float32, device=self.device)
+
+        self.model.fit_normalizers(tensor("obs"), tensor("actions"), tensor("rewards"), tensor("next_obs"))
+
+    def _to_model_batch(self, batch: Transitions) -> ModelBatch:
+        def tensor(x: np.ndarray, dtype: torch.dtype = torch.float32) -> torch.Tensor:
+            return torch.as_tensor(x, dtype=dtype, device=self.device)
+
+        return ModelBatch(
+            obs=tensor(batch.obs), actions=tensor(batch.actions), rewards=tensor(batch.rewards),
+            costs=tensor(batch.costs), terminated=tensor(batch.terminated, torch.bool),
+            next_obs=tensor(batch.next_obs),
+        )
+
+    def _evaluate(self) -> EvalResult:
+        assert self.logger is not None and self._eval_env is not None
+        seed = self.config.seed + 100_000 + 1000 * self._evals_done
+        planner = self._make_planner(torch.Generator().manual_seed(seed))
+        warm = WarmStart(self.config.planner.horizon, self.action_dim, self.device)
+        result = evaluate(
+            self._eval_env, lambda o: self._plan(np.asarray(o, np.float32), planner, warm), warm.reset,
+            self.config.train.eval_episodes, seed,
+        )
+        self._evals_done += 1
+        self.last_eval_return = float(result.returns.mean())
+        self.logger.evaluation(self.num_timesteps, result.returns, result.lengths, result.costs)
+        self.logger.record("eval/mean_reward", self.last_eval_return)
+        self.logger.record("eval/std_reward", float(result.returns.std()))
+        self.logger.record("eval/mean_ep_length", float(result.lengths.mean()))
+        self.logger.record("eval/mean_cost", float(result.costs.mean()))
+        return result
+
+    def _log(self) -> None:
+        assert self.logger is not None
+        elapsed = max(time.time() - self._start_time, 1e-9)
+        self.logger.record("time/fps", (self.num_timesteps - self._start_steps) / elapsed)
+        self.logger.record("time/time_elapsed", elapsed)
+        if self._ep_returns:
+            self.logger.record("rollout/ep_rew_mean", float(np.mean(self._ep_returns)))
+        if self._plan_ms:
+            self.logger.record("planner/plan_ms", float(np.mean(self._plan_ms)))
+            self._plan_ms = []
+        stats = getattr(self.planner, "last_stats", {})
+        for key, value in stats.items():
+            self.logger.record(f"planner/{key}", value)
+        for key, value in getattr(self, "_train_metrics", {}).items():
+            self.logger.record(key, value)
+        self.logger.dump(self.num_timesteps)
+
+    # ----------------------------------------------------------------- persistence
+    def _state(self) -> dict[str, Any]:
+        env_rng = getattr(self.env.unwrapped, "np_random", None)
+        return {
+            "config": config_to_dict(self.config),
+            "counters": {
+                "num_timesteps": self.num_timesteps, "episode": self._episode, "trained": self._trained,
+                "next_checkpoint": self._next_checkpoint, "last_fit": self._last_fit,
+                "evals_done": self._evals_done, "mid_episode": self._obs is not None,
+                "ep_returns": list(self._ep_returns),
+            },
+            "model": self.model.state_dict(),
+            "optimizer": self.model.optimizer.state_dict(),
+            "buffer": numpy_to_tensors(self.buffer.state_dict()),
+            "rng": self.rng.bit_generator.state,
+            "planner_rng": self._generator.get_state(),
+            "env_rng": env_rng.bit_generator.state if env_rng is not None else None,
+        }
+
+    def _restore(self, payload: dict[str, Any]) -> None:
+        saved = payload["config"]
+        changed = [k for k in _flat_diff(saved, config_to_dict(self.config)) if k not in RESUMABLE_CHANGES]
+        if changed:
+            raise ConfigError(
+                f"the checkpoint in {self.run_dir} was made with a different configuration ({', '.join(changed)}); "
+                "use the same settings to resume, or a new --run-dir to start a fresh run"
+            )
+        c = payload["counters"]
+        self.num_timesteps, self._episode, self._trained = c["num_timesteps"], c["episode"], c["trained"]
+        self._next_checkpoint, self._last_fit, self._evals_done = c["next_checkpoint"], c["last_fit"], c["evals_done"]
+        self._ep_returns.extend(c["ep_returns"])
+        self.model.load_state_dict(payload["model"])
+        self.model.optimizer.load_state_dict(payload["optimizer"])
+        buffer_state = tensors_to_numpy(payload["buffer"])
+        self.buffer = ReplayBuffer(int(buffer_state["capacity"]), (self.state_dim,), self.action_dim)
+        self.buffer.load_state_dict(buffer_state)
+        self.rng.bit_generator.state = payload["rng"]
+        self._generator.set_state(payload["planner_rng"])
+        if payload["env_rng"] is not None:
+            self.env.unwrapped.np_random = np.random.Generator(np.random.PCG64())
+            self.env.unwrapped.np_random.bit_generator.state = payload["env_rng"]
+        if self.run_dir is not None:
+            truncate_outputs(self.run_dir, self.num_timesteps)
+
+    def _checkpoint(self) -> None:
+        if self.run_dir is not None:
+            save_checkpoint(self.run_dir / CHECKPOINT_NAME, self._state())
+
+    def save(self, path: str | Path) -> None:
+        """Write everything needed to resume or deploy to ``path`` (atomically)."""
+        save_checkpoint(path, self._state())
+
+    @classmethod
+    def load(cls, path: str | Path, env: gym.Env | str | None = None, **kwargs: Any) -> MBRLAgent:
+        """Rebuild an agent from a checkpoint written by :meth:`save` or a run directory's checkpoint."""
+        payload = load_checkpoint(path)
+        config = config_from_dict(payload["config"])
+        agent = cls(env if env is not None else config.env_id, config, **kwargs)
+        agent._restore(payload)
+        return agent

@@ -1,0 +1,64 @@
+"""Checkpoints: plain tensors and builtins only, written atomically, loaded with weights_only."""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+FORMAT = "rehearse-checkpoint/1"
+
+
+class CheckpointError(RuntimeError):
+    """A checkpoint file is missing, truncated, corrupt or not a Rehearse checkpoint."""
+
+
+def save_checkpoint(path: str | Path, payload: dict[str, Any]) -> None:
+    """Write ``payload`` to ``path`` atomically: a temp file in the same folder, fsync, rename."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as handle:
+            torch.save({"format": FORMAT, **payload}, handle)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def load_checkpoint(path: str | Path) -> dict[str, Any]:
+    """Read a checkpoint safely (no arbitrary unpickling) and check it is ours."""
+    path = Path(path)
+    if not path.is_file():
+        raise CheckpointError(f"no checkpoint at {path}")
+    try:
+        payload = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:  # torch raises many types for damaged files
+        raise CheckpointError(
+            f"{path} is not a readable checkpoint (truncated, corrupt or written by something else): "
+            f"{type(exc).__name__}: {str(exc)[:200]}. Nothing was changed; delete the file or point "
+            "--run-dir elsewhere to start fresh."
+        ) from exc
+    if not isinstance(payload, dict) or payload.get("format") != FORMAT:
+        raise CheckpointError(
+            f"{path} is not a Rehearse checkpoint (expected format {FORMAT!r}); "
+            "load it with the tool that wrote it, or start a fresh run."
+        )
+    return payload
+
+
+def numpy_to_tensors(state: dict[str, Any]) -> dict[str, Any]:
+    """Replace numpy arrays by tensors (so ``weights_only`` loading accepts them)."""
+    return {k: torch.from_numpy(np.ascontiguousarray(v)) if isinstance(v, np.ndarray) else v for k, v in state.items()}
+
+
+def tensors_to_numpy(state: dict[str, Any]) -> dict[str, Any]:
+    """Inverse of :func:`numpy_to_tensors`."""
+    return {k: v.numpy() if isinstance(v, torch.Tensor) else v for k, v in state.items()}

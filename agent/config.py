@@ -1,0 +1,219 @@
+"""Configuration: one dataclass per component, YAML presets per environment, CLI overrides.
+
+A preset (``agent/presets/<env id>.yaml``) holds any subset of the fields below,
+nested by section. ``resolve_config`` merges defaults <- preset <- overrides and
+rejects unknown keys with a message naming the valid ones.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Mapping
+
+import yaml
+
+PRESET_DIR = Path(__file__).parent / "presets"
+
+
+@dataclass
+class ModelConfig:
+    """RoboticsWorldModel: ensemble of probabilistic MLPs."""
+
+    ensemble_size: int = 5
+    """Number of ensemble members E."""
+    hidden_dim: int = 200
+    """Width of each hidden layer."""
+    num_layers: int = 4
+    """Number of hidden layers."""
+    learning_rate: float = 1e-3
+    """AdamW learning rate."""
+    weight_decay: float = 1e-5
+    """AdamW weight decay."""
+
+
+@dataclass
+class PlannerConfig:
+    """Model-predictive control: which optimiser and how hard it searches."""
+
+    name: str = "cem"
+    """One of cem, mppi, random."""
+    horizon: int = 15
+    """Planning horizon H (imagined steps)."""
+    num_candidates: int = 256
+    """Candidate sequences N sampled per iteration."""
+    iterations: int = 4
+    """Optimiser iterations per action."""
+    num_elites: int = 32
+    """CEM elites / MPPI top-k."""
+    particles: int = 5
+    """Particles P per candidate; a multiple of the ensemble size."""
+    init_std: float = 0.5
+    """Initial sampling std of actions in [-1, 1]."""
+    min_std: float = 0.05
+    """Lower bound on the sampling std."""
+    momentum: float = 0.1
+    """Weight of the previous mean/std in each update."""
+    temperature: float = 0.5
+    """MPPI softmax temperature."""
+    discount: float = 0.99
+    """Discount of imagined rewards."""
+    cost_weight: float = 0.0
+    """Penalty per unit of predicted unsafe probability."""
+
+
+@dataclass
+class TrainConfig:
+    """The agent loop: warm-up, model training, evaluation, logging, checkpoints."""
+
+    total_timesteps: int = 3000
+    """Environment steps to train for (random warm-up included)."""
+    learning_starts: int = 500
+    """Random-action warm-up steps before planning starts."""
+    train_freq: int = 1
+    """Train the world model every this many environment steps."""
+    gradient_steps: int = 1
+    """Gradient steps per training call."""
+    initial_gradient_steps: int = 500
+    """Extra gradient steps once, when warm-up ends."""
+    batch_size: int = 256
+    """Minibatch size per ensemble member."""
+    buffer_capacity: int = 1_000_000
+    """Replay capacity in transitions (memory is reserved lazily)."""
+    normalizer_update_freq: int = 1000
+    """Refit input/target normalisers from the whole buffer every this many steps."""
+    exploration_noise: float = 0.1
+    """Std of Gaussian noise added to planned actions while training."""
+    eval_freq: int = 1000
+    """Evaluate every this many environment steps (0 disables)."""
+    eval_episodes: int = 10
+    """Deterministic episodes per evaluation."""
+    log_interval: int = 1000
+    """Write progress.csv / TensorBoard every this many steps."""
+    checkpoint_freq: int = 1000
+    """Checkpoint at the first episode end after every this many steps."""
+
+
+@dataclass
+class Config:
+    """Everything a run needs; saved resolved as config.yaml in the run directory."""
+
+    env_id: str = "InvertedPendulum-v5"
+    env_kwargs: dict[str, Any] = field(default_factory=dict)
+    seed: int = 0
+    device: str = "auto"
+    model: ModelConfig = field(default_factory=ModelConfig)
+    planner: PlannerConfig = field(default_factory=PlannerConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+
+
+SECTIONS: dict[str, type] = {"model": ModelConfig, "planner": PlannerConfig, "train": TrainConfig}
+
+
+class ConfigError(ValueError):
+    """A preset or override names an unknown key or has a value of the wrong type."""
+
+
+def config_to_dict(config: Config) -> dict[str, Any]:
+    """Plain nested dict (YAML- and checkpoint-safe)."""
+    return dataclasses.asdict(config)
+
+
+def _coerce(value: Any, kind: type, key: str) -> Any:
+    if kind is bool:
+        if isinstance(value, str) and value.lower() in ("true", "false", "1", "0", "yes", "no"):
+            return value.lower() in ("true", "1", "yes")
+        if isinstance(value, bool):
+            return value
+    elif kind is int and not isinstance(value, bool):
+        try:
+            number = float(value)
+        except (TypeError, ValueError):
+            number = float("nan")
+        if number.is_integer():
+            return int(number)
+    elif kind is float and isinstance(value, (int, float, str)) and not isinstance(value, bool):
+        try:
+            return float(value)
+        except ValueError:
+            pass
+    elif kind is str:
+        return str(value)
+    elif kind is dict and isinstance(value, Mapping):
+        return dict(value)
+    raise ConfigError(f"{key}: expected {kind.__name__}, got {value!r}")
+
+
+def _field_types(cls: type) -> dict[str, type]:
+    hints = {"int": int, "float": float, "str": str, "bool": bool}
+    out: dict[str, type] = {}
+    for f in dataclasses.fields(cls):
+        name = f.type if isinstance(f.type, str) else getattr(f.type, "__name__", "")
+        out[f.name] = hints.get(name, dict if name.startswith("dict") else object)
+    return out
+
+
+def apply_overrides(config: Config, overrides: Mapping[str, Any]) -> Config:
+    """Return a new Config with ``{"section.key" or "key": value}`` applied (nested dicts too)."""
+    flat: dict[str, Any] = {}
+    for key, value in overrides.items():
+        if key in SECTIONS and isinstance(value, Mapping):
+            flat.update({f"{key}.{k}": v for k, v in value.items()})
+        else:
+            flat[key] = value
+    data = config_to_dict(config)
+    for key, value in flat.items():
+        section, _, name = key.rpartition(".")
+        cls = SECTIONS.get(section) if section else Config
+        if cls is None:
+            raise ConfigError(f"unknown config section {section!r} in {key!r}; valid: {sorted(SECTIONS)}")
+        types = _field_types(cls)
+        if name not in types or (not section and name in SECTIONS):
+            raise ConfigError(f"unknown config key {key!r}; valid keys: {sorted(types)}")
+        target = data[section] if section else data
+        target[name] = _coerce(value, types[name], key)
+    return config_from_dict(data)
+
+
+def config_from_dict(data: Mapping[str, Any]) -> Config:
+    """Inverse of :func:`config_to_dict`."""
+    top = {k: v for k, v in data.items() if k not in SECTIONS}
+    sections = {name: cls(**data.get(name, {})) for name, cls in SECTIONS.items()}
+    return Config(**top, **sections)
+
+
+def preset_path(env_id: str) -> Path:
+    """Where the preset for ``env_id`` lives (``/`` and ``:`` replaced by ``_``)."""
+    return PRESET_DIR / f"{env_id.replace('/', '_').replace(':', '_')}.yaml"
+
+
+def load_preset(env_id: str) -> dict[str, Any]:
+    """The preset for ``env_id``, or the ``default`` preset when it has none."""
+    path = preset_path(env_id)
+    if not path.exists():
+        path = PRESET_DIR / "default.yaml"
+    data = yaml.safe_load(path.read_text()) or {}
+    if not isinstance(data, dict):
+        raise ConfigError(f"preset {path} must be a mapping of sections to values")
+    return data
+
+
+def resolve_config(env_id: str, overrides: Mapping[str, Any] | None = None) -> Config:
+    """Defaults <- preset for ``env_id`` <- overrides."""
+    config = apply_overrides(Config(env_id=env_id), load_preset(env_id))
+    config = apply_overrides(config, {"env_id": env_id})
+    return apply_overrides(config, overrides or {})
+
+
+def validate(config: Config) -> None:
+    """Cross-field checks with messages that say how to fix them."""
+    if config.planner.particles % config.model.ensemble_size:
+        raise ConfigError(
+            f"planner.particles ({config.planner.particles}) must be a multiple of "
+            f"model.ensemble_size ({config.model.ensemble_size})"
+        )
+    if config.planner.num_elites > config.planner.num_candidates:
+        raise ConfigError("planner.num_elites must not exceed planner.num_candidates")
+    if config.device not in ("auto", "cpu", "cuda") and not config.device.startswith("cuda:"):
+        raise ConfigError(f"device must be auto, cpu or cuda, got {config.device!r}")

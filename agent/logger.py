@@ -1,0 +1,118 @@
+"""Run outputs in the formats SB3 and rl-zoo tools read: TensorBoard, progress.csv,
+monitor.csv and evaluations.npz. The x-axis is always environment steps."""
+
+from __future__ import annotations
+
+import csv
+import json
+import time
+from pathlib import Path
+
+import numpy as np
+from torch.utils.tensorboard import SummaryWriter
+
+
+class RunLogger:
+    """Writes every output of a run under ``run_dir``; appends when resuming."""
+
+    def __init__(self, run_dir: str | Path, env_id: str) -> None:
+        self.run_dir = Path(run_dir)
+        self.run_dir.mkdir(parents=True, exist_ok=True)
+        self.start = time.time()
+        self._writer = SummaryWriter(str(self.run_dir / "tb"))
+        self._values: dict[str, float] = {}
+        self._progress = self.run_dir / "progress.csv"
+        self._monitor = self.run_dir / "monitor.csv"
+        if not self._monitor.exists():
+            header = json.dumps({"t_start": self.start, "env_id": env_id})
+            self._monitor.write_text(f"#{header}\nr,l,t\n")
+        self._evaluations = self.run_dir / "evaluations.npz"
+
+    def record(self, key: str, value: float) -> None:
+        """Remember ``value`` under ``key`` until the next :meth:`dump`."""
+        self._values[key] = float(value)
+
+    def dump(self, step: int) -> dict[str, float]:
+        """Write all recorded values at ``step`` to TensorBoard and progress.csv."""
+        values = {"time/total_timesteps": float(step), **self._values}
+        for key, value in values.items():
+            self._writer.add_scalar(key, value, step)
+        self._writer.flush()
+        self._append_progress(values)
+        self._values = {}
+        return values
+
+    def _append_progress(self, values: dict[str, float]) -> None:
+        rows: list[dict[str, str]] = []
+        keys: list[str] = []
+        if self._progress.exists():
+            with self._progress.open(newline="") as handle:
+                reader = csv.DictReader(handle)
+                keys = list(reader.fieldnames or [])
+                rows = list(reader)
+        new_keys = [k for k in values if k not in keys]
+        row = {k: repr(v) for k, v in values.items()}
+        if new_keys or not keys:
+            keys += new_keys
+            with self._progress.open("w", newline="") as handle:
+                writer = csv.DictWriter(handle, fieldnames=keys)
+                writer.writeheader()
+                writer.writerows(rows + [row])
+        else:
+            with self._progress.open("a", newline="") as handle:
+                csv.DictWriter(handle, fieldnames=keys).writerow(row)
+
+    def episode(self, episode_return: float, length: int, cost: float) -> None:
+        """One finished training episode into monitor.csv (SB3 columns r, l, t)."""
+        del cost  # monitor.csv keeps SB3's columns; costs go to progress.csv
+        with self._monitor.open("a") as handle:
+            handle.write(f"{episode_return:.6g},{length},{time.time() - self.start:.6g}\n")
+
+    def evaluation(self, step: int, returns: np.ndarray, lengths: np.ndarray, costs: np.ndarray) -> None:
+        """Append one evaluation (K episodes) to evaluations.npz in SB3's layout (+ costs)."""
+        data: dict[str, list[np.ndarray]] = {"timesteps": [], "results": [], "ep_lengths": [], "costs": []}
+        if self._evaluations.exists():
+            with np.load(self._evaluations, allow_pickle=False) as old:
+                data = {k: list(old[k]) for k in data}
+        data["timesteps"].append(np.asarray(step))
+        data["results"].append(returns)
+        data["ep_lengths"].append(lengths)
+        data["costs"].append(costs)
+        tmp = self._evaluations.with_suffix(".tmp.npz")
+        np.savez(tmp, **{k: np.stack(v) for k, v in data.items()})
+        tmp.replace(self._evaluations)
+
+    def close(self) -> None:
+        self._writer.close()
+
+
+def truncate_outputs(run_dir: str | Path, step: int) -> None:
+    """Drop rows logged after ``step`` (written after the checkpoint a resume starts from)."""
+    run_dir = Path(run_dir)
+    evaluations = run_dir / "evaluations.npz"
+    if evaluations.exists():
+        with np.load(evaluations, allow_pickle=False) as old:
+            keep = old["timesteps"] <= step
+            data = {k: old[k][keep] for k in old.files}
+        np.savez(evaluations.with_suffix(".tmp.npz"), **data)
+        evaluations.with_suffix(".tmp.npz").replace(evaluations)
+    progress = run_dir / "progress.csv"
+    if progress.exists():
+        with progress.open(newline="") as handle:
+            reader = csv.DictReader(handle)
+            keys = list(reader.fieldnames or [])
+            rows = [r for r in reader if float(r["time/total_timesteps"]) <= step]
+        with progress.open("w", newline="") as handle:
+            writer = csv.DictWriter(handle, fieldnames=keys)
+            writer.writeheader()
+            writer.writerows(rows)
+    monitor = run_dir / "monitor.csv"
+    if monitor.exists():
+        lines = monitor.read_text().splitlines()
+        kept, total = lines[:2], 0
+        for line in lines[2:]:
+            total += int(line.split(",")[1])
+            if total > step:
+                break
+            kept.append(line)
+        monitor.write_text("\n".join(kept) + "\n")

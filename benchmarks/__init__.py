@@ -1,0 +1,1 @@
+"""Benchmarks: scripts that measure returns and speed; results live in benchmarks/results."""

@@ -1,0 +1,128 @@
+"""Planning speed: milliseconds per action and achieved GFLOP/s against the measured matmul peak.
+
+    python -m benchmarks.plan_speed --out benchmarks/results/plan_speed.md
+
+Configurations: ``pets`` (400 candidates, horizon 30, 5 CEM iterations, 20 particles,
+5-member ensemble of 4x200 MLPs on HalfCheetah's 17-dim state and 6-dim action) and
+every preset named with ``--presets``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import platform
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+
+from agent.config import resolve_config
+from planners import SamplingConfig, make_objective, make_planner
+from world_models.robotics import RoboticsWorldModel
+
+
+@dataclass(frozen=True)
+class SpeedCase:
+    name: str
+    state_dim: int
+    action_dim: int
+    ensemble_size: int
+    hidden_dim: int
+    num_layers: int
+    planner: str
+    horizon: int
+    num_candidates: int
+    iterations: int
+    particles: int
+    num_elites: int
+
+
+PETS = SpeedCase("pets", 17, 6, 5, 200, 4, "cem", 30, 400, 5, 20, 40)
+ENV_DIMS = {"HalfCheetah-v5": (17, 6), "Hopper-v5": (11, 3), "InvertedPendulum-v5": (4, 1), "Pendulum-v1": (3, 1)}
+
+
+def preset_case(env_id: str) -> SpeedCase:
+    """The planning configuration of ``env_id``'s preset."""
+    c = resolve_config(env_id)
+    s, a = ENV_DIMS[env_id]
+    p, m = c.planner, c.model
+    return SpeedCase(f"preset:{env_id}", s, a, m.ensemble_size, m.hidden_dim, m.num_layers, p.name,
+                     p.horizon, p.num_candidates, p.iterations, p.particles, p.num_elites)
+
+
+def matmul_peak_gflops(size: int = 2048, repeats: int = 10) -> float:
+    """Best fp32 GFLOP/s of a square matmul on this machine."""
+    a, b = torch.randn(size, size), torch.randn(size, size)
+    best = float("inf")
+    for _ in range(repeats):
+        start = time.perf_counter()
+        torch.mm(a, b)
+        best = min(best, time.perf_counter() - start)
+    return 2 * size**3 / best / 1e9
+
+
+def flops_per_plan(case: SpeedCase) -> float:
+    """Multiply-add FLOPs of the MLP evaluations in one plan (the mean is scored as an extra candidate)."""
+    widths = [case.state_dim + case.action_dim] + [case.hidden_dim] * case.num_layers + [2 * (case.state_dim + 1) + 2]
+    per_row = sum(2 * i * o for i, o in zip(widths[:-1], widths[1:]))
+    rows = (case.num_candidates + 1) * case.particles
+    return float(per_row * rows * case.horizon * case.iterations)
+
+
+def time_case(case: SpeedCase, repeats: int) -> float:
+    """Median seconds per plan (one action) for ``case``."""
+    torch.manual_seed(0)
+    model = RoboticsWorldModel(case.state_dim, case.action_dim, ensemble_size=case.ensemble_size,
+                               hidden_dim=case.hidden_dim, num_layers=case.num_layers).eval()
+    sampling = SamplingConfig(num_candidates=case.num_candidates, iterations=case.iterations,
+                              num_elites=case.num_elites)
+    planner = make_planner(case.planner, sampling, case.action_dim, torch.Generator().manual_seed(0))
+    z0 = torch.randn(case.state_dim)
+    objective = make_objective(model, z0, particles=case.particles, discount=0.99, cost_weight=0.0)
+    init = torch.zeros(case.horizon, case.action_dim)
+    planner.plan(objective, init)  # warm-up
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        planner.plan(objective, init)
+        times.append(time.perf_counter() - start)
+    return sorted(times)[len(times) // 2]
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--presets", nargs="*", default=["HalfCheetah-v5", "Hopper-v5", "InvertedPendulum-v5",
+                                                         "Pendulum-v1"])
+    parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--out", type=Path, default=None, help="write a markdown table here")
+    args = parser.parse_args()
+    peak = matmul_peak_gflops()
+    lines = [
+        f"Command: `python -m benchmarks.plan_speed {' '.join(sys.argv[1:])}`",
+        f"Machine: {platform.processor() or platform.machine()}, torch {torch.__version__}, "
+        f"{torch.get_num_threads()} threads; measured fp32 matmul peak {peak:.1f} GFLOP/s",
+        "",
+        "| config | N | H | iters | P | E | MLP | ms / action | GFLOP / action | GFLOP/s | % of peak |",
+        "|---|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    for case in [PETS] + [preset_case(e) for e in args.presets if e in ENV_DIMS]:
+        seconds = time_case(case, args.repeats)
+        gflop = flops_per_plan(case) / 1e9
+        lines.append(
+            f"| {case.name} | {case.num_candidates} | {case.horizon} | {case.iterations} | {case.particles} | "
+            f"{case.ensemble_size} | {case.num_layers}x{case.hidden_dim} | {1000 * seconds:.1f} | {gflop:.2f} | "
+            f"{gflop / seconds:.1f} | {100 * gflop / seconds / peak:.0f}% |"
+        )
+        print(lines[-1], flush=True)
+    text = "\n".join(lines) + "\n"
+    print(text)
+    if args.out is not None:
+        args.out.parent.mkdir(parents=True, exist_ok=True)
+        args.out.write_text(text)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

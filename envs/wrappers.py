@@ -1,0 +1,125 @@
+"""Wrappers every Rehearse environment wears: a finite-value guard and ``info["cost"]``.
+
+``make_env`` applies them in the order raw env -> ``RescaleAction`` -> ``CostInfo``
+-> ``FiniteCheck``, so ``FiniteCheck`` sees the agent's ``[-1, 1]`` actions and the
+cost that ``CostInfo`` guarantees.
+"""
+
+from __future__ import annotations
+
+from typing import Any, SupportsFloat
+
+import gymnasium as gym
+import numpy as np
+
+from envs.errors import EnvironmentSpecError, NonFiniteError
+
+__all__ = ["CostInfo", "FiniteCheck", "as_cost", "env_name", "nonfinite_entries"]
+
+_MAX_LISTED = 5  # how many non-finite entries an error message lists
+
+
+def env_name(env: gym.Env[Any, Any]) -> str:
+    """Return the registered id of ``env`` or, without a spec, its class name."""
+    spec = env.unwrapped.spec
+    return spec.id if spec is not None else type(env.unwrapped).__name__
+
+
+def nonfinite_entries(value: Any) -> list[str]:
+    """Describe the non-finite entries of a numeric scalar or array.
+
+    Returns an empty list when every entry is finite, else up to five strings
+    such as ``"[1]=nan"`` (or ``"nan"`` for a scalar) followed by ``"..."``.
+    """
+    array = np.asarray(value, dtype=np.float64)
+    if array.ndim == 0:
+        return [] if np.isfinite(array) else [str(float(array))]
+    bad = np.argwhere(~np.isfinite(array))
+    described = [f"[{', '.join(str(int(i)) for i in index)}]={array[tuple(index)]}" for index in bad[:_MAX_LISTED]]
+    return described + (["..."] if len(bad) > _MAX_LISTED else [])
+
+
+def as_cost(value: Any, env_id: str) -> float:
+    """Convert an environment's ``info["cost"]`` to a python float (``None`` -> 0.0).
+
+    Raises:
+        EnvironmentSpecError: when the cost is not a single number.
+    """
+    if value is None:
+        return 0.0
+    array = np.asarray(value)
+    if array.size != 1 or array.dtype.kind not in "biuf":
+        raise EnvironmentSpecError(
+            f"environment {env_id} put a non-numeric info['cost'] ({value!r}, "
+            f"{type(value).__name__}); Rehearse expects one number per step "
+            "(the step's safety cost, 0.0 when safe). Make the environment return "
+            "a float cost, or drop the 'cost' key if it has no costs."
+        )
+    return float(array.reshape(()))
+
+
+class FiniteCheck(gym.Wrapper[Any, Any, Any, Any]):
+    """Raise :class:`NonFiniteError` as soon as the environment emits NaN or inf.
+
+    Checks the observation after ``reset`` and the observation, reward and (when
+    present) ``info["cost"]`` after each ``step``. Episodes are counted from 0
+    (the first ``reset``) and steps from 0 within each episode, so the error
+    names exactly where the bad value appeared.
+    """
+
+    def __init__(self, env: gym.Env[Any, Any]) -> None:
+        """Wrap ``env``; counting starts at the first ``reset``."""
+        super().__init__(env)
+        self.episode = -1
+        self.step_in_episode = 0
+
+    def reset(self, *, seed: int | None = None, options: dict[str, Any] | None = None) -> tuple[Any, dict[str, Any]]:
+        """Reset the environment, start a new episode count and check the observation."""
+        obs, info = self.env.reset(seed=seed, options=options)
+        self.episode += 1
+        self.step_in_episode = 0
+        self._check("observation", obs, action=None)
+        return obs, info
+
+    def step(self, action: Any) -> tuple[Any, SupportsFloat, bool, bool, dict[str, Any]]:
+        """Step the environment and check observation, reward and cost are finite."""
+        obs, reward, terminated, truncated, info = self.env.step(action)
+        self._check("observation", obs, action)
+        self._check("reward", reward, action)
+        if "cost" in info:
+            self._check("cost", info["cost"], action)
+        self.step_in_episode += 1
+        return obs, reward, terminated, truncated, info
+
+    def _check(self, quantity: str, value: Any, action: Any) -> None:
+        bad = nonfinite_entries(value)
+        if bad:
+            raise NonFiniteError(self._message(quantity, bad, action))
+
+    def _message(self, quantity: str, bad: list[str], action: Any) -> str:
+        if action is None:
+            where = f"at reset of episode {self.episode}"
+        else:
+            rounded = [round(float(a), 4) for a in np.ravel(np.asarray(action, dtype=np.float64))]
+            where = f"in episode {self.episode}, step {self.step_in_episode} (counted from 0), after action {rounded}"
+        return (
+            f"environment {env_name(self)} emitted a non-finite {quantity} "
+            f"({', '.join(bad)}) {where}. Check the environment's dynamics for this "
+            "state and action, clip the action range if extreme actions blow it up, "
+            "or report it to the environment's authors; the replay buffer and "
+            "checkpoints written so far are unaffected."
+        )
+
+
+class CostInfo(gym.Wrapper[Any, Any, Any, Any]):
+    """Guarantee ``info["cost"]`` is a python float on every step (0.0 when absent).
+
+    Raises :class:`EnvironmentSpecError` when the environment gives a cost that is
+    not a single number. The environment's own ``info`` dict is not modified.
+    """
+
+    def step(self, action: Any) -> tuple[Any, SupportsFloat, bool, bool, dict[str, Any]]:
+        """Step the environment and return a copy of ``info`` with a float ``cost``."""
+        obs, reward, terminated, truncated, info = self.env.step(action)
+        cost = as_cost(info.get("cost"), env_name(self))
+        return obs, reward, terminated, truncated, {**info, "cost": cost}

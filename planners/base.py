@@ -1,0 +1,34 @@
+"""Planner and proposer contracts.
+
+A planner optimises action sequences against an objective it knows nothing about:
+``objective(candidates (N, H, A)) -> scores (N,)``, higher is better, ``-inf`` for
+sequences whose score is not finite. Actions live in ``[-1, 1]``.
+"""
+
+from __future__ import annotations
+
+from typing import Callable, Protocol
+
+import torch
+
+Objective = Callable[[torch.Tensor], torch.Tensor]
+"""``candidates (N, H, A) -> scores (N,)``; never returns NaN (non-finite becomes ``-inf``)."""
+
+
+class Planner(Protocol):
+    """``plan(objective, init (H, A), proposals (n, H, A) | None) -> (H, A)``."""
+
+    def plan(
+        self,
+        objective: Objective,
+        init: torch.Tensor,
+        proposals: torch.Tensor | None = None,
+    ) -> torch.Tensor: ...
+
+
+class Proposer(Protocol):
+    """Any source of candidate action sequences (a language model, a policy, a human)."""
+
+    def propose(self, context: dict[str, object], n: int, horizon: int) -> torch.Tensor:
+        """Return ``(n, H, A)`` action sequences in ``[-1, 1]``."""
+        ...

@@ -1,0 +1,112 @@
+"""The objective: the one place that turns an imagined rollout into a score.
+
+A planner only ever sees ``objective(candidates (N, H, A)) -> scores (N,)``. This
+module builds that function from a world model and the encoded current observation:
+
+    score = sum_t discount**t * alive_t * (reward_t - cost_weight * cost_t)
+            + discount**H * alive_H * terminal_value
+
+with ``alive_0 = 1`` and ``alive_{t+1} = alive_t * continuation_t``. Scores that are
+not finite (NaN or +-inf anywhere in the sum) become ``-inf``, never a small number,
+so a planner can never prefer a sequence the model could not predict.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+import torch
+
+if TYPE_CHECKING:
+    from planners.base import Objective
+    from world_models.base import Rollout, WorldModel
+
+
+def _check_shape(name: str, x: torch.Tensor, shape: tuple[int, ...]) -> None:
+    if tuple(x.shape) != shape:
+        raise ValueError(f"{name}: expected shape {shape}, got {tuple(x.shape)}")
+
+
+def score_rollout(rollout: Rollout, *, discount: float, cost_weight: float) -> torch.Tensor:
+    """Discounted, continuation-weighted return of each imagined row: ``(B,)``.
+
+    Uses ``rollout.rewards``, ``rollout.costs`` and ``rollout.continuation`` (all
+    ``(H, B)``) and ``rollout.terminal_value`` (``(B,)`` or ``None``, then no
+    bootstrap term). Steps whose ``alive`` weight is exactly zero (after a predicted
+    termination with continuation 0) contribute nothing, even if the model's
+    predictions there are not finite. Any other non-finite value makes the row's
+    score ``-inf``.
+    """
+    rewards = rollout.rewards
+    if rewards.dim() != 2:
+        raise ValueError(f"rollout.rewards: expected (H, B), got {tuple(rewards.shape)}")
+    horizon, batch = rewards.shape
+    _check_shape("rollout.costs", rollout.costs, (horizon, batch))
+    _check_shape("rollout.continuation", rollout.continuation, (horizon, batch))
+
+    ones = torch.ones(1, batch, dtype=rewards.dtype, device=rewards.device)
+    survival = torch.cumprod(rollout.continuation.to(rewards.dtype), dim=0)  # (H, B)
+    alive = torch.cat([ones, survival])  # (H+1, B): alive_0 = 1
+    steps = torch.arange(horizon + 1, dtype=rewards.dtype, device=rewards.device)
+    weights = (discount**steps).unsqueeze(1) * alive  # (H+1, B)
+
+    step_values = rewards - cost_weight * rollout.costs.to(rewards.dtype)  # (H, B)
+    terms = _weigh(weights[:horizon], step_values)  # (H, B)
+    score = terms.sum(dim=0)  # (B,)
+    if rollout.terminal_value is not None:
+        _check_shape("rollout.terminal_value", rollout.terminal_value, (batch,))
+        value = rollout.terminal_value.to(rewards.dtype)  # (B,)
+        score = score + _weigh(weights[horizon], value)
+    return torch.where(torch.isfinite(score), score, torch.full_like(score, -torch.inf))
+
+
+def _weigh(weights: torch.Tensor, values: torch.Tensor) -> torch.Tensor:
+    """``weights * values``, but exactly 0 where the weight is 0 (dead rows ignore NaN)."""
+    return torch.where(weights == 0, torch.zeros_like(values), weights * values)
+
+
+def make_objective(
+    model: WorldModel,
+    z0: torch.Tensor,
+    *,
+    particles: int,
+    discount: float,
+    cost_weight: float,
+) -> Objective:
+    """Objective ``candidates (N, H, A) -> scores (N,)`` imagined from latent ``z0 (Z,)``.
+
+    Each candidate is repeated ``P = particles`` times (``repeat_interleave``), so
+    row ``b = n * P + p`` of the imagined batch is particle ``p`` of candidate ``n``;
+    the model imagines all ``N * P`` rows in one call under ``torch.inference_mode()``
+    and each candidate's score is the mean of its particles' scores (``-inf`` if any
+    particle's score is ``-inf``).
+
+    Ensembles route row ``b`` to member ``b % E``: with ``P`` a multiple of ``E``
+    every candidate is imagined by every member equally often (and ``N * P`` is
+    divisible by ``E`` whatever ``N`` the planner uses, which the ensemble requires).
+
+    Candidates are moved to ``z0``'s device and dtype for the model; scores come back
+    on the candidates' device as an ordinary (non-inference) tensor. Nothing is clamped:
+    keeping actions in bounds is the planner's job.
+    """
+    if z0.dim() != 1:
+        raise ValueError(f"make_objective: z0 must be one latent (Z,), got shape {tuple(z0.shape)}")
+    if particles < 1:
+        raise ValueError(f"make_objective: particles must be >= 1, got {particles}")
+
+    def objective(candidates: torch.Tensor) -> torch.Tensor:
+        if candidates.dim() != 3:
+            raise ValueError(f"objective: candidates must be (N, H, A), got shape {tuple(candidates.shape)}")
+        num, _, _ = candidates.shape
+        with torch.inference_mode():
+            actions = candidates.to(device=z0.device, dtype=z0.dtype)
+            # (H, N*P, A), row b = n * P + p
+            actions = actions.transpose(0, 1).repeat_interleave(particles, dim=1)
+            z = z0.expand(num * particles, z0.shape[0])  # (N*P, Z)
+            rollout = model.imagine(z, actions)
+            scores = score_rollout(rollout, discount=discount, cost_weight=cost_weight)
+            _check_shape("objective: imagined row scores", scores, (num * particles,))
+            mean = scores.view(num, particles).mean(dim=1)  # (N,); -inf stays -inf
+        return mean.clone().to(candidates.device)
+
+    return objective

@@ -1,0 +1,75 @@
+"""Train a Rehearse agent from the command line.
+
+    python train_agent.py                                   # InvertedPendulum-v5, short budget
+    python train_agent.py --env HalfCheetah-v5 --total-timesteps 50000 --seed 0 --run-dir runs/hc
+    python train_agent.py --env Pendulum-v1 --planner-horizon 30 --planner-name mppi
+
+Every field of the preset (agent/presets/<env>.yaml) has a flag ``--<section>-<field>``.
+Re-running with the same run directory (or ``--resume``) continues where it stopped.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import sys
+from pathlib import Path
+from typing import Any, Sequence
+
+from agent import CheckpointError, ConfigError, MBRLAgent, resolve_config
+from agent.agent import CHECKPOINT_NAME
+from agent.config import SECTIONS
+from envs import EnvironmentSpecError, NonFiniteError, parse_env_kwargs
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        description="Train a model-based agent (world model + CEM/MPPI planning) on a Gymnasium task.",
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    )
+    parser.add_argument("--env", default="InvertedPendulum-v5", help="Gymnasium id or package.module:EnvClass")
+    parser.add_argument("--env-kwargs", nargs="*", default=[], metavar="KEY=VALUE", help="environment kwargs")
+    parser.add_argument("--total-timesteps", type=int, default=None, help="environment steps (default: preset)")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--run-dir", type=Path, default=None, help="default: runs/<env>-seed<seed>")
+    parser.add_argument("--device", choices=["auto", "cpu", "cuda"], default="auto")
+    parser.add_argument("--resume", action="store_true", help="require a checkpoint in --run-dir and continue it")
+    parser.add_argument("--no-progress-bar", action="store_true")
+    group = parser.add_argument_group("preset overrides (any preset value)")
+    for section, cls in SECTIONS.items():
+        for field in dataclasses.fields(cls):
+            flag = f"--{section}-{field.name.replace('_', '-')}"
+            group.add_argument(flag, dest=f"{section}.{field.name}", default=argparse.SUPPRESS, metavar="V")
+    return parser
+
+
+def overrides_from_args(args: argparse.Namespace) -> dict[str, Any]:
+    """Collect ``section.field`` overrides plus the top-level flags."""
+    overrides = {k: v for k, v in vars(args).items() if "." in k}
+    overrides.update(seed=args.seed, device=args.device, env_kwargs=parse_env_kwargs(args.env_kwargs))
+    if args.total_timesteps is not None:
+        overrides["train.total_timesteps"] = args.total_timesteps
+    return overrides
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        config = resolve_config(args.env, overrides_from_args(args))
+        run_dir = args.run_dir or Path("runs") / f"{args.env.replace('/', '_').replace(':', '_')}-seed{args.seed}"
+        if args.resume and not (run_dir / CHECKPOINT_NAME).exists():
+            raise CheckpointError(f"--resume given but {run_dir / CHECKPOINT_NAME} does not exist")
+        agent = MBRLAgent(args.env, config, run_dir=run_dir)
+        resumed = f" (resuming at step {agent.num_timesteps})" if agent.num_timesteps else ""
+        print(f"Run directory: {run_dir}{resumed}", flush=True)
+        agent.learn(config.train.total_timesteps, progress_bar=not args.no_progress_bar)
+    except (ConfigError, CheckpointError, EnvironmentSpecError, NonFiniteError, MemoryError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    last = f"; last eval mean return {agent.last_eval_return:.1f}" if agent.last_eval_return is not None else ""
+    print(f"Done: {agent.num_timesteps} steps{last}. Outputs in {run_dir}", flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,67 @@
+"""Batched ensemble layers: ``E`` independent MLPs evaluated as one ``baddbmm``.
+
+Every tensor that flows through an ensemble carries the member axis first:
+``(E, M, features)``, where ``M`` rows are handled by each member.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+from torch import nn
+
+
+class EnsembleLinear(nn.Module):
+    """``E`` linear maps at once: ``(E, M, in) -> (E, M, out)``; weights ``(E, in, out)``."""
+
+    def __init__(self, ensemble_size: int, in_features: int, out_features: int) -> None:
+        super().__init__()
+        self.ensemble_size = ensemble_size
+        self.weight = nn.Parameter(torch.empty(ensemble_size, in_features, out_features))
+        self.bias = nn.Parameter(torch.empty(ensemble_size, 1, out_features))
+        bound = 1.0 / math.sqrt(in_features)
+        nn.init.trunc_normal_(self.weight, std=bound, a=-2 * bound, b=2 * bound)
+        nn.init.zeros_(self.bias)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if x.dim() != 3 or x.shape[0] != self.ensemble_size:
+            raise ValueError(
+                f"EnsembleLinear expects (E={self.ensemble_size}, M, in) input, got {tuple(x.shape)}"
+            )
+        return torch.baddbmm(self.bias, x, self.weight)
+
+
+class EnsembleMLP(nn.Module):
+    """``num_layers`` hidden ensemble layers with SiLU, then a linear head: ``(E, M, in) -> (E, M, out)``."""
+
+    def __init__(
+        self, ensemble_size: int, in_features: int, out_features: int, hidden_dim: int, num_layers: int
+    ) -> None:
+        super().__init__()
+        layers: list[nn.Module] = []
+        width = in_features
+        for _ in range(num_layers):
+            layers += [EnsembleLinear(ensemble_size, width, hidden_dim), nn.SiLU()]
+            width = hidden_dim
+        layers.append(EnsembleLinear(ensemble_size, width, out_features))
+        self.net = nn.Sequential(*layers)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.net(x)  # type: ignore[no-any-return]
+
+
+def to_members(x: torch.Tensor, ensemble_size: int) -> torch.Tensor:
+    """Route rows to members: ``(B, ...) -> (E, B // E, ...)``, row ``b`` goes to member ``b % E``."""
+    batch = x.shape[0]
+    if batch % ensemble_size:
+        raise ValueError(
+            f"batch of {batch} rows cannot be split over {ensemble_size} ensemble members; "
+            "use a particle count that is a multiple of the ensemble size"
+        )
+    return x.reshape(batch // ensemble_size, ensemble_size, *x.shape[1:]).transpose(0, 1)
+
+
+def from_members(x: torch.Tensor) -> torch.Tensor:
+    """Inverse of :func:`to_members`: ``(E, M, ...) -> (M * E, ...)``."""
+    return x.transpose(0, 1).reshape(x.shape[0] * x.shape[1], *x.shape[2:])

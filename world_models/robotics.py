@@ -1,0 +1,183 @@
+"""RoboticsWorldModel: an ensemble of probabilistic MLPs over proprioceptive state.
+
+Input ``z = [state (S), visual embedding (V, optional)]`` and an action ``(A)``; the
+network predicts a Gaussian over ``[delta z (S+V), reward (1)]``, a continuation
+logit and a safety (cost) logit. Row ``b`` of any batch handed to :meth:`imagine`
+is handled by ensemble member ``b % E`` for the whole horizon (trajectory sampling).
+"""
+
+from __future__ import annotations
+
+from typing import NamedTuple
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from world_models.base import Rollout
+from world_models.ensemble import EnsembleMLP, from_members, to_members
+from world_models.normalizer import Normalizer
+
+
+class ModelBatch(NamedTuple):
+    """Training transitions, one independent minibatch per member: leading ``(E, B)``."""
+
+    obs: torch.Tensor  # (E, B, S+V)
+    actions: torch.Tensor  # (E, B, A)
+    rewards: torch.Tensor  # (E, B)
+    costs: torch.Tensor  # (E, B)
+    terminated: torch.Tensor  # (E, B) bool
+    next_obs: torch.Tensor  # (E, B, S+V)
+
+
+class StepPrediction(NamedTuple):
+    """One imagined step for ``(E, M)`` rows."""
+
+    mean: torch.Tensor  # (E, M, D) normalised [delta z, reward]
+    logvar: torch.Tensor  # (E, M, D)
+    continuation_logit: torch.Tensor  # (E, M)
+    cost_logit: torch.Tensor  # (E, M)
+
+
+class RoboticsWorldModel(nn.Module):
+    """Ensemble dynamics, reward, continuation and safety model on state vectors."""
+
+    def __init__(
+        self,
+        state_dim: int,
+        action_dim: int,
+        *,
+        embed_dim: int = 0,
+        ensemble_size: int = 5,
+        hidden_dim: int = 200,
+        num_layers: int = 4,
+        learning_rate: float = 1e-3,
+        weight_decay: float = 1e-5,
+        logvar_bound_weight: float = 0.01,
+    ) -> None:
+        super().__init__()
+        self.state_dim = state_dim + embed_dim  # z = [state, embedding]
+        self.action_dim = action_dim
+        self.ensemble_size = ensemble_size
+        self.logvar_bound_weight = logvar_bound_weight
+        self.target_dim = self.state_dim + 1  # delta z and reward
+        self.net = EnsembleMLP(
+            ensemble_size, self.state_dim + action_dim, 2 * self.target_dim + 2, hidden_dim, num_layers
+        )
+        self.max_logvar = nn.Parameter(torch.full((self.target_dim,), 0.5))
+        self.min_logvar = nn.Parameter(torch.full((self.target_dim,), -10.0))
+        self.input_norm = Normalizer(self.state_dim + action_dim)
+        self.target_norm = Normalizer(self.target_dim)
+        self.optimizer = torch.optim.AdamW(self.parameters(), lr=learning_rate, weight_decay=weight_decay)
+
+    # ----------------------------------------------------------------- small pieces
+    def encode(self, obs: torch.Tensor) -> torch.Tensor:
+        """``(B, S+V) -> (B, Z)``: the state is its own latent."""
+        if obs.dim() != 2 or obs.shape[1] != self.state_dim:
+            raise ValueError(f"encode expects (B, {self.state_dim}) observations, got {tuple(obs.shape)}")
+        return obs.to(dtype=torch.float32)
+
+    def predict(self, z: torch.Tensor, action: torch.Tensor) -> StepPrediction:
+        """``z (E, M, Z)``, ``action (E, M, A)`` -> one step's normalised prediction."""
+        out = self.net(self.input_norm.normalize(torch.cat([z, action], dim=-1)))
+        d = self.target_dim
+        raw_logvar = out[..., d : 2 * d]
+        logvar = self.max_logvar - F.softplus(self.max_logvar - raw_logvar)
+        logvar = self.min_logvar + F.softplus(logvar - self.min_logvar)
+        return StepPrediction(out[..., :d], logvar, out[..., 2 * d], out[..., 2 * d + 1])
+
+    def next(self, z: torch.Tensor, pred: StepPrediction) -> torch.Tensor:
+        """Mean next latent ``(E, M, Z)`` from the current one and a prediction."""
+        return z + self.target_norm.denormalize(pred.mean)[..., :-1]
+
+    def reward(self, pred: StepPrediction) -> torch.Tensor:
+        """Mean predicted reward ``(E, M)``."""
+        return self.target_norm.denormalize(pred.mean)[..., -1]
+
+    def continuation(self, pred: StepPrediction) -> torch.Tensor:
+        """Probability ``(E, M)`` that the episode goes on after the step."""
+        return torch.sigmoid(pred.continuation_logit)
+
+    def safety(self, pred: StepPrediction) -> torch.Tensor:
+        """Probability ``(E, M)`` that the step is unsafe (incurs cost)."""
+        return torch.sigmoid(pred.cost_logit)
+
+    # ----------------------------------------------------------------- imagination
+    def imagine(self, z0: torch.Tensor, actions: torch.Tensor) -> Rollout:
+        """``z0 (B, Z)``, ``actions (H, B, A)`` -> Rollout of ``(H, B)`` tensors; ``B % E == 0``."""
+        horizon, batch, _ = actions.shape
+        if z0.shape != (batch, self.state_dim) or actions.shape[2] != self.action_dim:
+            raise ValueError(
+                f"imagine expects z0 (B, {self.state_dim}) and actions (H, B, {self.action_dim}); "
+                f"got {tuple(z0.shape)} and {tuple(actions.shape)}"
+            )
+        e = self.ensemble_size
+        z = to_members(z0, e)  # (E, M, Z)
+        acts = to_members(actions.transpose(0, 1), e)  # (E, M, H, A)
+        latents, rewards, conts, costs = [z], [], [], []
+        for t in range(horizon):
+            pred = self.predict(z, acts[:, :, t])
+            z = self.next(z, pred)
+            latents.append(z)
+            rewards.append(self.reward(pred))
+            conts.append(self.continuation(pred))
+            costs.append(self.safety(pred))
+
+        def rows(xs: list[torch.Tensor]) -> torch.Tensor:  # list of (E, M, ...) -> (len, B, ...)
+            return torch.stack([from_members(x) for x in xs])
+
+        reward_rows = rows(rewards)
+        return Rollout(
+            rewards=reward_rows,
+            costs=rows(costs),
+            continuation=rows(conts),
+            latents=rows(latents),
+            disagreement=torch.zeros_like(reward_rows),
+        )
+
+    # ----------------------------------------------------------------- training
+    def fit_normalizers(
+        self, obs: torch.Tensor, actions: torch.Tensor, rewards: torch.Tensor, next_obs: torch.Tensor
+    ) -> None:
+        """Set input and target statistics from all stored data: ``(B, Z)``, ``(B, A)``, ``(B,)``, ``(B, Z)``."""
+        self.input_norm.fit(torch.cat([obs, actions], dim=-1))
+        self.target_norm.fit(torch.cat([next_obs - obs, rewards[:, None]], dim=-1))
+
+    def loss(self, batch: ModelBatch) -> tuple[torch.Tensor, dict[str, float]]:
+        """Gaussian NLL on normalised targets + continuation and safety BCE; ``(E, B)`` batch."""
+        pred = self.predict(batch.obs, batch.actions)
+        target = self.target_norm.normalize(
+            torch.cat([batch.next_obs - batch.obs, batch.rewards[..., None]], dim=-1)
+        )
+        sq_err = (pred.mean - target) ** 2
+        nll = (sq_err * torch.exp(-pred.logvar) + pred.logvar).mean()
+        bound = self.logvar_bound_weight * (self.max_logvar.sum() - self.min_logvar.sum())
+        cont_target = (~batch.terminated).to(torch.float32)
+        cont_bce = F.binary_cross_entropy_with_logits(pred.continuation_logit, cont_target)
+        cost_bce = F.binary_cross_entropy_with_logits(pred.cost_logit, (batch.costs > 0).to(torch.float32))
+        total = nll + bound + cont_bce + cost_bce
+        reward_std = self.target_norm.std[-1]
+        metrics = {
+            "world_model/loss": total.item(),
+            "world_model/nll": nll.item(),
+            "world_model/state_mse": sq_err[..., :-1].mean().item(),
+            "world_model/reward_mse": (sq_err[..., -1].mean() * reward_std**2).item(),
+            "world_model/continuation_bce": cont_bce.item(),
+            "safety/cost_bce": cost_bce.item(),
+        }
+        return total, metrics
+
+    def update(self, batch: ModelBatch) -> dict[str, float]:
+        """One optimisation step on an ``(E, B)`` batch; returns metrics."""
+        self.train()
+        total, metrics = self.loss(batch)
+        if not torch.isfinite(total):
+            raise FloatingPointError(
+                f"world-model loss became non-finite ({metrics}); lower the learning rate "
+                "or check the environment's observations for extreme values"
+            )
+        self.optimizer.zero_grad(set_to_none=True)
+        total.backward()
+        self.optimizer.step()
+        self.eval()
+        return metrics
