@@ -18,7 +18,7 @@ from typing import Any, Sequence
 
 from agent import CheckpointError, ConfigError, MBRLAgent, resolve_config
 from agent.agent import CHECKPOINT_NAME
-from agent.config import SECTIONS
+from agent.config import SECTIONS, default_run_dir
 from envs import EnvironmentSpecError, NonFiniteError, parse_env_kwargs
 
 
@@ -29,6 +29,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--env", default="InvertedPendulum-v5", help="Gymnasium id or package.module:EnvClass")
     parser.add_argument("--env-kwargs", nargs="*", default=[], metavar="KEY=VALUE", help="environment kwargs")
+    parser.add_argument("--preset", default=None, help="preset name (e.g. debug) or YAML path; default: the env's")
     parser.add_argument("--total-timesteps", type=int, default=None, help="environment steps (default: preset)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--run-dir", type=Path, default=None, help="default: runs/<env>-seed<seed>")
@@ -55,8 +56,8 @@ def overrides_from_args(args: argparse.Namespace) -> dict[str, Any]:
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
-        config = resolve_config(args.env, overrides_from_args(args))
-        run_dir = args.run_dir or Path("runs") / f"{args.env.replace('/', '_').replace(':', '_')}-seed{args.seed}"
+        config = resolve_config(args.env, overrides_from_args(args), preset=args.preset)
+        run_dir = args.run_dir or default_run_dir(args.env, args.seed)
         if args.resume and not (run_dir / CHECKPOINT_NAME).exists():
             raise CheckpointError(f"--resume given but {run_dir / CHECKPOINT_NAME} does not exist")
         agent = MBRLAgent(args.env, config, run_dir=run_dir)

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import collections
 import copy
+import resource
 import time
 from pathlib import Path
 from typing import Any
@@ -20,7 +21,15 @@ from tqdm.auto import tqdm
 
 from agent.buffer import ReplayBuffer, Transitions
 from agent.checkpoint import load_checkpoint, numpy_to_tensors, save_checkpoint, tensors_to_numpy
-from agent.config import Config, ConfigError, config_from_dict, config_to_dict, resolve_config, validate
+from agent.config import (
+    Config,
+    ConfigError,
+    config_from_dict,
+    config_to_dict,
+    default_run_dir,
+    resolve_config,
+    validate,
+)
 from agent.evaluation import EvalResult, evaluate
 from agent.logger import RunLogger, truncate_outputs
 from envs import env_dims, make_env, wrap_env
@@ -147,7 +156,8 @@ class MBRLAgent:
         with torch.inference_mode():
             z0 = self.model.encode(torch.as_tensor(obs, dtype=torch.float32, device=self.device)[None])[0]
         objective = make_objective(
-            self.model, z0, particles=p.particles, discount=p.discount, cost_weight=p.cost_weight
+            self.model, z0, particles=p.particles, discount=p.discount, cost_weight=p.cost_weight,
+            pessimism=p.pessimism,
         )
         start = time.perf_counter()
         plan = planner.plan(objective, warm.init())
@@ -197,7 +207,7 @@ class MBRLAgent:
 
     def _open_run(self) -> None:
         if self.run_dir is None:
-            self.run_dir = Path("runs") / f"{self.config.env_id.replace('/', '_').replace(':', '_')}-seed{self.config.seed}"
+            self.run_dir = default_run_dir(self.config.env_id, self.config.seed)
         self.run_dir.mkdir(parents=True, exist_ok=True)
         (self.run_dir / "config.yaml").write_text(yaml.safe_dump(config_to_dict(self.config), sort_keys=False))
         self.logger = RunLogger(self.run_dir, self.config.env_id)
@@ -264,13 +274,12 @@ class MBRLAgent:
         self._train_metrics = metrics
 
     def _fit_normalizers(self) -> None:
-        data = self.buffer.state_dict()
-        size = len(self.buffer)
+        data = self.buffer.stored()
 
-        def tensor(key: str) -> torch.Tensor:
-            return torch.as_tensor(np.asarray(data[key][:size]), dtype=torch.float32, device=self.device)
+        def tensor(x: np.ndarray) -> torch.Tensor:
+            return torch.tensor(np.asarray(x, dtype=np.float32), device=self.device)
 
-        self.model.fit_normalizers(tensor("obs"), tensor("actions"), tensor("rewards"), tensor("next_obs"))
+        self.model.fit_normalizers(tensor(data.obs), tensor(data.actions), tensor(data.rewards), tensor(data.next_obs))
 
     def _to_model_batch(self, batch: Transitions) -> ModelBatch:
         def tensor(x: np.ndarray, dtype: torch.dtype = torch.float32) -> torch.Tensor:
@@ -305,6 +314,7 @@ class MBRLAgent:
         elapsed = max(time.time() - self._start_time, 1e-9)
         self.logger.record("time/fps", (self.num_timesteps - self._start_steps) / elapsed)
         self.logger.record("time/time_elapsed", elapsed)
+        self.logger.record("time/peak_rss_mb", resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)
         if self._ep_returns:
             self.logger.record("rollout/ep_rew_mean", float(np.mean(self._ep_returns)))
         if self._plan_ms:

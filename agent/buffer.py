@@ -194,6 +194,18 @@ class ReplayBuffer:
         """Number of stored transitions (at most ``capacity``)."""
         return self._size
 
+    def stored(self) -> Transitions:
+        """Read-only views ``(size, ...)`` of every stored transition, in slot order (no copy)."""
+        n = self._size
+        views = [self._obs, self._actions, self._rewards, self._costs, self._terminated, self._truncated,
+                 self._next_obs]
+        out = []
+        for array in views:
+            view = array[:n]
+            view.flags.writeable = False
+            out.append(view)
+        return Transitions(*out)
+
     def add(
         self,
         obs: Any,

@@ -61,6 +61,8 @@ class PlannerConfig:
     """Discount of imagined rewards."""
     cost_weight: float = 0.0
     """Penalty per unit of predicted unsafe probability."""
+    pessimism: float = 0.0
+    """Subtract this many standard deviations of the particles' returns (ensemble disagreement)."""
 
 
 @dataclass
@@ -183,25 +185,41 @@ def config_from_dict(data: Mapping[str, Any]) -> Config:
     return Config(**top, **sections)
 
 
+def safe_name(env_id: str) -> str:
+    """``env_id`` usable as a file name (``/`` and ``:`` replaced by ``_``)."""
+    return env_id.replace("/", "_").replace(":", "_")
+
+
+def default_run_dir(env_id: str, seed: int) -> Path:
+    """``runs/<env>-seed<seed>``: re-running the same command resumes the same run."""
+    return Path("runs") / f"{safe_name(env_id)}-seed{seed}"
+
+
 def preset_path(env_id: str) -> Path:
     """Where the preset for ``env_id`` lives (``/`` and ``:`` replaced by ``_``)."""
-    return PRESET_DIR / f"{env_id.replace('/', '_').replace(':', '_')}.yaml"
+    return PRESET_DIR / f"{safe_name(env_id)}.yaml"
 
 
-def load_preset(env_id: str) -> dict[str, Any]:
-    """The preset for ``env_id``, or the ``default`` preset when it has none."""
-    path = preset_path(env_id)
-    if not path.exists():
-        path = PRESET_DIR / "default.yaml"
+def load_preset(env_id: str, preset: str | None = None) -> dict[str, Any]:
+    """A preset by name (``debug``) or path, else the one for ``env_id``, else ``default``."""
+    if preset is not None:
+        path = Path(preset) if preset.endswith((".yaml", ".yml")) else PRESET_DIR / f"{preset}.yaml"
+        if not path.exists():
+            names = sorted(p.stem for p in PRESET_DIR.glob("*.yaml"))
+            raise ConfigError(f"no preset {preset!r}; give a YAML path or one of {names}")
+    else:
+        path = preset_path(env_id)
+        if not path.exists():
+            path = PRESET_DIR / "default.yaml"
     data = yaml.safe_load(path.read_text()) or {}
     if not isinstance(data, dict):
         raise ConfigError(f"preset {path} must be a mapping of sections to values")
     return data
 
 
-def resolve_config(env_id: str, overrides: Mapping[str, Any] | None = None) -> Config:
-    """Defaults <- preset for ``env_id`` <- overrides."""
-    config = apply_overrides(Config(env_id=env_id), load_preset(env_id))
+def resolve_config(env_id: str, overrides: Mapping[str, Any] | None = None, preset: str | None = None) -> Config:
+    """Defaults <- preset (``preset`` or the one for ``env_id``) <- overrides."""
+    config = apply_overrides(Config(env_id=env_id), load_preset(env_id, preset))
     config = apply_overrides(config, {"env_id": env_id})
     return apply_overrides(config, overrides or {})
 

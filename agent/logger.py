@@ -7,6 +7,7 @@ import csv
 import json
 import time
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 from torch.utils.tensorboard import SummaryWriter
@@ -79,7 +80,8 @@ class RunLogger:
         data["ep_lengths"].append(lengths)
         data["costs"].append(costs)
         tmp = self._evaluations.with_suffix(".tmp.npz")
-        np.savez(tmp, **{k: np.stack(v) for k, v in data.items()})
+        arrays: dict[str, Any] = {k: np.stack(v) for k, v in data.items()}
+        np.savez(tmp, **arrays)
         tmp.replace(self._evaluations)
 
     def close(self) -> None:
@@ -93,7 +95,7 @@ def truncate_outputs(run_dir: str | Path, step: int) -> None:
     if evaluations.exists():
         with np.load(evaluations, allow_pickle=False) as old:
             keep = old["timesteps"] <= step
-            data = {k: old[k][keep] for k in old.files}
+            data: dict[str, Any] = {k: old[k][keep] for k in old.files}
         np.savez(evaluations.with_suffix(".tmp.npz"), **data)
         evaluations.with_suffix(".tmp.npz").replace(evaluations)
     progress = run_dir / "progress.csv"

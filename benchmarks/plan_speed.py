@@ -66,7 +66,7 @@ def matmul_peak_gflops(size: int = 2048, repeats: int = 10) -> float:
 def flops_per_plan(case: SpeedCase) -> float:
     """Multiply-add FLOPs of the MLP evaluations in one plan (the mean is scored as an extra candidate)."""
     widths = [case.state_dim + case.action_dim] + [case.hidden_dim] * case.num_layers + [2 * (case.state_dim + 1) + 2]
-    per_row = sum(2 * i * o for i, o in zip(widths[:-1], widths[1:]))
+    per_row = sum(2 * i * o for i, o in zip(widths[:-1], widths[1:], strict=True))
     rows = (case.num_candidates + 1) * case.particles
     return float(per_row * rows * case.horizon * case.iterations)
 

@@ -72,6 +72,7 @@ def make_objective(
     particles: int,
     discount: float,
     cost_weight: float,
+    pessimism: float = 0.0,
 ) -> Objective:
     """Objective ``candidates (N, H, A) -> scores (N,)`` imagined from latent ``z0 (Z,)``.
 
@@ -79,7 +80,9 @@ def make_objective(
     row ``b = n * P + p`` of the imagined batch is particle ``p`` of candidate ``n``;
     the model imagines all ``N * P`` rows in one call under ``torch.inference_mode()``
     and each candidate's score is the mean of its particles' scores (``-inf`` if any
-    particle's score is ``-inf``).
+    particle's score is ``-inf``), minus ``pessimism`` times their standard deviation:
+    where the ensemble members disagree (states the model has not seen), a candidate
+    is worth less, so the planner does not exploit model errors.
 
     Ensembles route row ``b`` to member ``b % E``: with ``P`` a multiple of ``E``
     every candidate is imagined by every member equally often (and ``N * P`` is
@@ -106,7 +109,11 @@ def make_objective(
             rollout = model.imagine(z, actions)
             scores = score_rollout(rollout, discount=discount, cost_weight=cost_weight)
             _check_shape("objective: imagined row scores", scores, (num * particles,))
-            mean = scores.view(num, particles).mean(dim=1)  # (N,); -inf stays -inf
+            per_particle = scores.view(num, particles)  # (N, P)
+            mean = per_particle.mean(dim=1)  # (N,); -inf stays -inf
+            if pessimism and particles > 1:
+                spread = per_particle.std(dim=1)
+                mean = torch.where(torch.isfinite(spread), mean - pessimism * spread, mean)
         return mean.clone().to(candidates.device)
 
     return objective

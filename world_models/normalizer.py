@@ -9,6 +9,9 @@ from torch import nn
 class Normalizer(nn.Module):
     """Holds a mean and a floored std as buffers, so they travel with ``state_dict``."""
 
+    mean: torch.Tensor
+    std: torch.Tensor
+
     def __init__(self, size: int, min_std: float = 1e-2) -> None:
         super().__init__()
         self.min_std = min_std

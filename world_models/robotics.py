@@ -34,7 +34,7 @@ class StepPrediction(NamedTuple):
     """One imagined step for ``(E, M)`` rows."""
 
     mean: torch.Tensor  # (E, M, D) normalised [delta z, reward]
-    logvar: torch.Tensor  # (E, M, D)
+    logvar: torch.Tensor | None  # (E, M, D); None when not asked for
     continuation_logit: torch.Tensor  # (E, M)
     cost_logit: torch.Tensor  # (E, M)
 
@@ -77,13 +77,17 @@ class RoboticsWorldModel(nn.Module):
             raise ValueError(f"encode expects (B, {self.state_dim}) observations, got {tuple(obs.shape)}")
         return obs.to(dtype=torch.float32)
 
-    def predict(self, z: torch.Tensor, action: torch.Tensor) -> StepPrediction:
-        """``z (E, M, Z)``, ``action (E, M, A)`` -> one step's normalised prediction."""
+    def predict(self, z: torch.Tensor, action: torch.Tensor, with_variance: bool = True) -> StepPrediction:
+        """``z (E, M, Z)``, ``action (E, M, A)`` -> one step's normalised prediction.
+
+        ``with_variance=False`` skips the bounded log-variance (imagination uses means only).
+        """
         out = self.net(self.input_norm.normalize(torch.cat([z, action], dim=-1)))
         d = self.target_dim
-        raw_logvar = out[..., d : 2 * d]
-        logvar = self.max_logvar - F.softplus(self.max_logvar - raw_logvar)
-        logvar = self.min_logvar + F.softplus(logvar - self.min_logvar)
+        logvar = None
+        if with_variance:
+            logvar = self.max_logvar - F.softplus(self.max_logvar - out[..., d : 2 * d])
+            logvar = self.min_logvar + F.softplus(logvar - self.min_logvar)
         return StepPrediction(out[..., :d], logvar, out[..., 2 * d], out[..., 2 * d + 1])
 
     def next(self, z: torch.Tensor, pred: StepPrediction) -> torch.Tensor:
@@ -116,7 +120,7 @@ class RoboticsWorldModel(nn.Module):
         acts = to_members(actions.transpose(0, 1), e)  # (E, M, H, A)
         latents, rewards, conts, costs = [z], [], [], []
         for t in range(horizon):
-            pred = self.predict(z, acts[:, :, t])
+            pred = self.predict(z, acts[:, :, t], with_variance=False)
             z = self.next(z, pred)
             latents.append(z)
             rewards.append(self.reward(pred))
@@ -150,6 +154,7 @@ class RoboticsWorldModel(nn.Module):
             torch.cat([batch.next_obs - batch.obs, batch.rewards[..., None]], dim=-1)
         )
         sq_err = (pred.mean - target) ** 2
+        assert pred.logvar is not None
         nll = (sq_err * torch.exp(-pred.logvar) + pred.logvar).mean()
         bound = self.logvar_bound_weight * (self.max_logvar.sum() - self.min_logvar.sum())
         cont_target = (~batch.terminated).to(torch.float32)

@@ -1,0 +1,124 @@
+"""Returns against environment steps: train several seeds with train_agent.py and summarise.
+
+    python -m benchmarks.returns --env InvertedPendulum-v5 --seeds 0 1 2 --threshold 1000 \
+        --out benchmarks/results/InvertedPendulum-v5
+
+Runs (one after another, each resumable) go to ``<out>/runs/seed<k>``; the summary
+(``summary.md``, ``summary.json``) holds the command, per-seed curves, mean and IQM with
+a 95% bootstrap interval at every evaluation step, steps and wall-clock to reach the
+threshold, and peak memory. Extra flags after ``--`` go to train_agent.py unchanged.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import shlex
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+
+def iqm(values: np.ndarray) -> float:
+    """Interquartile mean: the mean of the middle 50% (linear interpolation at the edges)."""
+    x = np.sort(np.asarray(values, dtype=float))
+    n = len(x)
+    lo, hi = 0.25 * n, 0.75 * n
+    weights = np.clip(np.minimum(np.arange(1, n + 1), hi) - np.maximum(np.arange(n), lo), 0, None)
+    return float((weights * x).sum() / weights.sum())
+
+
+def bootstrap_ci(values: np.ndarray, stat: Any = iqm, reps: int = 2000, seed: int = 0) -> tuple[float, float]:
+    """95% percentile bootstrap interval of ``stat`` over resampled runs."""
+    rng = np.random.default_rng(seed)
+    values = np.asarray(values, dtype=float)
+    stats = [stat(values[rng.integers(0, len(values), len(values))]) for _ in range(reps)]
+    return float(np.percentile(stats, 2.5)), float(np.percentile(stats, 97.5))
+
+
+def read_run(run_dir: Path) -> dict[str, Any]:
+    """Evaluation curve, wall-clock per eval step and peak memory of one run directory."""
+    evaluations = np.load(run_dir / "evaluations.npz")
+    steps = evaluations["timesteps"].astype(int)
+    returns = evaluations["results"].mean(axis=1)
+    wall: dict[int, float] = {}
+    peak = 0.0
+    with (run_dir / "progress.csv").open(newline="") as handle:
+        for row in csv.DictReader(handle):
+            step = int(float(row["time/total_timesteps"]))
+            if row.get("time/time_elapsed"):
+                wall[step] = float(row["time/time_elapsed"])
+            if row.get("time/peak_rss_mb"):
+                peak = max(peak, float(row["time/peak_rss_mb"]))
+    return {"steps": steps.tolist(), "returns": returns.tolist(),
+            "wall": [wall.get(int(s)) for s in steps], "peak_rss_mb": peak}
+
+
+def first_reach(run: dict[str, Any], threshold: float) -> tuple[int | None, float | None]:
+    """First evaluation step (and its wall-clock) whose mean return reaches ``threshold``."""
+    for step, ret, wall in zip(run["steps"], run["returns"], run["wall"], strict=True):
+        if ret >= threshold:
+            return step, wall
+    return None, None
+
+
+def summarise(env_id: str, runs: dict[int, dict[str, Any]], threshold: float | None, command: str) -> str:
+    """Markdown report of all seeds."""
+    steps = sorted(set.intersection(*(set(r["steps"]) for r in runs.values())))
+    lines = [f"# {env_id}", "", f"Command: `{command}`", "",
+             "| step | " + " | ".join(f"seed {s}" for s in runs) + " | mean | IQM [95% CI] |",
+             "|---|" + "---|" * (len(runs) + 2)]
+    for step in steps:
+        values = np.array([r["returns"][r["steps"].index(step)] for r in runs.values()])
+        lo, hi = bootstrap_ci(values)
+        cells = " | ".join(f"{v:.1f}" for v in values)
+        lines.append(f"| {step} | {cells} | {values.mean():.1f} | {iqm(values):.1f} [{lo:.1f}, {hi:.1f}] |")
+    lines += ["", "| seed | final return | wall-clock s | peak memory MiB |"
+              + (f" steps to {threshold:g} | s to {threshold:g} |" if threshold is not None else ""),
+              "|---|---|---|---|" + ("---|---|" if threshold is not None else "")]
+    for seed, r in runs.items():
+        row = f"| {seed} | {r['returns'][-1]:.1f} | {r['wall'][-1] or float('nan'):.0f} | {r['peak_rss_mb']:.0f} |"
+        if threshold is not None:
+            step, wall = first_reach(r, threshold)
+            row += f" {step if step is not None else 'not reached'} | {f'{wall:.0f}' if wall else '-'} |"
+        lines.append(row)
+    return "\n".join(lines) + "\n"
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--env", required=True)
+    parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+    parser.add_argument("--total-timesteps", type=int, default=None)
+    parser.add_argument("--threshold", type=float, default=None, help="report steps/wall-clock to reach it")
+    parser.add_argument("--out", type=Path, required=True)
+    parser.add_argument("--summary-only", action="store_true", help="do not train, summarise existing runs")
+    parser.add_argument("train_args", nargs=argparse.REMAINDER, help="after --: extra train_agent.py flags")
+    args = parser.parse_args()
+    extra = [a for a in args.train_args if a != "--"]
+    command = "python -m benchmarks.returns " + " ".join(shlex.quote(a) for a in sys.argv[1:])
+    runs: dict[int, dict[str, Any]] = {}
+    for seed in args.seeds:
+        run_dir = args.out / "runs" / f"seed{seed}"
+        if not args.summary_only:
+            cmd = [sys.executable, "train_agent.py", "--env", args.env, "--seed", str(seed), "--run-dir",
+                   str(run_dir), "--no-progress-bar", *extra]
+            if args.total_timesteps is not None:
+                cmd += ["--total-timesteps", str(args.total_timesteps)]
+            print("$", " ".join(shlex.quote(c) for c in cmd), flush=True)
+            subprocess.run(cmd, check=True)
+        runs[seed] = read_run(run_dir)
+    report = summarise(args.env, runs, args.threshold, command)
+    args.out.mkdir(parents=True, exist_ok=True)
+    (args.out / "summary.md").write_text(report)
+    (args.out / "summary.json").write_text(json.dumps({"env": args.env, "command": command, "runs": runs}, indent=1))
+    print(report)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

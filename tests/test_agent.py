@@ -1,0 +1,140 @@
+"""Agent loop: resume exactness, save/load, outputs, predict without side effects, learning."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from agent import MBRLAgent, resolve_config
+from agent.agent import CHECKPOINT_NAME
+from agent.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
+from agent.config import Config, ConfigError, apply_overrides, validate
+from envs import POINT_MASS_ID
+
+
+def debug_config(**overrides: object) -> Config:
+    return resolve_config(POINT_MASS_ID, {"device": "cpu", **overrides}, preset="debug")
+
+
+def test_resume_continues_exactly(tmp_path: Path) -> None:
+    straight = MBRLAgent(POINT_MASS_ID, debug_config(), run_dir=tmp_path / "a")
+    straight.learn(200, progress_bar=False)
+
+    first = MBRLAgent(POINT_MASS_ID, debug_config(), run_dir=tmp_path / "b")
+    first.learn(100, progress_bar=False)
+    resumed = MBRLAgent(POINT_MASS_ID, debug_config(), run_dir=tmp_path / "b")
+    assert resumed.num_timesteps == 100
+    resumed.learn(200, progress_bar=False)
+
+    for key, value in straight.model.state_dict().items():
+        torch.testing.assert_close(value, resumed.model.state_dict()[key], rtol=0, atol=0, msg=key)
+    a, b = straight.buffer.stored(), resumed.buffer.stored()
+    for x, y in zip(a, b, strict=True):
+        np.testing.assert_array_equal(x, y)  # same actions, rewards, observations
+    progress_a = (tmp_path / "a" / "progress.csv").read_text().splitlines()
+    progress_b = (tmp_path / "b" / "progress.csv").read_text().splitlines()
+    loss_col = progress_a[0].split(",").index("world_model/loss")
+    assert [r.split(",")[loss_col] for r in progress_a[1:]] == [r.split(",")[loss_col] for r in progress_b[1:]]
+    eval_a = np.load(tmp_path / "a" / "evaluations.npz")
+    eval_b = np.load(tmp_path / "b" / "evaluations.npz")
+    np.testing.assert_array_equal(eval_a["results"], eval_b["results"])
+
+
+def test_run_directory_outputs(tmp_path: Path) -> None:
+    agent = MBRLAgent(POINT_MASS_ID, debug_config(), run_dir=tmp_path)
+    agent.learn(100, progress_bar=False)
+    for name in ["config.yaml", "progress.csv", "monitor.csv", "evaluations.npz", CHECKPOINT_NAME]:
+        assert (tmp_path / name).exists(), name
+    assert list((tmp_path / "tb").glob("events.out.tfevents.*"))
+    monitor = (tmp_path / "monitor.csv").read_text().splitlines()
+    assert monitor[0].startswith("#{") and monitor[1] == "r,l,t" and len(monitor) == 4  # 2 episodes of 50
+    evaluations = np.load(tmp_path / "evaluations.npz")
+    assert evaluations["timesteps"].tolist() == [100]
+    assert evaluations["results"].shape == (1, 1)
+    header = (tmp_path / "progress.csv").read_text().splitlines()[0]
+    for key in ["time/total_timesteps", "eval/mean_reward", "world_model/loss", "planner/plan_ms"]:
+        assert key in header
+
+
+def test_save_load_and_predict_have_no_side_effects(tmp_path: Path) -> None:
+    agent = MBRLAgent(POINT_MASS_ID, debug_config(), run_dir=tmp_path / "run")
+    agent.learn(100, progress_bar=False)
+    obs = np.array([0.5, 0.0], dtype=np.float32)
+    rng_state = agent.rng.bit_generator.state
+    generator_state = agent._generator.get_state()
+    action, state = agent.predict(obs, episode_start=True)
+    assert action.shape == (1,) and state is None and -1 <= action[0] <= 1
+    assert agent.rng.bit_generator.state == rng_state
+    assert torch.equal(agent._generator.get_state(), generator_state)
+
+    agent.save(tmp_path / "agent.pt")
+    loaded = MBRLAgent.load(tmp_path / "agent.pt")
+    np.testing.assert_array_equal(loaded.predict(obs, episode_start=True)[0], action)
+    with pytest.raises(ValueError, match="shape"):
+        agent.predict(np.zeros(3, dtype=np.float32))
+
+
+def test_checkpoints_refuse_damaged_and_foreign_files(tmp_path: Path) -> None:
+    path = tmp_path / "ckpt.pt"
+    save_checkpoint(path, {"x": torch.ones(3)})
+    assert load_checkpoint(path)["x"].sum() == 3
+    data = path.read_bytes()
+    (tmp_path / "truncated.pt").write_bytes(data[: len(data) // 2])
+    with pytest.raises(CheckpointError, match="truncated"):
+        load_checkpoint(tmp_path / "truncated.pt")
+    torch.save({"weights": torch.ones(1)}, tmp_path / "foreign.pt")
+    with pytest.raises(CheckpointError, match="not a Rehearse checkpoint"):
+        load_checkpoint(tmp_path / "foreign.pt")
+    torch.save({"format": "x", "obj": Config()}, tmp_path / "pickled.pt")  # arbitrary objects are never unpickled
+    with pytest.raises(CheckpointError):
+        load_checkpoint(tmp_path / "pickled.pt")
+    assert not list(tmp_path.glob(".*.tmp"))
+
+
+def test_resume_with_other_settings_is_refused(tmp_path: Path) -> None:
+    MBRLAgent(POINT_MASS_ID, debug_config(), run_dir=tmp_path).learn(50, progress_bar=False)
+    with pytest.raises(ConfigError, match="planner.horizon"):
+        MBRLAgent(POINT_MASS_ID, debug_config(**{"planner.horizon": 7}), run_dir=tmp_path)
+
+
+def test_config_overrides_and_validation() -> None:
+    config = resolve_config("Pendulum-v1", {"planner.horizon": "12", "train.total_timesteps": "5e3"})
+    assert config.planner.horizon == 12 and config.train.total_timesteps == 5000
+    with pytest.raises(ConfigError, match="valid keys"):
+        apply_overrides(config, {"planner.horizn": 3})
+    with pytest.raises(ConfigError, match="expected int"):
+        apply_overrides(config, {"planner.horizon": "twelve"})
+    with pytest.raises(ConfigError, match="multiple"):
+        validate(apply_overrides(config, {"planner.particles": 3}))
+    with pytest.raises(ConfigError, match="no preset"):
+        resolve_config("Pendulum-v1", preset="nonexistent")
+
+
+def test_agent_learns_point_mass(tmp_path: Path) -> None:
+    """Known best answer: drive x to 0 and hold it. Random actions score far lower."""
+    config = debug_config(**{
+        "train.total_timesteps": 600, "train.learning_starts": 100, "train.initial_gradient_steps": 200,
+        "train.gradient_steps": 2, "train.batch_size": 64, "train.eval_freq": 600, "train.eval_episodes": 5,
+        "model.hidden_dim": 32, "planner.horizon": 10, "planner.num_candidates": 64, "planner.num_elites": 8,
+        "planner.iterations": 3, "planner.discount": 1.0,
+    })
+    agent = MBRLAgent(POINT_MASS_ID, config, run_dir=tmp_path)
+    agent.learn(progress_bar=False)
+    learned = float(np.load(tmp_path / "evaluations.npz")["results"][-1].mean())
+
+    env = agent._eval_env
+    assert env is not None
+    rng = np.random.default_rng(0)
+    random_returns = []
+    for k in range(5):
+        env.reset(seed=100_000 + k)
+        total, done = 0.0, False
+        while not done:
+            _, r, terminated, truncated, _ = env.step(rng.uniform(-1, 1, 1).astype(np.float32))
+            total += float(r)
+            done = terminated or truncated
+        random_returns.append(total)
+    assert learned > 0.5 * float(np.mean(random_returns)), (learned, random_returns)

@@ -1,0 +1,133 @@
+"""World-model contracts: routing, normalisation, bounded variance, fitting a known system."""
+
+from __future__ import annotations
+
+import torch
+
+from world_models.ensemble import EnsembleLinear, from_members, to_members
+from world_models.normalizer import Normalizer
+from world_models.robotics import ModelBatch, RoboticsWorldModel
+
+
+def _member_tagged_model(ensemble_size: int) -> RoboticsWorldModel:
+    """A model whose member e predicts reward e and zero state change."""
+    model = RoboticsWorldModel(2, 1, ensemble_size=ensemble_size, hidden_dim=8, num_layers=1)
+    head = model.net.net[-1]
+    assert isinstance(head, EnsembleLinear)
+    with torch.no_grad():
+        head.weight.zero_()
+        head.bias.zero_()
+        head.bias[:, 0, model.target_dim - 1] = torch.arange(ensemble_size, dtype=torch.float32)
+    return model.eval()
+
+
+def test_rows_are_routed_to_member_b_mod_e() -> None:
+    model = _member_tagged_model(3)
+    z0 = torch.randn(6, 2)
+    rollout = model.imagine(z0, torch.zeros(4, 6, 1))
+    expected = (torch.arange(6) % 3).float().expand(4, 6)
+    torch.testing.assert_close(rollout.rewards, expected)
+    torch.testing.assert_close(rollout.latents, z0.expand(5, 6, 2))
+
+
+def test_to_members_round_trip_and_bad_batch() -> None:
+    x = torch.arange(12.0).reshape(6, 2)
+    members = to_members(x, 3)
+    assert members.shape == (3, 2, 2)
+    torch.testing.assert_close(members[1, 0], x[1])  # row 1 -> member 1
+    torch.testing.assert_close(members[1, 1], x[4])  # row 4 -> member 1
+    torch.testing.assert_close(from_members(members), x)
+    try:
+        to_members(torch.zeros(5, 2), 3)
+    except ValueError as exc:
+        assert "multiple of the ensemble size" in str(exc)
+    else:
+        raise AssertionError("a batch not divisible by E must be refused")
+
+
+def test_imagine_shapes_and_inputs_unchanged() -> None:
+    model = RoboticsWorldModel(5, 2, ensemble_size=5, hidden_dim=16, num_layers=2).eval()
+    z0, actions = torch.randn(10, 5), torch.rand(7, 10, 2) * 2 - 1
+    z0_copy, actions_copy = z0.clone(), actions.clone()
+    rollout = model.imagine(z0, actions)
+    assert rollout.rewards.shape == rollout.costs.shape == rollout.continuation.shape == (7, 10)
+    assert rollout.latents.shape == (8, 10, 5)
+    assert rollout.disagreement.shape == (7, 10)
+    assert ((rollout.continuation >= 0) & (rollout.continuation <= 1)).all()
+    assert ((rollout.costs >= 0) & (rollout.costs <= 1)).all()
+    torch.testing.assert_close(z0, z0_copy)
+    torch.testing.assert_close(actions, actions_copy)
+
+
+def test_imagine_rejects_wrong_shapes() -> None:
+    model = RoboticsWorldModel(5, 2, ensemble_size=5, hidden_dim=16, num_layers=1)
+    try:
+        model.imagine(torch.zeros(10, 4), torch.zeros(3, 10, 2))
+    except ValueError as exc:
+        assert "(B, 5)" in str(exc)
+    else:
+        raise AssertionError("wrong state width must be refused")
+
+
+def test_normalizer_survives_constant_features() -> None:
+    norm = Normalizer(3, min_std=1e-2)
+    data = torch.stack([torch.randn(100), torch.full((100,), 7.0), torch.randn(100) * 5], dim=1)
+    norm.fit(data)
+    out = norm.normalize(data)
+    assert torch.isfinite(out).all()
+    assert norm.std[1] == 1e-2
+    torch.testing.assert_close(norm.denormalize(out), data)
+
+
+def test_logvar_is_bounded() -> None:
+    model = RoboticsWorldModel(3, 1, ensemble_size=2, hidden_dim=8, num_layers=1)
+    pred = model.predict(torch.randn(2, 4, 3) * 1e4, torch.zeros(2, 4, 1))
+    assert pred.logvar is not None
+    assert (pred.logvar <= model.max_logvar + 1e-3).all()
+    assert (pred.logvar >= model.min_logvar - 1e-3).all()
+
+
+def _linear_system(n: int, generator: torch.Generator) -> ModelBatch:
+    """x' = x + 0.1 a (2-D), reward -|x'|^2, terminated when |x'_0| > 1.5, cost when x'_1 > 1."""
+    obs = torch.rand(n, 2, generator=generator) * 4 - 2
+    actions = torch.rand(n, 2, generator=generator) * 2 - 1
+    next_obs = obs + 0.1 * actions
+    rewards = -(next_obs**2).sum(-1)
+    return ModelBatch(obs, actions, rewards, (next_obs[:, 1] > 1).float(), next_obs[:, 0].abs() > 1.5, next_obs)
+
+
+def test_model_fits_a_known_linear_system() -> None:
+    torch.manual_seed(0)
+    gen = torch.Generator().manual_seed(0)
+    data = _linear_system(4000, gen)
+    model = RoboticsWorldModel(2, 2, ensemble_size=2, hidden_dim=64, num_layers=2, learning_rate=3e-3)
+    model.fit_normalizers(data.obs, data.actions, data.rewards, data.next_obs)
+    first = None
+    for _ in range(600):
+        idx = torch.randint(0, 4000, (2, 256), generator=gen)
+        batch = ModelBatch(*(x[idx] for x in data))
+        metrics = model.update(batch)
+        first = first if first is not None else metrics
+    assert first is not None and metrics["world_model/loss"] < first["world_model/loss"]
+    test = _linear_system(200, gen)
+    rollout = model.imagine(test.obs, test.actions[None])
+    state_err = (rollout.latents[1] - test.next_obs).abs().max().item()
+    reward_err = (rollout.rewards[0] - test.rewards).abs().mean().item()
+    assert state_err < 0.05, state_err
+    assert reward_err < 0.1, reward_err
+    cont_acc = ((rollout.continuation[0] > 0.5) == ~test.terminated).float().mean().item()
+    cost_acc = ((rollout.costs[0] > 0.5) == (test.costs > 0)).float().mean().item()
+    assert cont_acc > 0.95 and cost_acc > 0.95, (cont_acc, cost_acc)
+
+
+def test_update_refuses_non_finite_loss() -> None:
+    model = RoboticsWorldModel(2, 1, ensemble_size=1, hidden_dim=8, num_layers=1)
+    nan = torch.full((1, 4, 2), float("nan"))
+    batch = ModelBatch(nan, torch.zeros(1, 4, 1), torch.zeros(1, 4), torch.zeros(1, 4),
+                       torch.zeros(1, 4, dtype=torch.bool), nan)
+    try:
+        model.update(batch)
+    except FloatingPointError as exc:
+        assert "non-finite" in str(exc)
+    else:
+        raise AssertionError("a NaN loss must stop training with a clear error")
