@@ -99,7 +99,7 @@ class MBRLAgent:
         config = copy.deepcopy(config)
         if seed is not None:
             config.seed = seed
-        if env_id is not None and isinstance(env, str):
+        if env_id is not None:
             config.env_id = env_id
         validate(config)
         self.config = config
@@ -115,6 +115,7 @@ class MBRLAgent:
         self.model = RoboticsWorldModel(
             self.state_dim, self.action_dim, ensemble_size=m.ensemble_size, hidden_dim=m.hidden_dim,
             num_layers=m.num_layers, learning_rate=m.learning_rate, weight_decay=m.weight_decay,
+            value_function=m.value_function, discount=config.planner.discount, value_tau=m.value_tau,
         ).to(self.device)
         self.model.eval()
         self._generator = torch.Generator().manual_seed(config.seed)
@@ -139,7 +140,7 @@ class MBRLAgent:
         self.logger: RunLogger | None = None
         self.run_dir = Path(run_dir) if run_dir is not None else None
         if self.run_dir is not None and (self.run_dir / CHECKPOINT_NAME).exists():
-            self._restore(load_checkpoint(self.run_dir / CHECKPOINT_NAME))
+            self._restore(load_checkpoint(self.run_dir / CHECKPOINT_NAME), self.run_dir / CHECKPOINT_NAME)
 
     # ----------------------------------------------------------------- building blocks
     def _make_planner(self, generator: torch.Generator) -> Planner:
@@ -346,12 +347,12 @@ class MBRLAgent:
             "env_rng": env_rng.bit_generator.state if env_rng is not None else None,
         }
 
-    def _restore(self, payload: dict[str, Any]) -> None:
-        saved = payload["config"]
+    def _restore(self, payload: dict[str, Any], source: Path) -> None:
+        saved = config_to_dict(config_from_dict(payload["config"]))  # fills fields added since
         changed = [k for k in _flat_diff(saved, config_to_dict(self.config)) if k not in RESUMABLE_CHANGES]
         if changed:
             raise ConfigError(
-                f"the checkpoint in {self.run_dir} was made with a different configuration ({', '.join(changed)}); "
+                f"the checkpoint {source} was made with a different configuration ({', '.join(changed)}); "
                 "use the same settings to resume, or a new --run-dir to start a fresh run"
             )
         c = payload["counters"]
@@ -385,5 +386,5 @@ class MBRLAgent:
         payload = load_checkpoint(path)
         config = config_from_dict(payload["config"])
         agent = cls(env if env is not None else config.env_id, config, **kwargs)
-        agent._restore(payload)
+        agent._restore(payload, Path(path))
         return agent

@@ -31,6 +31,10 @@ class ModelConfig:
     """AdamW learning rate."""
     weight_decay: float = 1e-5
     """AdamW weight decay."""
+    value_function: bool = False
+    """Learn a terminal value V(z) by TD(0) on stored transitions; the planner adds it after H steps."""
+    value_tau: float = 0.02
+    """EMA rate of the value function's target network."""
 
 
 @dataclass
@@ -233,5 +237,9 @@ def validate(config: Config) -> None:
         )
     if config.planner.num_elites > config.planner.num_candidates:
         raise ConfigError("planner.num_elites must not exceed planner.num_candidates")
+    if config.model.value_function and not 0.0 <= config.planner.discount < 1.0:
+        raise ConfigError(
+            f"planner.discount must be in [0, 1) when model.value_function is on, got {config.planner.discount}"
+        )
     if config.device not in ("auto", "cpu", "cuda") and not config.device.startswith("cuda:"):
         raise ConfigError(f"device must be auto, cpu or cuda, got {config.device!r}")

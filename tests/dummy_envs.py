@@ -83,3 +83,21 @@ class BrokenEnv(EchoEnv):
 
 class NotAnEnv:
     """A class that is not a ``gymnasium.Env``."""
+
+
+class NaNLaterEnv(EchoEnv):
+    """``EchoEnv`` that emits a NaN observation once it has taken ``nan_after`` steps in total."""
+
+    def __init__(self, nan_after: int = 150) -> None:
+        """Create the env; the step count runs across episodes."""
+        super().__init__()
+        self.nan_after = nan_after
+        self.total_steps = 0
+
+    def step(self, action: Array) -> tuple[Array, SupportsFloat, bool, bool, dict[str, Any]]:
+        """Step as ``EchoEnv``; NaN from total step ``nan_after`` on."""
+        obs, reward, terminated, truncated, info = super().step(action)
+        self.total_steps += 1
+        if self.total_steps >= self.nan_after:
+            obs[0] = np.nan
+        return obs, reward, terminated, truncated, info

@@ -8,6 +8,7 @@ is handled by ensemble member ``b % E`` for the whole horizon (trajectory sampli
 
 from __future__ import annotations
 
+import copy
 from typing import NamedTuple
 
 import torch
@@ -54,6 +55,9 @@ class RoboticsWorldModel(nn.Module):
         learning_rate: float = 1e-3,
         weight_decay: float = 1e-5,
         logvar_bound_weight: float = 0.01,
+        value_function: bool = True,
+        discount: float = 0.99,
+        value_tau: float = 0.005,
     ) -> None:
         super().__init__()
         self.state_dim = state_dim + embed_dim  # z = [state, embedding]
@@ -68,7 +72,14 @@ class RoboticsWorldModel(nn.Module):
         self.min_logvar = nn.Parameter(torch.full((self.target_dim,), -10.0))
         self.input_norm = Normalizer(self.state_dim + action_dim)
         self.target_norm = Normalizer(self.target_dim)
-        self.optimizer = torch.optim.AdamW(self.parameters(), lr=learning_rate, weight_decay=weight_decay)
+        self.discount, self.value_tau = discount, value_tau
+        self.value_net: EnsembleMLP | None = None
+        self.value_target: EnsembleMLP | None = None
+        if value_function:  # a terminal value V(z) = u(z) / (1 - discount), u on the reward scale
+            self.value_net = EnsembleMLP(1, self.state_dim, 1, hidden_dim, 2)
+            self.value_target = copy.deepcopy(self.value_net).requires_grad_(False)
+        trainable = [p for p in self.parameters() if p.requires_grad]
+        self.optimizer = torch.optim.AdamW(trainable, lr=learning_rate, weight_decay=weight_decay)
 
     # ----------------------------------------------------------------- small pieces
     def encode(self, obs: torch.Tensor) -> torch.Tensor:
@@ -102,6 +113,13 @@ class RoboticsWorldModel(nn.Module):
         """Probability ``(E, M)`` that the episode goes on after the step."""
         return torch.sigmoid(pred.continuation_logit)
 
+    def value(self, z: torch.Tensor, net: EnsembleMLP | None = None) -> torch.Tensor:
+        """Terminal value ``(B,)`` of latents ``(B, Z)`` (discounted return of the data's behaviour)."""
+        net = net or self.value_net
+        assert net is not None, "value() needs value_function=True"
+        z_norm = (z - self.input_norm.mean[: self.state_dim]) / self.input_norm.std[: self.state_dim]
+        return net(z_norm[None])[0, :, 0] / (1.0 - self.discount)
+
     def safety(self, pred: StepPrediction) -> torch.Tensor:
         """Probability ``(E, M)`` that the step is unsafe (incurs cost)."""
         return torch.sigmoid(pred.cost_logit)
@@ -130,13 +148,14 @@ class RoboticsWorldModel(nn.Module):
         def rows(xs: list[torch.Tensor]) -> torch.Tensor:  # list of (E, M, ...) -> (len, B, ...)
             return torch.stack([from_members(x) for x in xs])
 
-        reward_rows = rows(rewards)
+        reward_rows, latent_rows = rows(rewards), rows(latents)
         return Rollout(
             rewards=reward_rows,
             costs=rows(costs),
             continuation=rows(conts),
-            latents=rows(latents),
+            latents=latent_rows,
             disagreement=torch.zeros_like(reward_rows),
+            terminal_value=self.value(latent_rows[-1]) if self.value_net is not None else None,
         )
 
     # ----------------------------------------------------------------- training
@@ -161,6 +180,9 @@ class RoboticsWorldModel(nn.Module):
         cont_bce = F.binary_cross_entropy_with_logits(pred.continuation_logit, cont_target)
         cost_bce = F.binary_cross_entropy_with_logits(pred.cost_logit, (batch.costs > 0).to(torch.float32))
         total = nll + bound + cont_bce + cost_bce
+        if self.value_net is not None:
+            value_loss = self.value_loss(batch)
+            total = total + value_loss
         reward_std = self.target_norm.std[-1]
         metrics = {
             "world_model/loss": total.item(),
@@ -170,7 +192,21 @@ class RoboticsWorldModel(nn.Module):
             "world_model/continuation_bce": cont_bce.item(),
             "safety/cost_bce": cost_bce.item(),
         }
+        if self.value_net is not None:
+            metrics["world_model/value_loss"] = value_loss.item()
         return total, metrics
+
+    def value_loss(self, batch: ModelBatch) -> torch.Tensor:
+        """TD(0) on stored transitions against the EMA target (bootstraps through truncation)."""
+        assert self.value_target is not None
+        obs, next_obs = batch.obs.flatten(0, 1), batch.next_obs.flatten(0, 1)
+        scale = 1.0 - self.discount
+        with torch.no_grad():
+            alive = (~batch.terminated.flatten()).to(torch.float32)
+            target = scale * batch.rewards.flatten() + self.discount * alive * scale * self.value(
+                next_obs, self.value_target
+            )
+        return F.mse_loss(scale * self.value(obs), target)
 
     def update(self, batch: ModelBatch) -> dict[str, float]:
         """One optimisation step on an ``(E, B)`` batch; returns metrics."""
@@ -184,5 +220,9 @@ class RoboticsWorldModel(nn.Module):
         self.optimizer.zero_grad(set_to_none=True)
         total.backward()
         self.optimizer.step()
+        if self.value_net is not None and self.value_target is not None:
+            with torch.no_grad():
+                for p, q in zip(self.value_net.parameters(), self.value_target.parameters(), strict=True):
+                    q.lerp_(p, self.value_tau)
         self.eval()
         return metrics

@@ -1,0 +1,78 @@
+"""Smoke runs of the real CLI and its answers to bad input (clear message, nothing lost)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+import train_agent
+from agent.agent import CHECKPOINT_NAME
+from agent.checkpoint import load_checkpoint
+
+DEBUG = ["--preset", "debug", "--no-progress-bar", "--device", "cpu"]
+
+
+def run(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]:
+    code = train_agent.main(list(argv))
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def test_smoke_run_then_rerun_resumes(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    run_dir = tmp_path / "run"
+    code, out, _ = run(capsys, "--env", "rehearse/PointMass-v0", "--total-timesteps", "100",
+                       "--run-dir", str(run_dir), *DEBUG)
+    assert code == 0 and f"Run directory: {run_dir}" in out
+    assert (run_dir / CHECKPOINT_NAME).exists() and (run_dir / "config.yaml").exists()
+    code, out, _ = run(capsys, "--env", "rehearse/PointMass-v0", "--total-timesteps", "150",
+                       "--run-dir", str(run_dir), "--resume", *DEBUG)
+    assert code == 0 and "resuming at step 100" in out
+    assert load_checkpoint(run_dir / CHECKPOINT_NAME)["counters"]["num_timesteps"] == 150
+
+
+def test_mujoco_smoke_run_with_overrides(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    code, _, _ = run(capsys, "--env", "InvertedPendulum-v5", "--total-timesteps", "60", "--run-dir",
+                     str(tmp_path), "--planner-name", "mppi", "--train-learning-starts", "30", *DEBUG)
+    assert code == 0
+    assert "name: mppi" in (tmp_path / "config.yaml").read_text()
+
+
+def test_unknown_env_suggests_close_matches(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    code, _, err = run(capsys, "--env", "HalfCheeta-v5", "--run-dir", str(tmp_path), *DEBUG)
+    assert code == 2 and "HalfCheetah-v5" in err
+
+
+def test_discrete_action_space_is_refused(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    code, _, err = run(capsys, "--env", "CartPole-v1", "--run-dir", str(tmp_path), *DEBUG)
+    assert code == 2 and "Discrete" in err
+
+
+def test_unknown_override_is_refused(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    code, _, err = run(capsys, "--env", "Pendulum-v1", "--run-dir", str(tmp_path), "--env-kwargs", "g",
+                       *DEBUG)
+    assert code == 2 and "key=value" in err
+
+
+def test_nan_observation_stops_cleanly_and_keeps_checkpoint(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # the debug preset checkpoints at the first episode end after 100 steps; NaN comes at step ~170
+    code, _, err = run(capsys, "--env", "tests.dummy_envs:NaNLaterEnv", "--env-kwargs", "nan_after=180",
+                       "--total-timesteps", "200", "--run-dir", str(tmp_path), *DEBUG)
+    assert code == 2 and "non-finite observation" in err and "episode" in err and "step" in err
+    checkpoint = load_checkpoint(tmp_path / CHECKPOINT_NAME)
+    assert checkpoint["counters"]["num_timesteps"] == 100
+
+
+def test_truncated_checkpoint_gives_clear_error_and_is_kept(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    args = ["--env", "rehearse/PointMass-v0", "--total-timesteps", "100", "--run-dir", str(tmp_path), *DEBUG]
+    assert run(capsys, *args)[0] == 0
+    path = tmp_path / CHECKPOINT_NAME
+    damaged = path.read_bytes()[:1000]
+    path.write_bytes(damaged)
+    code, _, err = run(capsys, *args)
+    assert code == 2 and "truncated" in err and "Nothing was changed" in err
+    assert path.read_bytes() == damaged
