@@ -19,13 +19,14 @@ from __future__ import annotations
 
 import math
 import os
-import tempfile
 import zipfile
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, NamedTuple
 
 import numpy as np
+
+from agent.atomic import atomic_write
 
 _GIB = float(1 << 30)
 _FORMAT_VERSION = 1
@@ -431,17 +432,8 @@ class ReplayBuffer:
         The data goes to a temporary file in the same directory, which then
         replaces ``path`` with ``os.replace``; a crash never leaves half a file.
         """
-        path = Path(path)
-        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-        try:
-            with os.fdopen(fd, "wb") as f:
-                np.savez(f, **self.state_dict())  # type: ignore[arg-type]
-                f.flush()
-                os.fsync(f.fileno())
-            os.replace(tmp, path)
-        except BaseException:
-            Path(tmp).unlink(missing_ok=True)
-            raise
+        state = self.state_dict()
+        atomic_write(path, lambda handle: np.savez(handle, **state))  # type: ignore[arg-type]
 
     @classmethod
     def load(cls, path: str | Path, *, max_memory_fraction: float = 0.8) -> ReplayBuffer:

@@ -12,6 +12,8 @@ from typing import Any
 import numpy as np
 from torch.utils.tensorboard import SummaryWriter
 
+from agent.atomic import atomic_write
+
 
 class RunLogger:
     """Writes every output of a run under ``run_dir``; appends when resuming."""
@@ -79,10 +81,8 @@ class RunLogger:
         data["results"].append(returns)
         data["ep_lengths"].append(lengths)
         data["costs"].append(costs)
-        tmp = self._evaluations.with_suffix(".tmp.npz")
         arrays: dict[str, Any] = {k: np.stack(v) for k, v in data.items()}
-        np.savez(tmp, **arrays)
-        tmp.replace(self._evaluations)
+        atomic_write(self._evaluations, lambda handle: np.savez(handle, **arrays))
 
     def close(self) -> None:
         self._writer.close()
@@ -96,8 +96,7 @@ def truncate_outputs(run_dir: str | Path, step: int) -> None:
         with np.load(evaluations, allow_pickle=False) as old:
             keep = old["timesteps"] <= step
             data: dict[str, Any] = {k: old[k][keep] for k in old.files}
-        np.savez(evaluations.with_suffix(".tmp.npz"), **data)
-        evaluations.with_suffix(".tmp.npz").replace(evaluations)
+        atomic_write(evaluations, lambda handle: np.savez(handle, **data))
     progress = run_dir / "progress.csv"
     if progress.exists():
         with progress.open(newline="") as handle:
