@@ -131,3 +131,21 @@ def test_update_refuses_non_finite_loss() -> None:
         assert "non-finite" in str(exc)
     else:
         raise AssertionError("a NaN loss must stop training with a clear error")
+
+
+def test_imagine_matches_step_by_step_prediction() -> None:
+    """The fused imagination path equals predict() applied step by step to member-routed rows."""
+    torch.manual_seed(0)
+    model = RoboticsWorldModel(3, 2, ensemble_size=2, hidden_dim=16, num_layers=2)
+    data = torch.randn(50, 3) * 3 + 1
+    model.fit_normalizers(data, torch.rand(50, 2), torch.randn(50), data + torch.randn(50, 3))
+    z0, actions = torch.randn(4, 3), torch.rand(5, 4, 2) * 2 - 1
+    rollout = model.imagine(z0, actions)
+    z = to_members(z0, 2)
+    for t in range(5):
+        pred = model.predict(z, to_members(actions[t], 2), with_variance=False)
+        torch.testing.assert_close(rollout.rewards[t], from_members(model.reward(pred)))
+        torch.testing.assert_close(rollout.continuation[t], from_members(model.continuation(pred)))
+        torch.testing.assert_close(rollout.costs[t], from_members(model.safety(pred)))
+        z = model.next(z, pred)
+        torch.testing.assert_close(rollout.latents[t + 1], from_members(z))

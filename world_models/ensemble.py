@@ -50,6 +50,19 @@ class EnsembleMLP(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.net(x)  # type: ignore[no-any-return]
 
+    @property
+    def first(self) -> EnsembleLinear:
+        """The input layer (its weights ``(E, in, hidden)`` can be folded with a normaliser)."""
+        layer = self.net[0]
+        assert isinstance(layer, EnsembleLinear)
+        return layer
+
+    def after_first(self, h: torch.Tensor) -> torch.Tensor:
+        """Everything after the input layer's affine map: ``(E, M, hidden) -> (E, M, out)``."""
+        for layer in list(self.net)[1:]:
+            h = layer(h)
+        return h
+
 
 def to_members(x: torch.Tensor, ensemble_size: int) -> torch.Tensor:
     """Route rows to members: ``(B, ...) -> (E, B // E, ...)``, row ``b`` goes to member ``b % E``."""

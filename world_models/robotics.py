@@ -16,7 +16,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from world_models.base import Rollout
-from world_models.ensemble import EnsembleMLP, from_members, to_members
+from world_models.ensemble import EnsembleMLP, to_members
 from world_models.normalizer import Normalizer
 
 
@@ -135,18 +135,20 @@ class RoboticsWorldModel(nn.Module):
             )
         e = self.ensemble_size
         z = to_members(z0, e)  # (E, M, Z)
-        acts = to_members(actions.transpose(0, 1), e)  # (E, M, H, A)
+        w_state, action_terms = self._fold_input_layer(to_members(actions.transpose(0, 1), e))
         latents, rewards, conts, costs = [z], [], [], []
         for t in range(horizon):
-            pred = self.predict(z, acts[:, :, t], with_variance=False)
+            out = self.net.after_first(torch.baddbmm(action_terms[t], z, w_state))
+            pred = StepPrediction(out[..., : self.target_dim], None, out[..., -2], out[..., -1])
             z = self.next(z, pred)
             latents.append(z)
             rewards.append(self.reward(pred))
             conts.append(self.continuation(pred))
             costs.append(self.safety(pred))
 
-        def rows(xs: list[torch.Tensor]) -> torch.Tensor:  # list of (E, M, ...) -> (len, B, ...)
-            return torch.stack([from_members(x) for x in xs])
+        def rows(xs: list[torch.Tensor]) -> torch.Tensor:  # list of (E, M, ...) -> (len, M * E, ...)
+            stacked = torch.stack(xs).transpose(1, 2)  # (len, M, E, ...): row b = m * E + e
+            return stacked.reshape(len(xs), batch, *stacked.shape[3:])
 
         reward_rows, latent_rows = rows(rewards), rows(latents)
         return Rollout(
@@ -157,6 +159,19 @@ class RoboticsWorldModel(nn.Module):
             disagreement=torch.zeros_like(reward_rows),
             terminal_value=self.value(latent_rows[-1]) if self.value_net is not None else None,
         )
+
+    def _fold_input_layer(self, actions: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Fold input normalisation into the first layer and apply its action part to all steps at once.
+
+        ``actions (E, M, H, A)`` -> state weights ``(E, Z, hidden)`` and per-step pre-activations
+        from actions and bias ``(H, E, M, hidden)``; then ``first(norm([z, a])) = z @ W_z + term``.
+        """
+        first = self.net.first
+        weight = first.weight / self.input_norm.std[None, :, None]  # (E, Z+A, hidden)
+        bias = first.bias - torch.einsum("i,eih->eh", self.input_norm.mean, weight)[:, None]  # (E, 1, hidden)
+        w_state, w_action = weight[:, : self.state_dim], weight[:, self.state_dim :]
+        terms = torch.einsum("emha,eaj->hemj", actions, w_action) + bias  # (H, E, M, hidden)
+        return w_state, terms
 
     # ----------------------------------------------------------------- training
     def fit_normalizers(
