@@ -1,0 +1,32 @@
+"""Benchmark statistics: IQM and bootstrap intervals, FLOP counting."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from benchmarks.plan_speed import PETS, flops_per_plan
+from benchmarks.returns import bootstrap_ci, first_reach, iqm
+
+
+def test_iqm_is_the_mean_of_the_middle_half() -> None:
+    assert iqm(np.array([1.0, 2.0, 3.0, 4.0])) == 2.5
+    assert iqm(np.array([0.0, 1.0, 2.0, 3.0, 100.0, -100.0, 1.5, 2.5])) == 1.75
+    assert abs(iqm(np.array([0.0, 3.0, 6.0])) - 3.0) < 1e-12  # symmetric weights 0.25, 1, 0.25
+
+
+def test_bootstrap_interval_contains_the_statistic() -> None:
+    values = np.array([10.0, 12.0, 11.0, 50.0, 9.0])
+    lo, hi = bootstrap_ci(values, reps=500)
+    assert lo <= iqm(values) <= hi
+
+
+def test_first_reach() -> None:
+    run = {"steps": [1000, 2000, 3000], "returns": [10.0, 1000.0, 900.0], "wall": [5.0, 12.0, 20.0]}
+    assert first_reach(run, 1000) == (2000, 12.0)
+    assert first_reach(run, 2000) == (None, None)
+
+
+def test_pets_flop_count() -> None:
+    # 4x200 MLP on 17+6 inputs, 38 outputs: 2*(23*200 + 3*200*200 + 200*38) FLOP per row
+    per_row = 2 * (23 * 200 + 3 * 200 * 200 + 200 * 38)
+    assert flops_per_plan(PETS) == per_row * 401 * 20 * 30 * 5
