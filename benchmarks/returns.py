@@ -97,6 +97,7 @@ def main() -> int:
     parser.add_argument("--threshold", type=float, default=None, help="report steps/wall-clock to reach it")
     parser.add_argument("--out", type=Path, required=True)
     parser.add_argument("--summary-only", action="store_true", help="do not train, summarise existing runs")
+    parser.add_argument("--how", default="", help="how the runs were produced, when not by this very command")
     parser.add_argument("train_args", nargs=argparse.REMAINDER, help="after --: extra train_agent.py flags")
     args = parser.parse_args()
     extra = [a for a in args.train_args if a != "--"]
@@ -113,6 +114,8 @@ def main() -> int:
             subprocess.run(cmd, check=True)
         runs[seed] = read_run(run_dir)
     report = summarise(args.env, runs, args.threshold, command)
+    if args.how:
+        report = report.replace("\n\n", f"\n\nRuns produced by: {args.how}\n\n", 1)
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / "summary.md").write_text(report)
     (args.out / "summary.json").write_text(json.dumps({"env": args.env, "command": command, "runs": runs}, indent=1))
