@@ -93,7 +93,10 @@ class RoboticsWorldModel(nn.Module):
 
         ``with_variance=False`` skips the bounded log-variance (imagination uses means only).
         """
-        out = self.net(self.input_norm.normalize(torch.cat([z, action], dim=-1)))
+        return self._split(self.net(self.input_norm.normalize(torch.cat([z, action], dim=-1))), with_variance)
+
+    def _split(self, out: torch.Tensor, with_variance: bool) -> StepPrediction:
+        """Network output ``(E, M, 2D + 2)`` = [mean, raw log-variance, continuation, cost] -> prediction."""
         d = self.target_dim
         logvar = None
         if with_variance:
@@ -115,7 +118,7 @@ class RoboticsWorldModel(nn.Module):
 
     def value(self, z: torch.Tensor, net: EnsembleMLP | None = None) -> torch.Tensor:
         """Terminal value ``(B,)`` of latents ``(B, Z)`` (discounted return of the data's behaviour)."""
-        net = net or self.value_net
+        net = self.value_net if net is None else net
         assert net is not None, "value() needs value_function=True"
         z_norm = (z - self.input_norm.mean[: self.state_dim]) / self.input_norm.std[: self.state_dim]
         return net(z_norm[None])[0, :, 0] / (1.0 - self.discount)
@@ -138,8 +141,7 @@ class RoboticsWorldModel(nn.Module):
         w_state, action_terms = self._fold_input_layer(to_members(actions.transpose(0, 1), e))
         latents, rewards, conts, costs = [z], [], [], []
         for t in range(horizon):
-            out = self.net.after_first(torch.baddbmm(action_terms[t], z, w_state))
-            pred = StepPrediction(out[..., : self.target_dim], None, out[..., -2], out[..., -1])
+            pred = self._split(self.net.after_first(torch.baddbmm(action_terms[t], z, w_state)), False)
             z = self.next(z, pred)
             latents.append(z)
             rewards.append(self.reward(pred))
