@@ -274,22 +274,23 @@ class MBRLAgent:
             metrics = self.model.update(self._to_model_batch(batch))
         self._train_metrics = metrics
 
+    def _tensor(self, x: np.ndarray, dtype: torch.dtype = torch.float32) -> torch.Tensor:
+        """Numpy -> tensor on the agent's device (read-only views are copied: torch cannot wrap them)."""
+        if not x.flags.writeable:
+            x = x.copy()
+        return torch.as_tensor(x, dtype=dtype, device=self.device)
+
     def _fit_normalizers(self) -> None:
         data = self.buffer.stored()
-
-        def tensor(x: np.ndarray) -> torch.Tensor:
-            return torch.tensor(np.asarray(x, dtype=np.float32), device=self.device)
-
-        self.model.fit_normalizers(tensor(data.obs), tensor(data.actions), tensor(data.rewards), tensor(data.next_obs))
+        self.model.fit_normalizers(
+            self._tensor(data.obs), self._tensor(data.actions), self._tensor(data.rewards), self._tensor(data.next_obs)
+        )
 
     def _to_model_batch(self, batch: Transitions) -> ModelBatch:
-        def tensor(x: np.ndarray, dtype: torch.dtype = torch.float32) -> torch.Tensor:
-            return torch.as_tensor(x, dtype=dtype, device=self.device)
-
+        t = self._tensor
         return ModelBatch(
-            obs=tensor(batch.obs), actions=tensor(batch.actions), rewards=tensor(batch.rewards),
-            costs=tensor(batch.costs), terminated=tensor(batch.terminated, torch.bool),
-            next_obs=tensor(batch.next_obs),
+            obs=t(batch.obs), actions=t(batch.actions), rewards=t(batch.rewards), costs=t(batch.costs),
+            terminated=t(batch.terminated, torch.bool), next_obs=t(batch.next_obs),
         )
 
     def _evaluate(self) -> EvalResult:
