@@ -133,6 +133,9 @@ class MBRLAgent:
         self._trained = False
         self._last_fit = -(10**12)
         self._evals_done = 0
+        self._elapsed_before = 0.0  # wall-clock seconds of earlier sessions of this run (resume)
+        self._eval_seconds = 0.0  # wall-clock seconds spent evaluating, over the whole run
+        self._start_time: float | None = None
         self.last_eval_return: float | None = None
         self._plan_ms: list[float] = []
         self._train_ws = WarmStart(config.planner.horizon, self.action_dim, self.device)
@@ -216,6 +219,11 @@ class MBRLAgent:
             self._eval_env = make_env(self.config.env_id, self.config.env_kwargs)
         self._start_time, self._start_steps = time.time(), self.num_timesteps
 
+    def _elapsed(self) -> float:
+        """Wall-clock seconds of this run so far, summed over resumed sessions."""
+        now = time.time() - self._start_time if self._start_time is not None else 0.0
+        return self._elapsed_before + now
+
     def _step(self) -> None:
         t = self.config.train
         if self._obs is None:
@@ -298,13 +306,15 @@ class MBRLAgent:
         seed = self.config.seed + 100_000 + 1000 * self._evals_done
         planner = self._make_planner(torch.Generator().manual_seed(seed))
         warm = WarmStart(self.config.planner.horizon, self.action_dim, self.device)
+        started = time.time()
         result = evaluate(
             self._eval_env, lambda o: self._plan(np.asarray(o, np.float32), planner, warm), warm.reset,
             self.config.train.eval_episodes, seed,
         )
+        self._eval_seconds += time.time() - started
         self._evals_done += 1
         self.last_eval_return = float(result.returns.mean())
-        self.logger.evaluation(self.num_timesteps, result.returns, result.lengths, result.costs)
+        self.logger.evaluation(self.num_timesteps, result, self._elapsed(), self._eval_seconds)
         self.logger.record("eval/mean_reward", self.last_eval_return)
         self.logger.record("eval/std_reward", float(result.returns.std()))
         self.logger.record("eval/mean_ep_length", float(result.lengths.mean()))
@@ -313,9 +323,11 @@ class MBRLAgent:
 
     def _log(self) -> None:
         assert self.logger is not None
-        elapsed = max(time.time() - self._start_time, 1e-9)
-        self.logger.record("time/fps", (self.num_timesteps - self._start_steps) / elapsed)
-        self.logger.record("time/time_elapsed", elapsed)
+        assert self._start_time is not None
+        session = max(time.time() - self._start_time, 1e-9)
+        self.logger.record("time/fps", (self.num_timesteps - self._start_steps) / session)
+        self.logger.record("time/time_elapsed", self._elapsed())
+        self.logger.record("time/eval_seconds", self._eval_seconds)
         self.logger.record("time/peak_rss_mb", resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)
         if self._ep_returns:
             self.logger.record("rollout/ep_rew_mean", float(np.mean(self._ep_returns)))
@@ -339,6 +351,7 @@ class MBRLAgent:
                 "next_checkpoint": self._next_checkpoint, "last_fit": self._last_fit,
                 "evals_done": self._evals_done, "mid_episode": self._obs is not None,
                 "ep_returns": list(self._ep_returns),
+                "elapsed": self._elapsed(), "eval_seconds": self._eval_seconds,
             },
             "model": self.model.state_dict(),
             "optimizer": self.model.optimizer.state_dict(),
@@ -360,6 +373,7 @@ class MBRLAgent:
         self.num_timesteps, self._episode, self._trained = c["num_timesteps"], c["episode"], c["trained"]
         self._next_checkpoint, self._last_fit, self._evals_done = c["next_checkpoint"], c["last_fit"], c["evals_done"]
         self._ep_returns.extend(c["ep_returns"])
+        self._elapsed_before, self._eval_seconds = c.get("elapsed", 0.0), c.get("eval_seconds", 0.0)
         self.model.load_state_dict(payload["model"])
         self.model.optimizer.load_state_dict(payload["optimizer"])
         buffer_state = tensors_to_numpy(payload["buffer"])

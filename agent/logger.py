@@ -13,6 +13,7 @@ import numpy as np
 from torch.utils.tensorboard import SummaryWriter
 
 from agent.atomic import atomic_write
+from agent.evaluation import EvalResult
 
 
 class RunLogger:
@@ -71,21 +72,37 @@ class RunLogger:
         with self._monitor.open("a") as handle:
             handle.write(f"{episode_return:.6g},{length},{time.time() - self.start:.6g}\n")
 
-    def evaluation(self, step: int, returns: np.ndarray, lengths: np.ndarray, costs: np.ndarray) -> None:
-        """Append one evaluation (K episodes) to evaluations.npz in SB3's layout (+ costs)."""
-        data: dict[str, list[np.ndarray]] = {"timesteps": [], "results": [], "ep_lengths": [], "costs": []}
-        if self._evaluations.exists():
-            with np.load(self._evaluations, allow_pickle=False) as old:
-                data = {k: list(old[k]) for k in data}
-        data["timesteps"].append(np.asarray(step))
-        data["results"].append(returns)
-        data["ep_lengths"].append(lengths)
-        data["costs"].append(costs)
-        arrays: dict[str, Any] = {k: np.stack(v) for k, v in data.items()}
-        atomic_write(self._evaluations, lambda handle: np.savez(handle, **arrays))
+    def evaluation(self, step: int, result: EvalResult, wall_seconds: float, eval_seconds: float) -> None:
+        """Append one evaluation (K episodes) to evaluations.npz (see :func:`append_evaluation`)."""
+        append_evaluation(self._evaluations, step, result, wall_seconds, eval_seconds)
 
     def close(self) -> None:
         self._writer.close()
+
+
+def append_evaluation(
+    path: str | Path, step: int, result: EvalResult, wall_seconds: float, eval_seconds: float
+) -> None:
+    """Append one evaluation to ``path`` in SB3's evaluations.npz layout, atomically.
+
+    SB3's keys ``timesteps (n,)``, ``results (n, K)``, ``ep_lengths (n, K)`` plus ours:
+    ``costs (n, K)``, ``wall_seconds (n,)`` (run's wall-clock at the evaluation, evaluation
+    time included) and ``eval_seconds (n,)`` (wall-clock spent evaluating up to it).
+    """
+    path = Path(path)
+    new = {"timesteps": np.asarray(step), "results": result.returns, "ep_lengths": result.lengths,
+           "costs": result.costs, "wall_seconds": np.asarray(wall_seconds, dtype=float),
+           "eval_seconds": np.asarray(eval_seconds, dtype=float)}
+    data: dict[str, list[np.ndarray]] = {k: [] for k in new}
+    if path.exists():
+        with np.load(path, allow_pickle=False) as old:
+            n = len(old["timesteps"])
+            data = {k: list(old[k]) if k in old.files else [np.full_like(v, np.nan, dtype=float)] * n
+                    for k, v in new.items()}
+    for key, value in new.items():
+        data[key].append(value)
+    arrays: dict[str, Any] = {k: np.stack(v) for k, v in data.items()}
+    atomic_write(path, lambda handle: np.savez(handle, **arrays))
 
 
 def truncate_outputs(run_dir: str | Path, step: int) -> None:

@@ -3,7 +3,7 @@
     python -m benchmarks.returns --env InvertedPendulum-v5 --seeds 0 1 2 --threshold 1000 \
         --out benchmarks/results/InvertedPendulum-v5
 
-Runs (one after another, each resumable) go to ``<out>/runs/seed<k>``; the summary
+Runs (one after another, each resumable) go to ``<out>/runs/rehearse/seed<k>``; the summary
 (``summary.md``, ``summary.json``) holds the command, per-seed curves, mean and IQM with
 a 95% bootstrap interval at every evaluation step, steps and wall-clock to reach the
 threshold, and peak memory. Extra flags after ``--`` go to train_agent.py unchanged.
@@ -22,22 +22,7 @@ from typing import Any
 
 import numpy as np
 
-
-def iqm(values: np.ndarray) -> float:
-    """Interquartile mean: the mean of the middle 50% (linear interpolation at the edges)."""
-    x = np.sort(np.asarray(values, dtype=float))
-    n = len(x)
-    lo, hi = 0.25 * n, 0.75 * n
-    weights = np.clip(np.minimum(np.arange(1, n + 1), hi) - np.maximum(np.arange(n), lo), 0, None)
-    return float((weights * x).sum() / weights.sum())
-
-
-def bootstrap_ci(values: np.ndarray, stat: Any = iqm, reps: int = 2000, seed: int = 0) -> tuple[float, float]:
-    """95% percentile bootstrap interval of ``stat`` over resampled runs."""
-    rng = np.random.default_rng(seed)
-    values = np.asarray(values, dtype=float)
-    stats = [stat(values[rng.integers(0, len(values), len(values))]) for _ in range(reps)]
-    return float(np.percentile(stats, 2.5)), float(np.percentile(stats, 97.5))
+from benchmarks.stats import bootstrap_ci, iqm
 
 
 def read_run(run_dir: Path) -> dict[str, Any]:
@@ -104,7 +89,7 @@ def main() -> int:
     command = "python -m benchmarks.returns " + " ".join(shlex.quote(a) for a in sys.argv[1:])
     runs: dict[int, dict[str, Any]] = {}
     for seed in args.seeds:
-        run_dir = args.out / "runs" / f"seed{seed}"
+        run_dir = args.out / "runs" / "rehearse" / f"seed{seed}"  # the layout benchmarks.compare uses
         if not args.summary_only:
             cmd = [sys.executable, "train_agent.py", "--env", args.env, "--seed", str(seed), "--run-dir",
                    str(run_dir), "--no-progress-bar", *extra]

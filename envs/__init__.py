@@ -1,19 +1,24 @@
 """Environments for Rehearse: making, checking and wrapping them, plus our own toy tasks.
 
-Importing this package registers ``"rehearse/PointMass-v0"`` with Gymnasium.
+Importing this package registers ``"rehearse/PointMass-v0"`` and ``"rehearse/BallCatch-v0"``
+with Gymnasium. Pixel observations for render-capable envs live in ``envs.pixels`` (not
+imported here: importing it sets ``MUJOCO_GL``).
 """
 
 from __future__ import annotations
 
 import gymnasium
 
+from envs.ball_catch import BallCatchEnv
 from envs.errors import EnvironmentSpecError, NonFiniteError
 from envs.make import env_dims, make_env, parse_env_kwargs, wrap_env
 from envs.toy import PointMassEnv
 from envs.wrappers import CostInfo, FiniteCheck
 
 __all__ = [
+    "BALL_CATCH_ID",
     "POINT_MASS_ID",
+    "BallCatchEnv",
     "CostInfo",
     "EnvironmentSpecError",
     "FiniteCheck",
@@ -26,7 +31,12 @@ __all__ = [
 ]
 
 POINT_MASS_ID = "rehearse/PointMass-v0"
+BALL_CATCH_ID = "rehearse/BallCatch-v0"
 
 if POINT_MASS_ID not in gymnasium.registry:
     # PointMassEnv truncates itself (max_episode_steps kwarg), so no TimeLimit here.
     gymnasium.register(id=POINT_MASS_ID, entry_point="envs.toy:PointMassEnv", max_episode_steps=None)
+
+if BALL_CATCH_ID not in gymnasium.registry:
+    # BallCatchEnv truncates itself too (max_episode_steps kwarg).
+    gymnasium.register(id=BALL_CATCH_ID, entry_point="envs.ball_catch:BallCatchEnv", max_episode_steps=None)

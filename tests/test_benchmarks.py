@@ -5,7 +5,8 @@ from __future__ import annotations
 import numpy as np
 
 from benchmarks.plan_speed import PETS, flops_per_plan
-from benchmarks.returns import bootstrap_ci, first_reach, iqm
+from benchmarks.returns import first_reach
+from benchmarks.stats import bootstrap_ci, iqm
 
 
 def test_iqm_is_the_mean_of_the_middle_half() -> None:

@@ -18,6 +18,7 @@ from torch import nn
 from world_models.base import Rollout
 from world_models.ensemble import EnsembleMLP, to_members
 from world_models.normalizer import Normalizer
+from world_models.training import optimisation_step
 
 
 class ModelBatch(NamedTuple):
@@ -229,14 +230,7 @@ class RoboticsWorldModel(nn.Module):
         """One optimisation step on an ``(E, B)`` batch; returns metrics."""
         self.train()
         total, metrics = self.loss(batch)
-        if not torch.isfinite(total):
-            raise FloatingPointError(
-                f"world-model loss became non-finite ({metrics}); lower the learning rate "
-                "or check the environment's observations for extreme values"
-            )
-        self.optimizer.zero_grad(set_to_none=True)
-        total.backward()
-        self.optimizer.step()
+        optimisation_step(self.optimizer, total, metrics, "world-model")
         if self.value_net is not None and self.value_target is not None:
             with torch.no_grad():
                 for p, q in zip(self.value_net.parameters(), self.value_target.parameters(), strict=True):

@@ -1,0 +1,336 @@
+"""Rehearse against model-free baselines, side by side, under one evaluation protocol.
+
+    python -m benchmarks.compare --env HalfCheetah-v5 --algos rehearse sac td3 ppo \
+        --total-timesteps 50000 --seeds 0 1 2 --out benchmarks/results/compare/HalfCheetah-v5
+
+Algorithms: ``rehearse`` (MBRLAgent with the environment's preset), ``sac``, ``td3`` and
+``ppo`` (Stable-Baselines3 with rl-baselines3-zoo's hyperparameters, see
+``benchmarks/zoo_hyperparams.yaml``). Every run is evaluated the same way: a separate
+environment built by ``envs.make_env``, every ``--eval-freq`` steps, ``--eval-episodes``
+deterministic episodes with the same episode seeds.
+
+Outputs under ``--out``:
+
+- ``runs/<algo>/seed<k>/``: one run directory per run, in train_agent.py's format
+  (config.yaml, monitor.csv, progress.csv, TensorBoard events, evaluations.npz), so
+  ``tensorboard --logdir <out>/runs`` and rl-zoo's plotting scripts show all algorithms;
+- ``results.csv``: one long table (algo, env, seed, step, eval_mean_return, eval_cost,
+  wall_seconds, eval_seconds);
+- ``curves.png``: return against steps and against wall-clock, mean with a 95% bootstrap
+  band, each seed faint; ``report.md``: return at fixed budgets (IQM, 95% bootstrap
+  interval, ratio to SAC), steps and wall-clock to a threshold and to SAC's final return.
+
+Resumable: a finished run (its evaluations reach its budget) is skipped; an unfinished
+Rehearse run continues from its last checkpoint; an unfinished baseline restarts.
+Parallel: ``--workers`` processes on this machine (default: one per core), or a Ray
+cluster with ``--ray-address auto|HOST:PORT`` (``local`` starts a private local Ray
+instance), each run one Ray task; run directories are written where the task runs, so
+use a shared filesystem for ``--out`` on a multi-node cluster.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import os
+import shlex
+import sys
+import time
+import traceback
+from collections.abc import Iterable, Sequence
+from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
+from dataclasses import asdict, dataclass
+from multiprocessing import get_context
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from tqdm import tqdm
+
+__all__ = ["ALGORITHMS", "RunSpec", "collect_rows", "is_finished", "main", "plan_runs", "run_one"]
+
+ALGORITHMS = ("rehearse", "sac", "td3", "ppo")
+CSV_COLUMNS = ("algo", "env", "seed", "step", "eval_mean_return", "eval_cost", "wall_seconds", "eval_seconds")
+REPO_ROOT = Path(__file__).resolve().parent.parent
+
+
+@dataclass(frozen=True)
+class RunSpec:
+    """One training run of the sweep."""
+
+    algo: str
+    env_id: str
+    seed: int
+    total_timesteps: int
+    run_dir: str
+    eval_freq: int
+    eval_episodes: int = 10
+    threads: int = 1
+    rehearse_preset: str | None = None
+
+    @property
+    def name(self) -> str:
+        return f"{self.algo}/seed{self.seed}"
+
+
+# ---------------------------------------------------------------- one run
+
+
+def is_finished(run_dir: str | Path, total_timesteps: int) -> bool:
+    """A run is finished when its evaluations reach its budget."""
+    path = Path(run_dir) / "evaluations.npz"
+    if not path.exists():
+        return False
+    try:
+        with np.load(path, allow_pickle=False) as data:
+            steps = data["timesteps"]
+    except (OSError, ValueError, KeyError):
+        return False
+    return len(steps) > 0 and int(steps[-1]) >= total_timesteps
+
+
+def run_one(spec: RunSpec) -> list[dict[str, Any]]:
+    """Train ``spec`` unless finished; return its rows of the long results table."""
+    import torch
+
+    torch.set_num_threads(spec.threads)
+    if not is_finished(spec.run_dir, spec.total_timesteps):
+        if spec.algo == "rehearse":
+            _train_rehearse(spec)
+        else:
+            from benchmarks.baselines import train_baseline
+
+            train_baseline(spec.algo, spec.env_id, spec.seed, spec.total_timesteps, spec.run_dir,
+                           eval_freq=spec.eval_freq, eval_episodes=spec.eval_episodes)
+    return collect_rows(spec)
+
+
+def _train_rehearse(spec: RunSpec) -> None:
+    from agent import MBRLAgent, resolve_config
+
+    overrides = {"train": {"total_timesteps": spec.total_timesteps, "eval_freq": spec.eval_freq,
+                           "eval_episodes": spec.eval_episodes}}
+    config = resolve_config(spec.env_id, overrides, preset=spec.rehearse_preset)
+    agent = MBRLAgent(spec.env_id, config, seed=spec.seed, run_dir=spec.run_dir)
+    agent.learn(spec.total_timesteps, progress_bar=False)
+
+
+def _wall_from_progress(run_dir: Path) -> dict[int, tuple[float, float]]:
+    """``step -> (time_elapsed, eval_seconds)`` from progress.csv (runs older than wall-clock in the npz)."""
+    wall: dict[int, tuple[float, float]] = {}
+    path = run_dir / "progress.csv"
+    if path.exists():
+        with path.open(newline="") as handle:
+            for row in csv.DictReader(handle):
+                if row.get("time/time_elapsed"):
+                    step = int(float(row["time/total_timesteps"]))
+                    wall[step] = (float(row["time/time_elapsed"]), float(row.get("time/eval_seconds") or "nan"))
+    return wall
+
+
+def collect_rows(spec: RunSpec) -> list[dict[str, Any]]:
+    """The long-table rows of one run directory, one per evaluation up to the run's budget."""
+    run_dir = Path(spec.run_dir)
+    with np.load(run_dir / "evaluations.npz", allow_pickle=False) as data:
+        steps = data["timesteps"].astype(int)
+        returns = data["results"].mean(axis=1)
+        costs = data["costs"].mean(axis=1) if "costs" in data.files else np.zeros(len(steps))
+        wall = data["wall_seconds"] if "wall_seconds" in data.files else None
+        evals = data["eval_seconds"] if "eval_seconds" in data.files else None
+    fallback = _wall_from_progress(run_dir) if wall is None else {}
+    rows = []
+    for i, step in enumerate(steps):
+        if step > spec.total_timesteps:
+            break
+        w, e = (float(wall[i]), float(evals[i])) if wall is not None and evals is not None else fallback.get(
+            int(step), (float("nan"), float("nan")))
+        rows.append({"algo": spec.algo, "env": spec.env_id, "seed": spec.seed, "step": int(step),
+                     "eval_mean_return": float(returns[i]), "eval_cost": float(costs[i]),
+                     "wall_seconds": w, "eval_seconds": e})
+    return rows
+
+
+# ---------------------------------------------------------------- the sweep
+
+
+def plan_runs(env_id: str, algos: Sequence[str], seeds: Sequence[int], budgets: dict[str, int], out: Path,
+              eval_freq: int, eval_episodes: int, threads: int = 1,
+              rehearse_preset: str | None = None) -> list[RunSpec]:
+    """Every (algorithm, seed) run of the sweep, in the order they are started."""
+    unknown = [a for a in algos if a not in ALGORITHMS]
+    if unknown:
+        raise ValueError(f"unknown algorithm(s) {unknown}; choose from {list(ALGORITHMS)}")
+    return [RunSpec(algo, env_id, seed, budgets[algo], str(out / "runs" / algo / f"seed{seed}"), eval_freq,
+                    eval_episodes, threads, rehearse_preset)
+            for seed in seeds for algo in algos]
+
+
+class _Display:
+    """The sweep's progress: runs done, running, failed, and the ETA (from tqdm's rate)."""
+
+    def __init__(self, total: int, skipped: int, enabled: bool) -> None:
+        self.bar = tqdm(total=total, initial=skipped, unit="run", desc="runs", disable=not enabled,
+                        dynamic_ncols=True)
+        self.failed = 0
+
+    def update(self, running: Iterable[str], failed: bool = False) -> None:
+        self.failed += int(failed)
+        names = sorted(running)
+        self.bar.set_postfix_str(f"running {len(names)}: {' '.join(names)}; failed {self.failed}")
+
+    def finish_one(self, running: Iterable[str], failed: bool) -> None:
+        self.bar.update(1)
+        self.update(running, failed)
+
+    def close(self) -> None:
+        self.bar.close()
+
+
+Outcome = tuple[RunSpec, list[dict[str, Any]] | None, str | None]
+
+
+def _run_local(specs: list[RunSpec], workers: int, display: _Display) -> list[Outcome]:
+    outcomes: list[Outcome] = []
+    queue = list(specs)
+    running: dict[Future[list[dict[str, Any]]], RunSpec] = {}
+    with ProcessPoolExecutor(max_workers=workers, mp_context=get_context("spawn")) as pool:
+        while queue or running:
+            while queue and len(running) < workers:  # submit only what starts now: honest "running"
+                spec = queue.pop(0)
+                running[pool.submit(run_one, spec)] = spec
+            display.update(s.name for s in running.values())
+            done, _ = wait(running, return_when=FIRST_COMPLETED)
+            for future in done:
+                spec = running.pop(future)
+                error = future.exception()
+                message = "".join(traceback.format_exception(error)) if error is not None else None
+                outcomes.append((spec, None if error is not None else future.result(), message))
+                display.finish_one((s.name for s in running.values()), error is not None)
+    return outcomes
+
+
+def _run_ray(specs: list[RunSpec], address: str, workers: int, display: _Display) -> list[Outcome]:
+    import ray
+
+    env_vars = {"PYTHONPATH": os.pathsep.join([str(REPO_ROOT), os.environ.get("PYTHONPATH", "")]),
+                "OMP_NUM_THREADS": str(specs[0].threads if specs else 1)}
+    kwargs: dict[str, Any] = {"runtime_env": {"env_vars": env_vars}, "include_dashboard": False,
+                              "log_to_driver": False}
+    if address == "local":
+        kwargs["num_cpus"] = workers
+    else:
+        kwargs["address"] = address
+    ray.init(**kwargs)
+    try:
+        task = ray.remote(num_cpus=1, max_retries=0)(run_one)
+        refs = {task.options(num_cpus=s.threads).remote(s): s for s in specs}
+        pending = list(refs)
+        display.update([])
+        outcomes: list[Outcome] = []
+        while pending:
+            done, pending = ray.wait(pending, num_returns=1)
+            spec = refs[done[0]]
+            try:
+                outcomes.append((spec, ray.get(done[0]), None))
+            except Exception as exc:  # noqa: BLE001 - one failed run must not stop the sweep
+                outcomes.append((spec, None, f"{type(exc).__name__}: {exc}"))
+            display.finish_one([], outcomes[-1][2] is not None)
+        return outcomes
+    finally:
+        ray.shutdown()
+
+
+def execute(specs: list[RunSpec], workers: int, ray_address: str | None, progress: bool) -> list[Outcome]:
+    """Run every unfinished run (finished ones are read back); one failure does not stop the others."""
+    todo = [s for s in specs if not is_finished(s.run_dir, s.total_timesteps)]
+    done: list[Outcome] = [(s, collect_rows(s), None) for s in specs if s not in todo]
+    display = _Display(len(specs), len(done), progress)
+    try:
+        if not todo:
+            return done
+        if ray_address is not None:
+            outcomes = _run_ray(todo, ray_address, workers, display)
+        else:
+            outcomes = _run_local(todo, workers, display)
+        return done + outcomes
+    finally:
+        display.close()
+
+
+def write_csv(rows: Iterable[dict[str, Any]], path: Path) -> None:
+    """The long results table (``CSV_COLUMNS``)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with path.open("w", newline="") as handle:
+        writer = csv.DictWriter(handle, fieldnames=CSV_COLUMNS)
+        writer.writeheader()
+        writer.writerows(rows)
+
+
+def _parse_budgets(algos: Sequence[str], total: int, items: Sequence[str]) -> dict[str, int]:
+    budgets = dict.fromkeys(algos, total)
+    for item in items:
+        algo, sep, value = item.partition("=")
+        if not sep or algo not in algos or not value.isdigit():
+            raise ValueError(f"--algo-timesteps expects ALGO=STEPS with ALGO one of {list(algos)}, got {item!r}")
+        budgets[algo] = int(value)
+    return budgets
+
+
+def _parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--env", required=True, help="Gymnasium id, e.g. HalfCheetah-v5")
+    p.add_argument("--algos", nargs="+", default=list(ALGORITHMS), help=f"any of {' '.join(ALGORITHMS)}")
+    p.add_argument("--total-timesteps", type=int, required=True, help="budget of every algorithm")
+    p.add_argument("--algo-timesteps", nargs="*", default=[], metavar="ALGO=STEPS",
+                   help="a different budget for some algorithms, e.g. rehearse=3000")
+    p.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+    p.add_argument("--out", type=Path, required=True, help="results directory")
+    p.add_argument("--eval-freq", type=int, default=None,
+                   help="steps between evaluations (default: 1000 when the smallest budget is under 20k, else 5000)")
+    p.add_argument("--eval-episodes", type=int, default=10)
+    p.add_argument("--workers", type=int, default=os.cpu_count() or 1, help="runs at once (default: one per core)")
+    p.add_argument("--threads-per-run", type=int, default=1, help="torch threads of each run")
+    p.add_argument("--ray-address", default=None, help="auto, HOST:PORT, or local (start a private Ray instance)")
+    p.add_argument("--rehearse-preset", default=None, help="Rehearse preset (default: the environment's)")
+    p.add_argument("--threshold", type=float, default=None, help="report steps and wall-clock to reach it")
+    p.add_argument("--report-steps", type=int, nargs="*", default=None, help="budgets for the table")
+    p.add_argument("--report-only", action="store_true", help="train nothing; report the finished runs")
+    p.add_argument("--no-progress-bar", action="store_true")
+    return p
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    from benchmarks.report import write_report
+
+    argv = list(sys.argv[1:] if argv is None else argv)
+    command = "python -m benchmarks.compare " + " ".join(shlex.quote(a) for a in argv)
+    try:
+        budgets = _parse_budgets(args.algos, args.total_timesteps, args.algo_timesteps)
+        eval_freq = args.eval_freq or (1000 if min(budgets.values()) < 20_000 else 5000)
+        specs = plan_runs(args.env, args.algos, args.seeds, budgets, args.out, eval_freq, args.eval_episodes,
+                          args.threads_per_run, args.rehearse_preset)
+    except ValueError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    started = time.time()
+    if args.report_only:
+        outcomes: list[Outcome] = [(s, collect_rows(s), None) for s in specs if is_finished(s.run_dir,
+                                                                                              s.total_timesteps)]
+    else:
+        outcomes = execute(specs, args.workers, args.ray_address, not args.no_progress_bar)
+    order = sorted(outcomes, key=lambda o: (args.algos.index(o[0].algo), o[0].seed))
+    rows = [row for _, result, _ in order for row in result or []]
+    write_csv(rows, args.out / "results.csv")
+    write_report(rows, args.out, env_id=args.env, command=command, threshold=args.threshold,
+                 report_steps=args.report_steps, specs=[asdict(s) for s in specs])
+    failures = [(s, msg) for s, _, msg in outcomes if msg is not None]
+    for spec, message in failures:
+        print(f"run {spec.name} failed:\n{message}", file=sys.stderr)
+    print(f"{len(outcomes) - len(failures)} of {len(specs)} runs finished in {time.time() - started:.0f} s; "
+          f"results in {args.out}/results.csv, report.md, curves.png")
+    return 1 if failures or len(outcomes) < len(specs) else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,127 @@
+"""benchmarks.compare: the sweep's contract (same protocol, outputs, resumable, local and Ray)."""
+
+from __future__ import annotations
+
+import csv
+import os
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from benchmarks import compare
+from benchmarks.baselines import _constructor_kwargs, hyperparams_for, train_baseline
+from benchmarks.report import curves_by_algo, first_reach, markdown_report
+from envs import POINT_MASS_ID
+
+TINY = ["--env", POINT_MASS_ID, "--total-timesteps", "200", "--seeds", "0", "--eval-freq", "100",
+        "--eval-episodes", "2", "--rehearse-preset", "debug", "--no-progress-bar"]
+
+
+def test_hyperparams_follow_the_zoo_lookup_order() -> None:
+    entry, sac = hyperparams_for("sac", "HalfCheetah-v5")
+    assert entry == "mujoco" and sac["learning_starts"] == 10000
+    entry, ppo = hyperparams_for("ppo", "Hopper-v5")
+    assert entry == "Hopper-v5" and ppo["normalize"] is True and ppo["n_steps"] == 512
+    assert hyperparams_for("sac", "Pendulum-v1")[0] == "Pendulum-v1"
+    assert hyperparams_for("td3", POINT_MASS_ID)[0] == "default"
+    with pytest.raises(ValueError, match="no hyperparameters for algorithm 'a2c'"):
+        hyperparams_for("a2c", "Pendulum-v1")
+
+
+def test_constructor_kwargs_translate_zoo_notation() -> None:
+    _, td3 = hyperparams_for("td3", "Pendulum-v1")
+    kwargs = _constructor_kwargs(td3, action_dim=1)
+    assert kwargs["train_freq"] == (1, "episode")
+    assert np.allclose(kwargs["action_noise"]._sigma, 0.1)
+    assert "noise_type" not in kwargs and "normalize" not in kwargs
+    _, ppo = hyperparams_for("ppo", "HalfCheetah-v5")
+    import torch
+
+    assert _constructor_kwargs(ppo, action_dim=6)["policy_kwargs"]["activation_fn"] is torch.nn.ReLU
+
+
+def test_plan_runs_and_budgets(tmp_path: Path) -> None:
+    budgets = compare._parse_budgets(["rehearse", "sac"], 20000, ["rehearse=3000"])
+    assert budgets == {"rehearse": 3000, "sac": 20000}
+    specs = compare.plan_runs("Pendulum-v1", ["rehearse", "sac"], [0, 1], budgets, tmp_path, 1000, 10)
+    assert [s.name for s in specs] == ["rehearse/seed0", "sac/seed0", "rehearse/seed1", "sac/seed1"]
+    assert specs[0].run_dir == str(tmp_path / "runs" / "rehearse" / "seed0")
+    with pytest.raises(ValueError, match="unknown algorithm"):
+        compare.plan_runs("Pendulum-v1", ["dreamer"], [0], {"dreamer": 1}, tmp_path, 1000, 10)
+    with pytest.raises(ValueError, match="ALGO=STEPS"):
+        compare._parse_budgets(["sac"], 100, ["td3=5"])
+    assert compare.main([*TINY, "--algos", "sac", "--algo-timesteps", "sac=abc", "--out", str(tmp_path)]) == 2
+
+
+def test_baseline_uses_the_protocol_and_stops_at_budget(tmp_path: Path) -> None:
+    """PPO's rollouts overshoot; the run stops at the budget, evaluating at each multiple of eval_freq."""
+    run = train_baseline("ppo", POINT_MASS_ID, 0, 250, tmp_path / "ppo", eval_freq=100, eval_episodes=3)
+    with np.load(run / "evaluations.npz") as data:
+        assert data["timesteps"].tolist() == [100, 200, 250]
+        assert data["results"].shape == (3, 3) and data["costs"].shape == (3, 3)
+        assert np.all(np.diff(data["wall_seconds"]) >= 0) and np.all(data["eval_seconds"] > 0)
+    assert (run / "monitor.csv").read_text().startswith("#{")
+    assert "eval/mean_reward" in (run / "progress.csv").read_text().splitlines()[0]
+    assert "hyperparams_source: zoo_hyperparams.yaml:ppo.default" in (run / "config.yaml").read_text()
+
+
+def _rows(path: Path) -> list[dict[str, str]]:
+    with path.open(newline="") as handle:
+        return list(csv.DictReader(handle))
+
+
+def test_sweep_outputs_and_resume(tmp_path: Path) -> None:
+    out = tmp_path / "cmp"
+    assert compare.main([*TINY, "--algos", "rehearse", "sac", "--threshold", "-30", "--out", str(out)]) == 0
+    rows = _rows(out / "results.csv")
+    assert list(rows[0]) == list(compare.CSV_COLUMNS)
+    assert {(r["algo"], int(r["step"])) for r in rows} == {(a, s) for a in ("rehearse", "sac") for s in (100, 200)}
+    for algo in ("rehearse", "sac"):
+        run = out / "runs" / algo / "seed0"
+        assert all((run / name).exists() for name in ("config.yaml", "monitor.csv", "progress.csv",
+                                                     "evaluations.npz"))
+    report = (out / "report.md").read_text()
+    assert "## Return at fixed budgets" in report and "Reaching a return of -30" in report
+    assert (out / "curves.png").stat().st_size > 10_000
+
+    # A finished sweep is skipped entirely: nothing is retrained.
+    before = {p: p.stat().st_mtime_ns for p in (out / "runs").rglob("evaluations.npz")}
+    assert compare.main([*TINY, "--algos", "rehearse", "sac", "--out", str(out)]) == 0
+    assert before == {p: p.stat().st_mtime_ns for p in (out / "runs").rglob("evaluations.npz")}
+
+    # A sweep killed mid-run: the unfinished run is not finished and gets trained again.
+    sac_eval = out / "runs" / "sac" / "seed0" / "evaluations.npz"
+    with np.load(sac_eval) as data:
+        partial = {k: data[k][:1] for k in data.files}
+    np.savez(sac_eval, **partial)
+    assert not compare.is_finished(sac_eval.parent, 200)
+    assert compare.main([*TINY, "--algos", "rehearse", "sac", "--out", str(out)]) == 0
+    assert compare.is_finished(sac_eval.parent, 200)
+    assert before[out / "runs" / "rehearse" / "seed0" / "evaluations.npz"] == (
+        out / "runs" / "rehearse" / "seed0" / "evaluations.npz").stat().st_mtime_ns
+
+
+def test_ray_path_on_a_local_instance(tmp_path: Path) -> None:
+    pytest.importorskip("ray")
+    os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
+    out = tmp_path / "ray"
+    code = compare.main([*TINY, "--algos", "sac", "td3", "--ray-address", "local", "--workers", "2",
+                         "--out", str(out)])
+    assert code == 0
+    rows = _rows(out / "results.csv")
+    assert {r["algo"] for r in rows} == {"sac", "td3"} and len(rows) == 4
+    assert (out / "runs" / "td3" / "seed0" / "evaluations.npz").exists()
+
+
+def test_report_statistics() -> None:
+    rows = [{"algo": algo, "env": "E", "seed": seed, "step": step, "eval_mean_return": ret,
+             "eval_cost": 0.0, "wall_seconds": float(step), "eval_seconds": 1.0}
+            for algo, base in (("rehearse", 200.0), ("sac", 100.0)) for seed in range(3)
+            for step, ret in ((1000, base * (1 + seed)), (2000, base * (2 + seed)))]
+    curves = curves_by_algo(rows)
+    assert first_reach(curves["rehearse"][0], 350.0) == (2000, 2000.0, 1999.0)
+    assert first_reach(curves["sac"][0], 1e9) == (None, None, None)
+    report = markdown_report(rows, "E", "cmd", threshold=300.0)
+    assert "| rehearse | 600.0 [400.0, 800.0] (3), 2.00x SAC |" in report
+    assert "SAC's IQM return at its budget (300.0 at 2,000 steps)" in report

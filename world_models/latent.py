@@ -1,0 +1,437 @@
+"""LatentWorldModel: conv encoder -> latent dynamics -> reward/continuation/safety heads.
+
+Observations are channel-last ``uint8`` frames ``(B, Hp, Wp, C)`` (``C = 3k`` for ``k``
+stacked RGB frames, channels concatenated), optionally with a proprioceptive vector:
+``{"pixels": (B, Hp, Wp, C), "state": (B, S)}``. Pixels become floats in ``[-0.5, 0.5]``
+inside; the state is squashed with ``symlog`` and joins the conv features before the
+last encoder layer, so ``Z`` does not depend on it.
+
+Latent step: ``z_{t+1} = z_t + f(z_t, a_t)``; the heads read ``(z_t, a_t)``.
+Two objectives (``objective=``):
+
+- ``"reconstruction"``: a conv decoder reconstructs every frame from its encoding
+  (pixel MSE), and the open-loop rollout from ``z_0`` matches the stop-gradient
+  encodings of frames ``1..T`` (latent consistency).
+- ``"jepa"``: no pixels are predicted. The open-loop rollout from ``z_0`` matches an
+  EMA target encoder's embeddings of frames ``1..T`` (cosine), and a VICReg-style
+  variance/covariance term on the online embeddings keeps them from collapsing.
+
+Reward, continuation and safety heads are trained on the open-loop latents in both cases,
+so they see the same kind of latents that :meth:`LatentWorldModel.imagine` produces.
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+from collections.abc import Mapping
+from typing import Literal, NamedTuple
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from world_models.base import Rollout
+from world_models.training import optimisation_step
+
+Observation = torch.Tensor | Mapping[str, torch.Tensor]
+"""Pixels ``(..., Hp, Wp, C)`` uint8, or ``{"pixels": ..., "state": (..., S)}``."""
+
+Objective = Literal["reconstruction", "jepa"]
+
+
+class SequenceBatch(NamedTuple):
+    """Time-major training windows (``obs[t]`` is seen before ``actions[t]``).
+
+    ``costs=None`` means no cost was recorded: every step counts as safe.
+    """
+
+    obs: Observation  # (T+1, B, Hp, Wp, C) uint8, or a dict with "pixels" and "state" (T+1, B, S)
+    actions: torch.Tensor  # (T, B, A)
+    rewards: torch.Tensor  # (T, B)
+    terminated: torch.Tensor  # (T, B) bool or float
+    costs: torch.Tensor | None = None  # (T, B)
+
+
+def symlog(x: torch.Tensor) -> torch.Tensor:
+    """``sign(x) log(1 + |x|)``: keeps proprioceptive inputs of any scale near unit size."""
+    return torch.sign(x) * torch.log1p(x.abs())
+
+
+def pixels_to_float(pixels: torch.Tensor) -> torch.Tensor:
+    """``(M, Hp, Wp, C)`` uint8 -> ``(M, C, Hp, Wp)`` float32 in ``[-0.5, 0.5]``."""
+    return pixels.permute(0, 3, 1, 2).to(torch.float32).mul_(1.0 / 255.0).sub_(0.5)  # fresh tensor: in place is safe
+
+
+def float_to_pixels(images: torch.Tensor) -> torch.Tensor:
+    """``(M, C, Hp, Wp)`` float in ``[-0.5, 0.5]`` -> ``(M, Hp, Wp, C)`` uint8 (clipped)."""
+    scaled = ((images + 0.5) * 255.0).clamp(0.0, 255.0).round()
+    return scaled.to(torch.uint8).permute(0, 2, 3, 1).contiguous()
+
+
+def mlp(in_dim: int, hidden_dim: int, out_dim: int, num_layers: int = 2) -> nn.Sequential:
+    """``num_layers`` blocks of Linear -> LayerNorm -> SiLU, then a linear output."""
+    layers: list[nn.Module] = []
+    for i in range(num_layers):
+        layers += [nn.Linear(in_dim if i == 0 else hidden_dim, hidden_dim), nn.LayerNorm(hidden_dim), nn.SiLU()]
+    layers.append(nn.Linear(hidden_dim if num_layers else in_dim, out_dim))
+    return nn.Sequential(*layers)
+
+
+class ConvEncoder(nn.Module):
+    """Four stride-2 convs (``d, 2d, 4d, 8d`` channels) -> [flatten, state] -> linear -> LayerNorm."""
+
+    def __init__(self, image_size: int, channels: int, depth: int, state_dim: int, latent_dim: int) -> None:
+        super().__init__()
+        widths = [channels, depth, 2 * depth, 4 * depth, 8 * depth]
+        convs: list[nn.Module] = []
+        for c_in, c_out in zip(widths[:-1], widths[1:], strict=True):
+            convs += [nn.Conv2d(c_in, c_out, kernel_size=4, stride=2, padding=1), nn.SiLU()]
+        self.convs = nn.Sequential(*convs, nn.Flatten())
+        features = 8 * depth * (image_size // 16) ** 2
+        self.out = nn.Sequential(nn.Linear(features + state_dim, latent_dim), nn.LayerNorm(latent_dim))
+
+    def forward(self, pixels: torch.Tensor, state: torch.Tensor | None) -> torch.Tensor:
+        """``pixels (M, Hp, Wp, C)`` uint8, ``state (M, S)`` or None -> ``(M, Z)``."""
+        h = self.convs(pixels_to_float(pixels))
+        if state is not None:
+            h = torch.cat([h, symlog(state.to(torch.float32))], dim=-1)
+        return self.out(h)
+
+
+class ConvDecoder(nn.Module):
+    """Mirror of :class:`ConvEncoder`: linear -> four stride-2 transposed convs -> image (and state)."""
+
+    def __init__(self, image_size: int, channels: int, depth: int, state_dim: int, latent_dim: int) -> None:
+        super().__init__()
+        self.base = image_size // 16
+        self.top = 8 * depth
+        self.inp = nn.Linear(latent_dim, self.top * self.base**2)
+        widths = [8 * depth, 4 * depth, 2 * depth, depth]
+        layers: list[nn.Module] = []
+        for c_in, c_out in zip(widths[:-1], widths[1:], strict=True):
+            layers += [nn.SiLU(), nn.ConvTranspose2d(c_in, c_out, kernel_size=4, stride=2, padding=1)]
+        layers += [nn.SiLU(), nn.ConvTranspose2d(depth, channels, kernel_size=4, stride=2, padding=1)]
+        self.deconvs = nn.Sequential(*layers)
+        self.state_out = nn.Linear(latent_dim, state_dim) if state_dim else None
+
+    def forward(self, z: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """``(M, Z)`` -> images ``(M, C, Hp, Wp)`` in pixel-float space, symlog state ``(M, S)`` or None."""
+        h = self.inp(z).reshape(-1, self.top, self.base, self.base)
+        state = self.state_out(z) if self.state_out is not None else None
+        return self.deconvs(h), state
+
+
+def effective_rank(z: torch.Tensor) -> float:
+    """Entropy-based effective rank (1..Z) of centred embeddings ``(M, Z)``; ~1 means collapse."""
+    s = torch.linalg.svdvals(z - z.mean(0))
+    p = s / s.sum().clamp_min(1e-12)
+    entropy = -(p * torch.log(p.clamp_min(1e-12))).sum()
+    return float(torch.exp(entropy))
+
+
+def variance_covariance(z: torch.Tensor, target_std: float = 1.0) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """VICReg-style guard on embeddings ``(M, Z)``.
+
+    Returns ``(variance hinge, off-diagonal covariance penalty, per-dimension std (Z,))``.
+    """
+    m, d = z.shape
+    std = torch.sqrt(z.var(dim=0) + 1e-4)
+    centred = z - z.mean(0)
+    cov = centred.T @ centred / max(m - 1, 1)
+    off_diag = cov - torch.diag(torch.diag(cov))
+    return F.relu(target_std - std).mean(), off_diag.pow(2).sum() / d, std
+
+
+class LatentWorldModel(nn.Module):
+    """Pixel (+ optional proprio) world model with a reconstruction or a JEPA objective."""
+
+    def __init__(
+        self,
+        action_dim: int,
+        *,
+        image_size: int = 64,
+        channels: int = 3,
+        state_dim: int = 0,
+        latent_dim: int = 64,
+        depth: int = 32,
+        hidden_dim: int = 256,
+        objective: Objective = "reconstruction",
+        safety_head: bool = True,
+        learning_rate: float = 3e-4,
+        grad_clip: float = 20.0,
+        ema_tau: float = 0.02,
+        variance_weight: float = 1.0,
+        covariance_weight: float = 0.04,
+    ) -> None:
+        """Build the networks and an Adam optimizer over the trainable parameters.
+
+        Args:
+            action_dim: ``A``.
+            image_size: ``Hp = Wp``, a multiple of 16.
+            channels: ``C`` (``3k`` for ``k`` stacked RGB frames).
+            state_dim: ``S`` of the optional proprioceptive vector (0: pixels only).
+            latent_dim: ``Z``.
+            depth: channels of the first conv (then ``2d, 4d, 8d``).
+            hidden_dim: width of the dynamics and head MLPs.
+            objective: ``"reconstruction"`` (decoder + latent consistency) or ``"jepa"``
+                (EMA-target embedding prediction, no decoder).
+            safety_head: predict the probability that a step incurs cost (else costs are 0).
+            learning_rate: Adam step size.
+            grad_clip: max global gradient norm per update.
+            ema_tau: JEPA target update ``target <- target + tau (online - target)``.
+            variance_weight: JEPA weight of the per-dimension std hinge.
+            covariance_weight: JEPA weight of the off-diagonal covariance penalty.
+        """
+        super().__init__()
+        _check_config(image_size, channels, objective, ema_tau)
+        self.action_dim, self.latent_dim, self.state_dim = action_dim, latent_dim, state_dim
+        self.image_shape = (image_size, image_size, channels)  # (Hp, Wp, C), channel-last
+        self.objective: Objective = objective
+        self.grad_clip, self.ema_tau = grad_clip, ema_tau
+        self.variance_weight, self.covariance_weight = variance_weight, covariance_weight
+        self.encoder = ConvEncoder(image_size, channels, depth, state_dim, latent_dim)
+        self.dynamics = mlp(latent_dim + action_dim, hidden_dim, latent_dim)
+        self.num_heads = 3 if safety_head else 2  # [reward, continuation logit, cost logit]
+        self.heads = mlp(latent_dim + action_dim, hidden_dim, self.num_heads)
+        self.decoder: ConvDecoder | None = None
+        self.target_encoder: ConvEncoder | None = None
+        if objective == "reconstruction":
+            self.decoder = ConvDecoder(image_size, channels, depth, state_dim, latent_dim)
+        else:
+            self.target_encoder = copy.deepcopy(self.encoder).requires_grad_(False)
+        self.trainable = [p for p in self.parameters() if p.requires_grad]
+        self.optimizer = torch.optim.Adam(self.trainable, lr=learning_rate)
+
+    # ----------------------------------------------------------------- small pieces
+    def encode(self, obs: Observation) -> torch.Tensor:
+        """``(B, Hp, Wp, C)`` uint8 pixels (or a dict with ``"state" (B, S)``) -> ``(B, Z)``."""
+        pixels, state = self._split_obs(obs, lead=1)
+        return self.encoder(pixels, state)
+
+    def next(self, z: torch.Tensor, action: torch.Tensor) -> torch.Tensor:
+        """``z (M, Z)``, ``action (M, A)`` -> next latent ``(M, Z)``."""
+        return z + self.dynamics(torch.cat([z, action], dim=-1))
+
+    def head_outputs(self, z: torch.Tensor, action: torch.Tensor) -> torch.Tensor:
+        """``z (..., Z)``, ``action (..., A)`` -> ``(..., 2 or 3)`` = [reward, continuation logit, cost logit]."""
+        return self.heads(torch.cat([z, action], dim=-1))
+
+    def reward(self, out: torch.Tensor) -> torch.Tensor:
+        """Predicted reward ``(...)`` from head outputs."""
+        return out[..., 0]
+
+    def continuation(self, out: torch.Tensor) -> torch.Tensor:
+        """Probability ``(...)`` that the episode goes on after the step."""
+        return torch.sigmoid(out[..., 1])
+
+    def safety(self, out: torch.Tensor) -> torch.Tensor:
+        """Probability ``(...)`` that the step is unsafe (zeros without a safety head)."""
+        return torch.sigmoid(out[..., 2]) if self.num_heads == 3 else torch.zeros_like(out[..., 0])
+
+    def rollout(self, z0: torch.Tensor, actions: torch.Tensor) -> torch.Tensor:
+        """Open-loop latents ``(H+1, N, Z)`` from ``z0 (N, Z)`` under ``actions (H, N, A)``."""
+        latents = [z0]
+        for action in actions:
+            latents.append(self.next(latents[-1], action))
+        return torch.stack(latents)
+
+    def decode(self, z: torch.Tensor) -> torch.Tensor:
+        """``(B, Z)`` -> reconstructed frames ``(B, Hp, Wp, C)`` uint8 (reconstruction objective only)."""
+        if self.decoder is None:
+            raise RuntimeError(
+                "decode() needs a decoder, but this LatentWorldModel uses objective='jepa', which "
+                "predicts no pixels; build it with objective='reconstruction' to decode latents"
+            )
+        images, _ = self.decoder(z)
+        return float_to_pixels(images)
+
+    # ----------------------------------------------------------------- imagination
+    def imagine(self, z0: torch.Tensor, actions: torch.Tensor) -> Rollout:
+        """``z0 (N, Z)``, ``actions (H, N, A)`` -> Rollout of ``(H, N)`` tensors, latents ``(H+1, N, Z)``."""
+        shapes_ok = actions.dim() == 3 and actions.shape[2] == self.action_dim
+        if not shapes_ok or tuple(z0.shape) != (actions.shape[1], self.latent_dim):
+            raise ValueError(
+                f"imagine expects z0 (N, {self.latent_dim}) and actions (H, N, {self.action_dim}); "
+                f"got {tuple(z0.shape)} and {tuple(actions.shape)}"
+            )
+        latents = self.rollout(z0, actions)
+        out = self.head_outputs(latents[:-1], actions)  # (H, N, heads): one call for all steps
+        rewards = self.reward(out)
+        return Rollout(
+            rewards=rewards,
+            costs=self.safety(out),
+            continuation=self.continuation(out),
+            latents=latents,
+            disagreement=torch.zeros_like(rewards),
+            terminal_value=None,
+        )
+
+    # ----------------------------------------------------------------- training
+    def update(self, batch: SequenceBatch) -> dict[str, float]:
+        """One optimisation step on a time-major :class:`SequenceBatch`; returns metrics.
+
+        For ``objective="jepa"`` the EMA target encoder moves after the step.
+        """
+        self.train()
+        total, metrics = self.loss(batch)
+        grad_norm = optimisation_step(self.optimizer, total, metrics, "latent world-model",
+                                      (self.trainable, self.grad_clip))
+        if self.target_encoder is not None:
+            self.update_target()
+        self.eval()
+        metrics["world_model/grad_norm"] = float(grad_norm or 0.0)
+        return metrics
+
+    @torch.no_grad()
+    def update_target(self) -> None:
+        """EMA step of the JEPA target encoder: ``target <- target + tau (online - target)``."""
+        if self.target_encoder is None:
+            raise RuntimeError("update_target() is only for objective='jepa' (reconstruction has no target encoder)")
+        for online, target in zip(self.encoder.parameters(), self.target_encoder.parameters(), strict=True):
+            target.lerp_(online, self.ema_tau)
+
+    def loss(self, batch: SequenceBatch) -> tuple[torch.Tensor, dict[str, float]]:
+        """Total loss and metrics (floats) for one :class:`SequenceBatch`."""
+        pixels, state, horizon, batch_size = self._check_batch(batch)
+        z = self.encoder(pixels.flatten(0, 1), _flat(state)).unflatten(0, (horizon + 1, batch_size))  # (T+1, B, Z)
+        latents = self.rollout(z[0], batch.actions)  # (T+1, B, Z), open loop from z_0
+        if self.objective == "reconstruction":
+            total, metrics = self._reconstruction_terms(pixels, state, z, latents)
+        else:
+            total, metrics = self._jepa_terms(pixels, state, z, latents)
+        head_total, head_metrics = self._head_terms(batch, latents)
+        total = total + head_total
+        metrics.update(head_metrics)
+        metrics.update(self._collapse_metrics(z))
+        metrics["world_model/loss"] = total.item()
+        return total, metrics
+
+    def _reconstruction_terms(
+        self, pixels: torch.Tensor, state: torch.Tensor | None, z: torch.Tensor, latents: torch.Tensor
+    ) -> tuple[torch.Tensor, dict[str, float]]:
+        """Pixel (+ state) MSE of the decoded encodings ``z (T+1, B, Z)`` + latent consistency."""
+        assert self.decoder is not None
+        images, state_pred = self.decoder(z.flatten(0, 1))
+        recon = F.mse_loss(images, pixels_to_float(pixels.flatten(0, 1)))
+        if state is not None and state_pred is not None:
+            recon = recon + F.mse_loss(state_pred, symlog(state.flatten(0, 1).to(torch.float32)))
+        consistency = F.mse_loss(latents[1:], z[1:].detach())
+        metrics = {"world_model/reconstruction_loss": recon.item(), "world_model/consistency_loss": consistency.item()}
+        return recon + consistency, metrics
+
+    def _jepa_terms(
+        self, pixels: torch.Tensor, state: torch.Tensor | None, z: torch.Tensor, latents: torch.Tensor
+    ) -> tuple[torch.Tensor, dict[str, float]]:
+        """Cosine loss of the rollout against EMA-target embeddings of frames ``1..T`` + VICReg guard."""
+        assert self.target_encoder is not None
+        horizon, batch_size = pixels.shape[0] - 1, pixels.shape[1]
+        with torch.no_grad():
+            target = self.target_encoder(pixels[1:].flatten(0, 1), _flat(None if state is None else state[1:]))
+        target = target.unflatten(0, (horizon, batch_size))  # (T, B, Z)
+        prediction = (1.0 - F.cosine_similarity(latents[1:], target, dim=-1)).mean()
+        variance, covariance, _ = variance_covariance(z.flatten(0, 1))
+        total = prediction + self.variance_weight * variance + self.covariance_weight * covariance
+        metrics = {
+            "world_model/jepa_loss": prediction.item(),
+            "world_model/variance_loss": variance.item(),
+            "world_model/covariance_loss": covariance.item(),
+        }
+        return total, metrics
+
+    def _head_terms(self, batch: SequenceBatch, latents: torch.Tensor) -> tuple[torch.Tensor, dict[str, float]]:
+        """Reward MSE, continuation BCE and cost BCE on the open-loop latents ``(T+1, B, Z)``."""
+        out = self.head_outputs(latents[:-1], batch.actions)  # (T, B, heads)
+        reward = F.mse_loss(self.reward(out), batch.rewards.to(torch.float32))
+        alive = 1.0 - batch.terminated.to(torch.float32)
+        continuation = F.binary_cross_entropy_with_logits(out[..., 1], alive)
+        total = reward + continuation
+        metrics = {"world_model/reward_loss": reward.item(), "world_model/continuation_loss": continuation.item()}
+        if self.num_heads == 3:
+            unsafe = torch.zeros_like(alive) if batch.costs is None else (batch.costs > 0).to(torch.float32)
+            cost = F.binary_cross_entropy_with_logits(out[..., 2], unsafe)
+            total = total + cost
+            metrics["safety/cost_bce"] = cost.item()
+        return total, metrics
+
+    @torch.no_grad()
+    def _collapse_metrics(self, z: torch.Tensor) -> dict[str, float]:
+        """Mean per-dimension std across the batch and effective rank of the online embeddings ``(T+1, B, Z)``."""
+        flat = z.detach().flatten(0, 1)
+        return {
+            "world_model/embedding_std": flat.std(dim=0).mean().item(),
+            "world_model/embedding_rank": effective_rank(flat),
+        }
+
+    # ----------------------------------------------------------------- input checks
+    def _split_obs(self, obs: Observation, lead: int) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """Check and split an observation with ``lead`` leading axes into ``(pixels, state or None)``."""
+        if isinstance(obs, Mapping):
+            if "pixels" not in obs:
+                raise ValueError(f"dict observations need a 'pixels' entry, got keys {sorted(obs)}")
+            pixels, state = obs["pixels"], obs.get("state")
+        else:
+            pixels, state = obs, None
+        self._check_pixels(pixels, lead)
+        if (state is None) != (self.state_dim == 0):
+            raise ValueError(
+                f"this model was built with state_dim={self.state_dim}: pass "
+                + ("{'pixels': ..., 'state': (..., S)}" if self.state_dim else "pixels only (no 'state' entry)")
+            )
+        if state is not None and tuple(state.shape) != (*pixels.shape[:lead], self.state_dim):
+            raise ValueError(
+                f"expected state of shape {(*pixels.shape[:lead], self.state_dim)}, got {tuple(state.shape)}"
+            )
+        return pixels, state
+
+    def _check_pixels(self, pixels: torch.Tensor, lead: int) -> None:
+        """Raise ValueError unless ``pixels`` is uint8 with shape ``(*lead axes, Hp, Wp, C)``."""
+        expected = self.image_shape
+        if pixels.dtype != torch.uint8:
+            raise ValueError(
+                f"expected uint8 pixels (0..255) of shape (..., {expected[0]}, {expected[1]}, {expected[2]}), "
+                f"got dtype {pixels.dtype}; pass raw frames, the model scales them itself"
+            )
+        if pixels.dim() == lead + 3 and tuple(pixels.shape[-3:]) == expected:
+            return
+        hint = "resize frames or build the model with matching image_size/channels"
+        if pixels.dim() == lead + 3 and tuple(pixels.shape[-3:]) == (expected[2], expected[0], expected[1]):
+            hint = "frames look channel-first: permute them to channel-last (..., Hp, Wp, C)"
+        raise ValueError(
+            f"expected pixels of shape ({'N, ' * lead}{expected[0]}, {expected[1]}, {expected[2]}) "
+            f"(channel-last), got {tuple(pixels.shape)}; {hint}"
+        )
+
+    def _check_batch(self, batch: SequenceBatch) -> tuple[torch.Tensor, torch.Tensor | None, int, int]:
+        """Validate a :class:`SequenceBatch`; returns ``(pixels (T+1, B, ...), state or None, T, B)``."""
+        pixels, state = self._split_obs(batch.obs, lead=2)
+        horizon, batch_size = pixels.shape[0] - 1, pixels.shape[1]
+        expected = {"actions": (horizon, batch_size, self.action_dim), "rewards": (horizon, batch_size),
+                    "terminated": (horizon, batch_size)}
+        if batch.costs is not None:
+            expected["costs"] = (horizon, batch_size)
+        for name, shape in expected.items():
+            got = tuple(getattr(batch, name).shape)
+            if got != shape or horizon < 1:
+                raise ValueError(
+                    f"with obs of length T+1={horizon + 1} and batch B={batch_size}, expected {name} "
+                    f"of shape {shape} (time-major, T >= 1), got {got}"
+                )
+        return pixels, state, horizon, batch_size
+
+
+def _flat(state: torch.Tensor | None) -> torch.Tensor | None:
+    """``(T, B, S) -> (T*B, S)``; None stays None."""
+    return None if state is None else state.flatten(0, 1)
+
+
+def _check_config(image_size: int, channels: int, objective: str, ema_tau: float) -> None:
+    """Refuse constructor arguments the networks cannot use."""
+    if image_size < 16 or image_size % 16:
+        raise ValueError(f"image_size must be a positive multiple of 16 (four stride-2 convs), got {image_size}")
+    if channels < 1:
+        raise ValueError(f"channels must be >= 1 (3k for k stacked RGB frames), got {channels}")
+    if objective not in ("reconstruction", "jepa"):
+        raise ValueError(f"objective must be 'reconstruction' or 'jepa', got {objective!r}")
+    if not 0.0 < ema_tau <= 1.0 or not math.isfinite(ema_tau):
+        raise ValueError(f"ema_tau must be in (0, 1], got {ema_tau}")
