@@ -10,6 +10,7 @@ import collections
 import copy
 import resource
 import time
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -30,7 +31,7 @@ from agent.config import (
     resolve_config,
     validate,
 )
-from agent.evaluation import EvalResult, evaluate
+from agent.evaluation import EvalResult, evaluate, evaluate_lockstep
 from agent.logger import RunLogger, truncate_outputs
 from envs import env_dims, make_env, wrap_env
 from planners import SamplingConfig, make_objective, make_planner
@@ -51,23 +52,45 @@ def resolve_device(name: str) -> torch.device:
 
 
 class WarmStart:
-    """Keeps the previous plan and offers it shifted by one step as the next ``init (H, A)``."""
+    """Keeps the previous plan and offers it shifted by one step as the next ``init``.
 
-    def __init__(self, horizon: int, action_dim: int, device: torch.device) -> None:
-        self.shape = (horizon, action_dim)
+    One problem: ``init (H, A)``. With ``batch=B``: ``B`` problems planned together
+    (e.g. the running evaluation episodes), ``init (B, H, A)``, one row per problem;
+    :meth:`keep` drops the rows of problems that ended.
+    """
+
+    def __init__(self, horizon: int, action_dim: int, device: torch.device, batch: int | None = None) -> None:
+        self._full_shape = (horizon, action_dim) if batch is None else (batch, horizon, action_dim)
+        self.shape = self._full_shape
         self.device = device
         self.plan: torch.Tensor | None = None
+        self.ids = np.arange(batch if batch is not None else 1)  # problem id of each row
 
     def init(self) -> torch.Tensor:
+        """Zeros ``(H, A)`` / ``(B, H, A)`` after a reset, else the stored plan shifted by one step (zero-padded)."""
         if self.plan is None:
             return torch.zeros(self.shape, device=self.device)
-        return torch.cat([self.plan[1:], torch.zeros_like(self.plan[:1])])
+        return torch.cat([self.plan[..., 1:, :], torch.zeros_like(self.plan[..., :1, :])], dim=-2)
 
     def store(self, plan: torch.Tensor) -> None:
         self.plan = plan
 
     def reset(self) -> None:
         self.plan = None
+        self.shape = self._full_shape
+        self.ids = np.arange(self.shape[0] if len(self.shape) == 3 else 1)
+
+    def keep(self, ids: np.ndarray) -> None:
+        """Batched only: keep the rows of problems ``ids`` (ascending, a subset of the current ones)."""
+        if np.array_equal(ids, self.ids):
+            return
+        rows = np.searchsorted(self.ids, ids)
+        if len(self.shape) != 3 or not np.array_equal(self.ids[np.minimum(rows, len(self.ids) - 1)], ids):
+            raise ValueError(f"WarmStart.keep: {ids} is not a subset of the problems {self.ids}")
+        self.ids = np.asarray(ids)
+        self.shape = (len(ids), *self.shape[1:])
+        if self.plan is not None:
+            self.plan = self.plan[torch.as_tensor(rows, device=self.plan.device)]
 
 
 def _flat_diff(old: dict[str, Any], new: dict[str, Any], prefix: str = "") -> list[str]:
@@ -91,8 +114,11 @@ class MBRLAgent:
         *,
         seed: int | None = None,
         run_dir: str | Path | None = None,
-        eval_env: gym.Env | None = None,
+        eval_env: gym.Env | Sequence[gym.Env] | None = None,
     ) -> None:
+        """``eval_env``: one env (evaluation episodes then run one by one on it) or at least
+        ``train.eval_episodes`` distinct ones (run side by side); by default the agent makes
+        ``train.eval_episodes`` envs from ``config.env_id`` (one when ``train.eval_lockstep`` is off)."""
         env_id = env if isinstance(env, str) else (env.spec.id if env.spec is not None else None)
         if config is None:
             config = resolve_config(env_id or "custom")
@@ -107,7 +133,9 @@ class MBRLAgent:
         self.env = make_env(config.env_id, config.env_kwargs) if isinstance(env, str) else wrap_env(env)
         if eval_env is None and env_id is None:
             raise ValueError("this environment has no registered id; pass eval_env=... (a second instance)")
-        self._eval_env = eval_env
+        self._eval_envs: list[gym.Env] = (
+            [] if eval_env is None else [eval_env] if isinstance(eval_env, gym.Env) else list(eval_env)
+        )
         self.state_dim, self.action_dim = env_dims(self.env)
 
         torch.manual_seed(config.seed)
@@ -155,19 +183,25 @@ class MBRLAgent:
         return make_planner(p.name, sampling, self.action_dim, generator)
 
     def _plan(self, obs: np.ndarray, planner: Planner, warm: WarmStart) -> np.ndarray:
-        """First action ``(A,)`` of the plan for ``obs``; stores the plan for warm starting."""
+        """First action of the plan for ``obs``; stores the plan for warm starting.
+
+        ``obs (S,) -> (A,)``; or ``obs (B, S) -> (B, A)``: ``B`` independent problems in
+        one batched planner call (``warm`` then holds ``(B, H, A)``). ``planner/plan_ms``
+        gets the call's time per problem.
+        """
         p = self.config.planner
         with torch.inference_mode():
-            z0 = self.model.encode(torch.as_tensor(obs, dtype=torch.float32, device=self.device)[None])[0]
+            rows = torch.as_tensor(obs, dtype=torch.float32, device=self.device).reshape(-1, self.state_dim)
+            z0 = self.model.encode(rows)  # (B, Z); B = 1 for one observation
         objective = make_objective(
-            self.model, z0, particles=p.particles, discount=p.discount, cost_weight=p.cost_weight,
-            pessimism=p.pessimism,
+            self.model, z0 if obs.ndim == 2 else z0[0], particles=p.particles, discount=p.discount,
+            cost_weight=p.cost_weight, pessimism=p.pessimism,
         )
         start = time.perf_counter()
         plan = planner.plan(objective, warm.init())
-        self._plan_ms.append(1000 * (time.perf_counter() - start))
+        self._plan_ms += [1000 * (time.perf_counter() - start) / len(z0)] * len(z0)
         warm.store(plan)
-        return plan[0].cpu().numpy().astype(np.float32)
+        return plan[..., 0, :].cpu().numpy().astype(np.float32)
 
     def predict(
         self,
@@ -215,8 +249,13 @@ class MBRLAgent:
         self.run_dir.mkdir(parents=True, exist_ok=True)
         (self.run_dir / "config.yaml").write_text(yaml.safe_dump(config_to_dict(self.config), sort_keys=False))
         self.logger = RunLogger(self.run_dir, self.config.env_id)
-        if self._eval_env is None:
-            self._eval_env = make_env(self.config.env_id, self.config.env_kwargs)
+        if not self._eval_envs:
+            t = self.config.train
+            count = t.eval_episodes if t.eval_lockstep else 1
+            # the first is checked like any env we make; its copies need not be
+            self._eval_envs = [
+                make_env(self.config.env_id, self.config.env_kwargs, check=False if k else None) for k in range(count)
+            ]
         self._start_time, self._start_steps = time.time(), self.num_timesteps
 
     def _elapsed(self) -> float:
@@ -301,16 +340,35 @@ class MBRLAgent:
             terminated=t(batch.terminated, torch.bool), next_obs=t(batch.next_obs),
         )
 
+    @property
+    def _eval_env(self) -> gym.Env | None:
+        """The first evaluation env (the only one when episodes run one by one)."""
+        return self._eval_envs[0] if self._eval_envs else None
+
+    def _run_evaluation(self, planner: Planner, seed: int) -> EvalResult:
+        """The evaluation episodes: side by side with one batched plan per step when there is an env per
+        episode (and ``train.eval_lockstep``), else one by one on the first env."""
+        horizon, episodes = self.config.planner.horizon, self.config.train.eval_episodes
+        if self.config.train.eval_lockstep and len(self._eval_envs) >= episodes:
+            warm = WarmStart(horizon, self.action_dim, self.device, batch=episodes)
+
+            def act_running(obs: np.ndarray, running: np.ndarray) -> np.ndarray:
+                warm.keep(running)  # drop the warm starts of episodes that ended
+                return self._plan(np.asarray(obs, np.float32), planner, warm)
+
+            return evaluate_lockstep(self._eval_envs, act_running, warm.reset, episodes, seed)
+        single = WarmStart(horizon, self.action_dim, self.device)
+        return evaluate(
+            self._eval_envs[0], lambda o: self._plan(np.asarray(o, np.float32), planner, single), single.reset,
+            episodes, seed,
+        )
+
     def _evaluate(self) -> EvalResult:
-        assert self.logger is not None and self._eval_env is not None
+        assert self.logger is not None and self._eval_envs
         seed = self.config.seed + 100_000 + 1000 * self._evals_done
         planner = self._make_planner(torch.Generator().manual_seed(seed))
-        warm = WarmStart(self.config.planner.horizon, self.action_dim, self.device)
         started = time.time()
-        result = evaluate(
-            self._eval_env, lambda o: self._plan(np.asarray(o, np.float32), planner, warm), warm.reset,
-            self.config.train.eval_episodes, seed,
-        )
+        result = self._run_evaluation(planner, seed)
         self._eval_seconds += time.time() - started
         self._evals_done += 1
         self.last_eval_return = float(result.returns.mean())

@@ -95,6 +95,8 @@ class TrainConfig:
     """Evaluate every this many environment steps (0 disables)."""
     eval_episodes: int = 10
     """Deterministic episodes per evaluation."""
+    eval_lockstep: bool = True
+    """Play the evaluation episodes side by side (one env each, one batched plan per step); false: one by one."""
     log_interval: int = 1000
     """Write progress.csv / TensorBoard every this many steps."""
     checkpoint_freq: int = 1000

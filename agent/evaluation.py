@@ -1,8 +1,16 @@
-"""Evaluation: K deterministic episodes on a separate environment."""
+"""Evaluation: K deterministic episodes on separate environments.
+
+:func:`evaluate` plays the episodes one after another on one env with a per-observation
+``act``; :func:`evaluate_lockstep` plays them side by side, one env per episode, with
+one ``act`` call per time step for all episodes still running (so a planner can solve
+them in one batched call). Both reset episode ``j`` with seed ``seed + j``: the same
+starts, the same protocol.
+"""
 
 from __future__ import annotations
 
-from typing import Callable, NamedTuple
+from collections.abc import Sequence
+from typing import Any, Callable, NamedTuple
 
 import gymnasium as gym
 import numpy as np
@@ -12,6 +20,15 @@ class EvalResult(NamedTuple):
     returns: np.ndarray  # (K,)
     lengths: np.ndarray  # (K,)
     costs: np.ndarray  # (K,)
+
+
+BatchAct = Callable[[np.ndarray, np.ndarray], np.ndarray]
+"""``act(obs (k, *obs_shape), episodes (k,) int64) -> actions (k, A)``.
+
+``episodes`` holds the indices (ascending) of the ``k`` episodes still running, and row
+``i`` of ``obs`` is episode ``episodes[i]``'s observation; row ``i`` of the result is its
+action. ``k`` only ever shrinks during an evaluation.
+"""
 
 
 def evaluate(
@@ -37,3 +54,54 @@ def evaluate(
         lengths.append(steps)
         costs.append(cost)
     return EvalResult(np.array(returns), np.array(lengths), np.array(costs))
+
+
+def evaluate_lockstep(
+    envs: Sequence[gym.Env],
+    act: BatchAct,
+    reset_policy: Callable[[], None],
+    n_episodes: int,
+    seed: int,
+) -> EvalResult:
+    """Run ``n_episodes`` episodes side by side; episode ``j`` runs on ``envs[j]``, reset with seed ``seed + j``.
+
+    Every time step calls ``act`` once with the observations ``(k, *obs_shape)`` of the
+    ``k`` episodes still running (see :data:`BatchAct`) and steps each of their envs;
+    an episode leaves the batch when it terminates or is truncated. ``reset_policy`` is
+    called once, after all resets. Returns, lengths and costs are per episode, in
+    episode order, accumulated exactly as :func:`evaluate` does, so a deterministic
+    ``act`` gives the same result either way. Needs ``len(envs) >= n_episodes``
+    (distinct env instances).
+    """
+    if len(envs) < n_episodes:
+        raise ValueError(f"evaluate_lockstep: {n_episodes} episodes need as many envs, got {len(envs)}")
+    if len({id(env) for env in envs[:n_episodes]}) < n_episodes:
+        raise ValueError("evaluate_lockstep: each episode needs its own env instance")
+    obs = [env.reset(seed=seed + j)[0] for j, env in enumerate(envs[:n_episodes])]
+    reset_policy()
+    totals = np.zeros((3, n_episodes))  # returns, lengths, costs
+    running = np.arange(n_episodes)
+    while running.size:
+        actions = np.asarray(act(np.stack([obs[j] for j in running]), running.copy()))
+        if actions.shape[0] != running.size:
+            raise ValueError(f"evaluate_lockstep: act returned {actions.shape[0]} actions for {running.size} episodes")
+        running = _step_running(envs, running, actions, obs, totals)
+    return EvalResult(totals[0], totals[1].astype(np.int64), totals[2])
+
+
+def _step_running(
+    envs: Sequence[gym.Env], running: np.ndarray, actions: np.ndarray, obs: list[Any], totals: np.ndarray
+) -> np.ndarray:
+    """Step episode ``running[i]`` with ``actions[i]``, updating ``obs`` and ``totals`` in place.
+
+    Returns the episodes still running.
+    """
+    still = []
+    for i, j in enumerate(running.tolist()):
+        obs[j], reward, terminated, truncated, info = envs[j].step(actions[i])
+        totals[0, j] += float(reward)
+        totals[1, j] += 1
+        totals[2, j] += float(info.get("cost", 0.0))
+        if not (terminated or truncated):
+            still.append(j)
+    return np.array(still, dtype=np.int64)

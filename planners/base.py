@@ -3,6 +3,11 @@
 A planner optimises action sequences against an objective it knows nothing about:
 ``objective(candidates (N, H, A)) -> scores (N,)``, higher is better, ``-inf`` for
 sequences whose score is not finite. Actions live in ``[-1, 1]``.
+
+A planner may solve ``B`` independent problems in one call (``init (B, H, A)``); it
+then still calls the objective with one ``(N, H, A)`` tensor, ``N = B * M``, whose
+rows ``b * M : (b + 1) * M`` are problem ``b``'s candidates (see
+:func:`planners.objective.make_objective` with ``z0 (B, Z)``).
 """
 
 from __future__ import annotations
@@ -16,7 +21,11 @@ Objective = Callable[[torch.Tensor], torch.Tensor]
 
 
 class Planner(Protocol):
-    """``plan(objective, init (H, A), proposals (n, H, A) | None) -> (H, A)``."""
+    """``plan(objective, init (H, A), proposals (n, H, A) | None) -> (H, A)``.
+
+    Batched: ``plan(objective, init (B, H, A), proposals (n, H, A) | (B, n, H, A) | None)
+    -> (B, H, A)``, one independent plan per problem; ``B = 1`` equals the unbatched call.
+    """
 
     def plan(
         self,

@@ -1,7 +1,8 @@
 """The objective: the one place that turns an imagined rollout into a score.
 
 A planner only ever sees ``objective(candidates (N, H, A)) -> scores (N,)``. This
-module builds that function from a world model and the encoded current observation:
+module builds that function from a world model and the encoded current observation
+(or ``B`` of them, one per planning problem of a batched plan):
 
     score = sum_t discount**t * alive_t * (reward_t - cost_weight * cost_t)
             + discount**H * alive_H * terminal_value
@@ -74,38 +75,56 @@ def make_objective(
     cost_weight: float,
     pessimism: float = 0.0,
 ) -> Objective:
-    """Objective ``candidates (N, H, A) -> scores (N,)`` imagined from latent ``z0 (Z,)``.
+    """Objective ``candidates (N, H, A) -> scores (N,)`` imagined from latent ``z0 (Z,)``, or from ``B`` latents.
+
+    With ``z0 (B, Z)`` (one latent per planning problem, as a batched planner call
+    needs) the candidates are ``B`` equal consecutive blocks of ``M = N / B`` rows:
+    rows ``b * M : (b + 1) * M`` are imagined from ``z0[b]``. ``N`` must be divisible
+    by ``B``. ``z0 (Z,)`` is the case ``B = 1``.
 
     Each candidate is repeated ``P = particles`` times (``repeat_interleave``), so
-    row ``b = n * P + p`` of the imagined batch is particle ``p`` of candidate ``n``;
-    the model imagines all ``N * P`` rows in one call under ``torch.inference_mode()``
-    and each candidate's score is the mean of its particles' scores (``-inf`` if any
-    particle's score is ``-inf``), minus ``pessimism`` times their standard deviation:
-    where the ensemble members disagree (states the model has not seen), a candidate
-    is worth less, so the planner does not exploit model errors.
+    row ``r = c * P + p`` of the imagined batch is particle ``p`` of candidate ``c``;
+    inside problem ``b``'s block that is ``r = b * M * P + n * P + p`` for its
+    candidate ``n``. The model imagines all ``N * P`` rows in one call under
+    ``torch.inference_mode()`` and each candidate's score is the mean of its
+    particles' scores (``-inf`` if any particle's score is ``-inf``), minus
+    ``pessimism`` times their standard deviation: where the ensemble members disagree
+    (states the model has not seen), a candidate is worth less, so the planner does
+    not exploit model errors.
 
-    Ensembles route row ``b`` to member ``b % E``: with ``P`` a multiple of ``E``
-    every candidate is imagined by every member equally often (and ``N * P`` is
-    divisible by ``E`` whatever ``N`` the planner uses, which the ensemble requires).
+    Ensembles route row ``r`` to member ``r % E``: with ``P`` a multiple of ``E``
+    every candidate, in every block, is imagined by every member equally often (and
+    ``N * P`` is divisible by ``E`` whatever ``N`` the planner uses, which the
+    ensemble requires).
 
     Candidates are moved to ``z0``'s device and dtype for the model; scores come back
     on the candidates' device as an ordinary (non-inference) tensor. Nothing is clamped:
     keeping actions in bounds is the planner's job.
     """
-    if z0.dim() != 1:
-        raise ValueError(f"make_objective: z0 must be one latent (Z,), got shape {tuple(z0.shape)}")
+    if z0.dim() not in (1, 2):
+        raise ValueError(
+            f"make_objective: z0 must be one latent (Z,) or one per problem (B, Z), got shape {tuple(z0.shape)}"
+        )
     if particles < 1:
         raise ValueError(f"make_objective: particles must be >= 1, got {particles}")
+    latents = z0 if z0.dim() == 2 else z0.unsqueeze(0)  # (B, Z)
+    batch, width = latents.shape
 
     def objective(candidates: torch.Tensor) -> torch.Tensor:
         if candidates.dim() != 3:
             raise ValueError(f"objective: candidates must be (N, H, A), got shape {tuple(candidates.shape)}")
-        num, _, _ = candidates.shape
+        num = candidates.shape[0]
+        if num % batch:
+            raise ValueError(
+                f"objective: {num} candidates cannot be split into {batch} equal blocks, "
+                f"one per latent of z0 {tuple(z0.shape)}"
+            )
         with torch.inference_mode():
             actions = candidates.to(device=z0.device, dtype=z0.dtype)
-            # (H, N*P, A), row b = n * P + p
+            # (H, N*P, A), row r = c * P + p
             actions = actions.transpose(0, 1).repeat_interleave(particles, dim=1)
-            z = z0.expand(num * particles, z0.shape[0])  # (N*P, Z)
+            # (N*P, Z): block b (M*P rows) starts from z0[b]; a stride-0 view, no copy, when B = 1
+            z = latents[:, None].expand(batch, num // batch * particles, width).reshape(num * particles, width)
             rollout = model.imagine(z, actions)
             scores = score_rollout(rollout, discount=discount, cost_weight=cost_weight)
             _check_shape("objective: imagined row scores", scores, (num * particles,))

@@ -1,15 +1,24 @@
 """Sampling-based planners: CEM, MPPI and random shooting, sharing one loop.
 
-Every planner keeps a Gaussian ``mean (H, A)``, ``std (H, A)`` over action sequences,
-starting at ``init`` (the warm start) and ``config.init_std``. Each iteration it
+A planner solves ``B`` independent planning problems at once (``B = 1`` for the plain
+``init (H, A)`` call). Every problem ``b`` keeps a Gaussian ``mean[b] (H, A)``,
+``std[b] (H, A)`` over action sequences, starting at ``init[b]`` (the warm start) and
+``config.init_std``. Each iteration the planner
 
-1. samples ``N`` sequences ``mean + std * eps`` from its own ``torch.Generator``,
-   clamped to ``[-1, 1]``;
-2. appends the current mean and the proposals (both clamped) to them;
-3. scores all of them with the objective, treating NaN (and any non-finite score)
-   as ``-inf``;
-4. refits ``mean``/``std`` from the best finite candidates with the method's rule,
-   mixed with the old values by ``config.momentum``, ``std`` floored at ``min_std``.
+1. draws noise ``(B, N, H, A)`` in one call from its own ``torch.Generator`` (problem
+   ``b`` gets slice ``b``; for ``B = 1`` this is the same stream as an ``(N, H, A)`` draw)
+   and samples ``N`` sequences ``mean[b] + std[b] * eps`` per problem, clamped to ``[-1, 1]``;
+2. appends each problem's current mean and the proposals (both clamped), giving
+   ``M = N + 1 + n`` candidates per problem;
+3. scores all ``B * M`` candidates with **one** objective call on ``(B * M, H, A)``,
+   rows ``b * M : (b + 1) * M`` belonging to problem ``b``, treating NaN (and any
+   non-finite score) as ``-inf``;
+4. refits each problem's ``mean``/``std`` from its own best finite candidates with the
+   method's rule, mixed with the old values by ``config.momentum``, ``std`` floored at
+   ``min_std``. A problem with no finite score this round keeps its distribution.
+
+Problems never mix: elites, refits, best-so-far and statistics are per problem, so a
+problem's plan depends only on its own objective rows and its slice of the noise.
 
 The methods differ only in step 4 and in what they return:
 
@@ -22,6 +31,7 @@ The methods differ only in step 4 and in what they return:
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import torch
@@ -30,7 +40,7 @@ from planners.base import Objective
 
 
 class PlanningError(RuntimeError):
-    """Raised when no candidate ever received a finite score."""
+    """Raised when no candidate of some problem ever received a finite score."""
 
 
 @dataclass(frozen=True)
@@ -68,21 +78,39 @@ class SamplingConfig:
 
 
 def _cem_refit(elites: torch.Tensor, scores: torch.Tensor, config: SamplingConfig) -> tuple[torch.Tensor, torch.Tensor]:
-    """``elites (k, H, A)``, ``scores (k,)`` -> mean, std ``(H, A)``: unweighted moments."""
+    """``elites (G, k, H, A)``, ``scores (G, k)`` -> mean, std ``(G, H, A)``: unweighted moments per problem."""
     del scores, config
-    return elites.mean(dim=0), elites.std(dim=0, unbiased=False)
+    return elites.mean(dim=1), elites.std(dim=1, unbiased=False)
 
 
 def _mppi_refit(
     elites: torch.Tensor, scores: torch.Tensor, config: SamplingConfig
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """``elites (k, H, A)``, ``scores (k,)`` finite -> mean, std ``(H, A)``: softmax-weighted moments."""
-    # (k,): subtract the max before exp, so the largest weight is exactly 1
-    weights = torch.exp((scores - scores.max()) / config.temperature)
-    weights = (weights / weights.sum()).view(-1, 1, 1)
-    mean = (weights * elites).sum(dim=0)
-    std = (weights * (elites - mean) ** 2).sum(dim=0).sqrt()
+    """``elites (G, k, H, A)``, ``scores (G, k)`` finite -> mean, std ``(G, H, A)``: softmax-weighted moments."""
+    # (G, k): subtract each problem's max before exp, so its largest weight is exactly 1
+    weights = torch.exp((scores - scores.amax(dim=1, keepdim=True)) / config.temperature)
+    weights = (weights / weights.sum(dim=1, keepdim=True))[:, :, None, None]  # (G, k, 1, 1)
+    mean = (weights * elites).sum(dim=1)  # (G, H, A)
+    std = (weights * (elites - mean.unsqueeze(1)) ** 2).sum(dim=1).sqrt()
     return mean, std
+
+
+def _blend(
+    old: torch.Tensor, rows: torch.Tensor | None, new: torch.Tensor, momentum: float, floor: float | None = None
+) -> torch.Tensor:
+    """``momentum * old + (1 - momentum) * new``, floored at ``floor``, for problems ``rows`` (``None``: all).
+
+    ``old (B, H, A)``, ``new (G, H, A)``; returns a new ``(B, H, A)`` tensor, other rows unchanged.
+    """
+    part = old if rows is None else old[rows]
+    mixed = momentum * part + (1.0 - momentum) * new
+    if floor is not None:
+        mixed = mixed.clamp(min=floor)
+    if rows is None:
+        return mixed
+    out = old.clone()
+    out[rows] = mixed
+    return out
 
 
 class _SamplingPlanner:
@@ -109,7 +137,7 @@ class _SamplingPlanner:
     def _refit(
         self, elites: torch.Tensor, scores: torch.Tensor
     ) -> tuple[torch.Tensor, torch.Tensor]:  # pragma: no cover - overridden
-        raise NotImplementedError("_refit(elites (k, H, A), scores (k,)) -> mean (H, A), std (H, A)")
+        raise NotImplementedError("_refit(elites (G, k, H, A), scores (G, k)) -> mean, std (G, H, A)")
 
     def plan(
         self,
@@ -117,123 +145,189 @@ class _SamplingPlanner:
         init: torch.Tensor,
         proposals: torch.Tensor | None = None,
     ) -> torch.Tensor:
-        """Optimise ``objective`` from warm start ``init (H, A)``, also trying ``proposals (n, H, A)``.
+        """Optimise ``objective`` from warm start ``init``, also trying ``proposals``.
 
-        Returns ``(H, A)`` in ``[-1, 1]`` on ``init``'s device and dtype; ``init`` and
-        ``proposals`` are left unchanged. Sets ``self.last_stats``. Raises
-        :class:`PlanningError` if no candidate ever scored finite.
+        One problem: ``init (H, A)``, ``proposals (n, H, A)`` -> plan ``(H, A)``.
+        ``B`` problems: ``init (B, H, A)``, ``proposals (n, H, A)`` (shared) or
+        ``(B, n, H, A)`` -> plans ``(B, H, A)``; the objective then gets
+        ``(B * M, H, A)`` candidates, problem ``b`` in rows ``b * M : (b + 1) * M``, and
+        must return ``(B * M,)`` scores. ``B = 1`` gives bit-identical results to the
+        ``(H, A)`` call with the same generator state.
+
+        Plans are in ``[-1, 1]`` on ``init``'s device and dtype; ``init`` and
+        ``proposals`` are left unchanged. Sets ``self.last_stats`` (averaged over
+        problems). Raises :class:`PlanningError`, naming the problems, if some problem
+        never scored a finite candidate.
         """
+        batched = init.dim() == 3
         with torch.no_grad():
-            return self._plan(objective, init, proposals)
+            plans = self._plan(objective, self._check_init(init), self._extra_candidates(init, proposals), batched)
+        return plans if batched else plans[0]
 
-    def _plan(self, objective: Objective, init: torch.Tensor, proposals: torch.Tensor | None) -> torch.Tensor:
-        extra = self._extra_candidates(init, proposals)  # (n, H, A)
+    def _plan(self, objective: Objective, init: torch.Tensor, extra: torch.Tensor, batched: bool) -> torch.Tensor:
+        """``init (B, H, A)``, ``extra (B, n, H, A)`` clamped -> plans ``(B, H, A)``."""
         cfg = self.config
-        mean = init.clamp(-1.0, 1.0)  # a new tensor: init is never written to
+        mean = init.clamp(-1.0, 1.0)  # (B, H, A), a new tensor: init is never written to
         std = torch.full_like(mean, cfg.init_std)
         search = _Search(mean, first_proposal=cfg.num_candidates + 1)
         iterations = 1 if self._single_iteration else cfg.iterations
         for _ in range(iterations):
-            samples = (mean + std * self._noise(init)).clamp(-1.0, 1.0)  # (N, H, A)
-            # (N + 1 + n, H, A): samples, then the current mean, then proposals
-            candidates = torch.cat([samples, mean.unsqueeze(0), extra])
-            scores = self._score(objective, candidates)
-            elites, elite_scores = search.record(candidates, scores, cfg.num_elites)
-            if elites is None:  # nothing finite this round: keep the distribution
-                continue
-            new_mean, new_std = self._refit(elites, elite_scores)
-            mean = cfg.momentum * mean + (1.0 - cfg.momentum) * new_mean
-            std = (cfg.momentum * std + (1.0 - cfg.momentum) * new_std).clamp(min=cfg.min_std)
+            samples = (mean.unsqueeze(1) + std.unsqueeze(1) * self._noise(mean)).clamp(-1.0, 1.0)  # (B, N, H, A)
+            # (B, M = N + 1 + n, H, A): samples, then the current mean, then proposals
+            candidates = torch.cat([samples, mean.unsqueeze(1), extra], dim=1)
+            scores = self._score(objective, candidates)  # (B, M)
+            for rows, elites, elite_scores in search.record(candidates, scores, cfg.num_elites):
+                new_mean, new_std = self._refit(elites, elite_scores)  # (G, H, A) for problems `rows`
+                mean = _blend(mean, rows, new_mean, cfg.momentum)
+                std = _blend(std, rows, new_std, cfg.momentum, floor=cfg.min_std)
         self.last_stats = search.stats()
-        if search.best_score == -torch.inf:
-            raise PlanningError(
-                f"{self._name}: the world model produced non-finite predictions for every candidate "
-                f"({search.seen} scored over {iterations} iteration(s)). "
-                "Check the world model's training loss for NaN/inf and that its inputs "
-                "(observations, actions, normaliser statistics) are finite."
-            )
+        search.raise_if_unsolved(self._name, iterations, batched)
         return search.best.clone() if self._returns_best else mean.clamp(-1.0, 1.0)
 
-    def _extra_candidates(self, init: torch.Tensor, proposals: torch.Tensor | None) -> torch.Tensor:
-        """Check ``init (H, A)``; return the proposals clamped, ``(n, H, A)`` (``n = 0`` when none)."""
-        if init.dim() != 2 or init.shape[1] != self.action_dim or not init.is_floating_point():
+    def _check_init(self, init: torch.Tensor) -> torch.Tensor:
+        """Check ``init (H, A)`` or ``(B, H, A)``; return it as ``(B, H, A)`` (a view)."""
+        empty_batch = init.dim() == 3 and init.shape[0] == 0
+        if init.dim() not in (2, 3) or init.shape[-1] != self.action_dim or not init.is_floating_point() or empty_batch:
             raise ValueError(
-                f"{self._name}: init must be a float (H, A={self.action_dim}) tensor, "
-                f"got {init.dtype} of shape {tuple(init.shape)}"
+                f"{self._name}: init must be a float (H, A={self.action_dim}) or (B >= 1, H, A={self.action_dim}) "
+                f"tensor, got {init.dtype} of shape {tuple(init.shape)}"
             )
-        if proposals is None:
-            return init.new_empty((0, *init.shape))
-        if proposals.dim() != 3 or tuple(proposals.shape[1:]) != tuple(init.shape):
-            raise ValueError(
-                f"{self._name}: proposals must be (n, H, A) = (n, {init.shape[0]}, {init.shape[1]}), "
-                f"got shape {tuple(proposals.shape)}"
-            )
-        return proposals.to(device=init.device, dtype=init.dtype).clamp(-1.0, 1.0)
+        return init if init.dim() == 3 else init.unsqueeze(0)
 
-    def _noise(self, init: torch.Tensor) -> torch.Tensor:
-        """``(N, H, A)`` standard normal noise from ``self.generator``, moved to ``init``'s device/dtype."""
-        shape = (self.config.num_candidates, *init.shape)
+    def _extra_candidates(self, init: torch.Tensor, proposals: torch.Tensor | None) -> torch.Tensor:
+        """The proposals clamped, as ``(B, n, H, A)`` (``n = 0`` when none); shared ones are expanded."""
+        batch = init.shape[0] if init.dim() == 3 else 1
+        horizon, action_dim = init.shape[-2:]
+        if proposals is None:
+            return init.new_empty((batch, 0, horizon, action_dim))
+        shape = tuple(proposals.shape)
+        shared = len(shape) == 3 and shape[1:] == (horizon, action_dim)
+        per_problem = init.dim() == 3 and len(shape) == 4 and shape[:1] + shape[2:] == (batch, horizon, action_dim)
+        if not (shared or per_problem):
+            expected = f"(n, H, A) = (n, {horizon}, {action_dim})"
+            if init.dim() == 3:
+                expected += f" or (B, n, H, A) = ({batch}, n, {horizon}, {action_dim})"
+            raise ValueError(f"{self._name}: proposals must be {expected}, got shape {shape}")
+        extra = proposals.to(device=init.device, dtype=init.dtype).clamp(-1.0, 1.0)
+        return extra.expand(batch, *extra.shape) if shared else extra
+
+    def _noise(self, mean: torch.Tensor) -> torch.Tensor:
+        """``(B, N, H, A)`` standard normal noise from ``self.generator`` (one draw), on ``mean``'s device/dtype."""
+        batch, horizon, action_dim = mean.shape
+        shape = (batch, self.config.num_candidates, horizon, action_dim)
         eps = torch.randn(shape, generator=self.generator, device=self.generator.device)
-        return eps.to(device=init.device, dtype=init.dtype)
+        return eps.to(device=mean.device, dtype=mean.dtype)
 
     def _score(self, objective: Objective, candidates: torch.Tensor) -> torch.Tensor:
-        """``objective(candidates (M, H, A)) -> (M,)`` with every non-finite score as ``-inf``."""
-        scores = objective(candidates)
-        if tuple(scores.shape) != (candidates.shape[0],):
+        """``objective(candidates (B * M, H, A)) -> (B * M,)``, returned as ``(B, M)`` with non-finite as ``-inf``."""
+        batch, num = candidates.shape[:2]
+        flat = candidates.reshape(batch * num, *candidates.shape[2:])
+        scores = objective(flat)
+        if tuple(scores.shape) != (flat.shape[0],):
             raise ValueError(
-                f"{self._name}: objective must map candidates {tuple(candidates.shape)} to scores "
-                f"({candidates.shape[0]},), got shape {tuple(scores.shape)}"
+                f"{self._name}: objective must map candidates {tuple(flat.shape)} to scores "
+                f"({flat.shape[0]},), got shape {tuple(scores.shape)}"
             )
-        scores = scores.to(device=candidates.device)
+        scores = scores.to(device=candidates.device).view(batch, num)
         return torch.where(torch.isfinite(scores), scores, torch.full_like(scores, -torch.inf))
 
 
 class _Search:
-    """Book-keeping over iterations: best candidate seen, elite selection, statistics."""
+    """Book-keeping over iterations, per problem: best candidate seen, elite selection, statistics."""
 
     def __init__(self, init: torch.Tensor, first_proposal: int) -> None:
-        self.best = init  # (H, A)
-        self.best_score = -torch.inf
-        self.best_from_proposal = False
+        """``init (B, H, A)``; candidate indices ``>= first_proposal`` are proposals."""
+        batch = init.shape[0]
+        self.best = init  # (B, H, A); replaced, never written to in place
+        self.best_score = torch.full((batch,), -torch.inf, dtype=torch.float64, device=init.device)
+        self.best_from_proposal = torch.zeros(batch, dtype=torch.bool, device=init.device)
+        self.mean_elite_score = torch.full_like(self.best_score, -torch.inf)
         self.first_proposal = first_proposal
-        self.mean_elite_score = -torch.inf
-        self.finite = 0
-        self.seen = 0
+        self.finite = 0  # over all problems
+        self.seen = 0  # per problem
 
     def record(
         self, candidates: torch.Tensor, scores: torch.Tensor, num_elites: int
-    ) -> tuple[torch.Tensor | None, torch.Tensor]:
-        """Track the best; return the top ``k <= num_elites`` finite candidates ``(k, H, A)`` and scores ``(k,)``.
+    ) -> list[tuple[torch.Tensor | None, torch.Tensor, torch.Tensor]]:
+        """Track the best; return the elites, grouped by how many each problem has.
 
-        Returns ``(None, empty)`` when no score is finite.
+        ``candidates (B, M, H, A)``, ``scores (B, M)`` -> list of ``(rows (G,), elites
+        (G, k, H, A), elite scores (G, k))``: the top ``k = min(num_elites, finite)``
+        candidates of problems ``rows``, sorted best first, all finite. Problems with no
+        finite score this round are in no group. Usually there is one group of all ``B``
+        problems, and then ``rows`` is ``None``.
         """
-        num_finite = int(torch.isfinite(scores).sum())
-        self.finite += num_finite
-        self.seen += scores.shape[0]
-        if num_finite == 0:
-            return None, scores[:0]
-        # sorted best first; k <= num_finite keeps every elite finite
-        elite_scores, index = scores.topk(min(num_elites, num_finite))
-        top = float(elite_scores[0])
-        if top > self.best_score:
-            self.best_score = top
-            self.best = candidates[index[0]]
-            self.best_from_proposal = int(index[0]) >= self.first_proposal
-        self.mean_elite_score = float(elite_scores.mean())
-        return candidates[index], elite_scores
+        counts = torch.isfinite(scores).sum(dim=1).tolist()  # (B,) finite scores per problem
+        self.finite += sum(counts)
+        self.seen += scores.shape[1]
+        sizes = [min(c, num_elites) for c in counts]
+        if min(sizes) == max(sizes):
+            return [self._group(candidates, scores, None, sizes[0])] if sizes[0] else []
+        groups = []
+        for k in sorted(set(sizes) - {0}):
+            rows = torch.tensor([b for b, size in enumerate(sizes) if size == k], device=scores.device)
+            groups.append(self._group(candidates[rows], scores[rows], rows, k))
+        return groups
+
+    def _group(
+        self, candidates: torch.Tensor, scores: torch.Tensor, rows: torch.Tensor | None, k: int
+    ) -> tuple[torch.Tensor | None, torch.Tensor, torch.Tensor]:
+        """Top ``k`` of ``candidates (G, M, H, A)``, ``scores (G, M)`` (problems ``rows``; ``None``: all)."""
+        elite_scores, index = scores.topk(k, dim=1)  # (G, k), sorted best first
+        elites = torch.take_along_dim(candidates, index[:, :, None, None], dim=1)  # (G, k, H, A)
+        self._update(rows, elites[:, 0], elite_scores, index[:, 0] >= self.first_proposal)
+        return rows, elites, elite_scores
+
+    def _update(
+        self, rows: torch.Tensor | None, top: torch.Tensor, elite_scores: torch.Tensor, from_proposal: torch.Tensor
+    ) -> None:
+        """Keep ``top (G, H, A)`` as the best of problems ``rows`` where its score beats their best so far."""
+        top_score = elite_scores[:, 0].to(torch.float64)
+        values = (self.best, self.best_score, self.best_from_proposal, self.mean_elite_score)
+        best, best_score, from_prop, _ = values if rows is None else tuple(v[rows] for v in values)
+        improved = top_score > best_score
+        updated = (
+            torch.where(improved[:, None, None], top, best),
+            torch.where(improved, top_score, best_score),
+            torch.where(improved, from_proposal, from_prop),
+            elite_scores.mean(dim=1).to(torch.float64),
+        )
+        if rows is None:
+            self.best, self.best_score, self.best_from_proposal, self.mean_elite_score = updated
+            return
+        self.best = self.best.clone()  # it may still be the planner's initial mean
+        targets = (self.best, self.best_score, self.best_from_proposal, self.mean_elite_score)
+        for value, new in zip(targets, updated, strict=True):
+            value[rows] = new
 
     def stats(self) -> dict[str, float]:
-        """``best_score``, ``mean_elite_score`` (last refit), ``finite_fraction``, ``proposal_best``."""
+        """Averages over problems: ``best_score``, ``mean_elite_score`` (last refit), ``finite_fraction``,
+        ``proposal_best`` (fraction of problems whose best came from a proposal)."""
+        batch = self.best_score.shape[0]
         return {
-            "best_score": self.best_score,
-            "mean_elite_score": self.mean_elite_score,
-            "finite_fraction": self.finite / max(self.seen, 1),
-            "proposal_best": float(self.best_from_proposal),
+            "best_score": float(self.best_score.mean()),
+            "mean_elite_score": float(self.mean_elite_score.mean()),
+            "finite_fraction": self.finite / max(self.seen * batch, 1),
+            "proposal_best": float(self.best_from_proposal.to(torch.float64).mean()),
         }
+
+    def raise_if_unsolved(self, name: str, iterations: int, batched: bool) -> None:
+        """:class:`PlanningError` naming the problems that never scored a finite candidate."""
+        unsolved = [b for b, score in enumerate(self.best_score.tolist()) if score == -math.inf]
+        if not unsolved:
+            return
+        which = f" of problem(s) {unsolved}" if batched else ""
+        per = " per problem" if batched else ""
+        raise PlanningError(
+            f"{name}: the world model produced non-finite predictions for every candidate{which} "
+            f"({self.seen} scored{per} over {iterations} iteration(s)). "
+            "Check the world model's training loss for NaN/inf and that its inputs "
+            "(observations, actions, normaliser statistics) are finite."
+        )
 
 
 class CEM(_SamplingPlanner):
-    """Cross-entropy method: refit to the elites' mean/std, return the final mean ``(H, A)``."""
+    """Cross-entropy method: refit to the elites' mean/std, return the final mean ``(H, A)`` / ``(B, H, A)``."""
 
     _name = "CEM"
 
@@ -242,7 +336,7 @@ class CEM(_SamplingPlanner):
 
 
 class MPPI(_SamplingPlanner):
-    """MPPI: refit to the softmax(score / temperature)-weighted top-k, return the final mean ``(H, A)``."""
+    """MPPI: refit to the softmax(score / temperature)-weighted top-k, return the final mean."""
 
     _name = "MPPI"
 

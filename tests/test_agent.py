@@ -1,4 +1,4 @@
-"""Agent loop: resume exactness, save/load, outputs, predict without side effects, learning."""
+"""Agent loop: resume exactness, save/load, outputs, predict without side effects, evaluation, learning."""
 
 from __future__ import annotations
 
@@ -10,10 +10,11 @@ import pytest
 import torch
 
 from agent import MBRLAgent, resolve_config
-from agent.agent import CHECKPOINT_NAME
+from agent.agent import CHECKPOINT_NAME, WarmStart
 from agent.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
 from agent.config import Config, ConfigError, apply_overrides, validate
-from envs import POINT_MASS_ID
+from agent.evaluation import EvalResult, evaluate, evaluate_lockstep
+from envs import POINT_MASS_ID, make_env
 
 
 def debug_config(**overrides: object) -> Config:
@@ -21,12 +22,13 @@ def debug_config(**overrides: object) -> Config:
 
 
 def test_resume_continues_exactly(tmp_path: Path) -> None:
-    straight = MBRLAgent(POINT_MASS_ID, debug_config(), run_dir=tmp_path / "a")
+    config = debug_config(**{"train.eval_episodes": 3})  # evaluations in lockstep, 3 episodes per plan call
+    straight = MBRLAgent(POINT_MASS_ID, config, run_dir=tmp_path / "a")
     straight.learn(200, progress_bar=False)
 
-    first = MBRLAgent(POINT_MASS_ID, debug_config(), run_dir=tmp_path / "b")
+    first = MBRLAgent(POINT_MASS_ID, config, run_dir=tmp_path / "b")
     first.learn(100, progress_bar=False)
-    resumed = MBRLAgent(POINT_MASS_ID, debug_config(), run_dir=tmp_path / "b")
+    resumed = MBRLAgent(POINT_MASS_ID, config, run_dir=tmp_path / "b")
     assert resumed.num_timesteps == 100
     resumed.learn(200, progress_bar=False)
 
@@ -41,6 +43,7 @@ def test_resume_continues_exactly(tmp_path: Path) -> None:
     assert [r.split(",")[loss_col] for r in progress_a[1:]] == [r.split(",")[loss_col] for r in progress_b[1:]]
     eval_a = np.load(tmp_path / "a" / "evaluations.npz")
     eval_b = np.load(tmp_path / "b" / "evaluations.npz")
+    assert eval_a["results"].shape == (2, 3)
     np.testing.assert_array_equal(eval_a["results"], eval_b["results"])
 
 
@@ -146,3 +149,110 @@ def test_agent_learns_point_mass(tmp_path: Path) -> None:
     idle = _returns(env, lambda o: np.zeros(1, np.float32))
     assert oracle > -6 and idle < -30  # the task is what the docstring says
     assert learned > oracle + 0.25 * (idle - oracle), (learned, oracle, idle)
+
+
+# --------------------------------------------------------------------------- evaluation in lockstep
+
+
+def _weak_policy(obs: np.ndarray) -> np.ndarray:
+    """A deterministic controller that balances InvertedPendulum for only ~100 steps (lengths vary by seed)."""
+    return np.clip([0.5 * obs[1] + 0.1 * obs[3]], -1, 1).astype(np.float32)
+
+
+def _point_mass_policy(obs: np.ndarray) -> np.ndarray:
+    return np.clip([-2.0 * obs[0] - 1.0 * obs[1]], -1, 1).astype(np.float32)
+
+
+@pytest.mark.parametrize(
+    ("env_id", "policy"), [("InvertedPendulum-v5", _weak_policy), (POINT_MASS_ID, _point_mass_policy)]
+)
+def test_lockstep_evaluation_equals_sequential(env_id: str, policy: Callable[[np.ndarray], np.ndarray]) -> None:
+    episodes = 5
+    calls: list[list[int]] = []
+
+    def act_batch(obs: np.ndarray, running: np.ndarray) -> np.ndarray:
+        assert obs.ndim == 2 and obs.shape[0] == len(running)
+        calls.append(running.tolist())
+        return np.stack([policy(o) for o in obs])
+
+    resets: list[int] = []
+    lockstep = evaluate_lockstep([make_env(env_id) for _ in range(episodes + 1)], act_batch,
+                                 lambda: resets.append(1), episodes, seed=100)
+    sequential = evaluate(make_env(env_id), policy, lambda: None, episodes, seed=100)
+    for got, want in zip(lockstep, sequential, strict=True):
+        assert got.dtype == want.dtype and got.shape == (episodes,)
+        np.testing.assert_array_equal(got, want)
+    assert resets == [1]
+    lengths = sequential.lengths
+    assert len(calls) == lengths.max()  # one act call per time step for all running episodes
+    assert calls == [[j for j in range(episodes) if lengths[j] > t] for t in range(lengths.max())]
+    if env_id != POINT_MASS_ID:
+        assert len(set(lengths.tolist())) > 1  # episodes really ended at different times
+
+
+def test_lockstep_evaluation_needs_one_env_per_episode() -> None:
+    env = make_env(POINT_MASS_ID)
+    with pytest.raises(ValueError, match="3 episodes need as many envs"):
+        evaluate_lockstep([env, make_env(POINT_MASS_ID)], lambda o, r: np.zeros((len(r), 1)), lambda: None, 3, 0)
+    with pytest.raises(ValueError, match="its own env"):
+        evaluate_lockstep([env, env], lambda o, r: np.zeros((len(r), 1)), lambda: None, 2, 0)
+
+
+def test_batched_warm_start_shifts_and_drops_rows() -> None:
+    warm = WarmStart(3, 2, torch.device("cpu"), batch=4)
+    assert warm.init().shape == (4, 3, 2) and not warm.init().any()
+    plan = torch.arange(24.0).view(4, 3, 2)
+    warm.store(plan)
+    init = warm.init()
+    assert torch.equal(init[:, :2], plan[:, 1:]) and not init[:, 2].any()
+    warm.keep(np.array([0, 2, 3]))  # episode 1 ended
+    assert torch.equal(warm.init()[:, :2], plan[[0, 2, 3], 1:])
+    warm.keep(np.array([2]))
+    assert torch.equal(warm.init()[0, :2], plan[2, 1:])
+    with pytest.raises(ValueError, match="subset"):
+        warm.keep(np.array([0]))  # 0 is gone already
+    warm.reset()
+    assert warm.init().shape == (4, 3, 2) and not warm.init().any()
+    single = WarmStart(3, 2, torch.device("cpu"))
+    single.store(plan[1])
+    assert torch.equal(single.init(), torch.cat([plan[1, 1:], torch.zeros(1, 2)]))
+
+
+def _agent_evaluation(tmp_path: Path, env_id: str, **overrides: object) -> tuple[MBRLAgent, EvalResult, list[int]]:
+    """Evaluate a fresh (untrained) agent with a seeded planner; also the batch size of every plan call."""
+    config = resolve_config(env_id, {"device": "cpu", **overrides}, preset="debug")
+    agent = MBRLAgent(env_id, config, run_dir=tmp_path / str(len(list(tmp_path.iterdir()))))
+    agent.learn(0, progress_bar=False)  # opens the run: makes the evaluation envs
+    planner = agent._make_planner(torch.Generator().manual_seed(7))
+    sizes: list[int] = []
+    plan = planner.plan
+
+    def recording_plan(objective: Any, init: torch.Tensor, proposals: Any = None) -> torch.Tensor:
+        sizes.append(init.shape[0] if init.dim() == 3 else 0)  # 0: an unbatched (H, A) call
+        return plan(objective, init, proposals)
+
+    planner.plan = recording_plan  # type: ignore[method-assign]
+    return agent, agent._run_evaluation(planner, seed=100), sizes
+
+
+def test_agent_evaluates_in_lockstep(tmp_path: Path) -> None:
+    # One episode: the lockstep path (a batch of one) is bit-identical to the sequential one.
+    _, one_lockstep, sizes = _agent_evaluation(tmp_path, POINT_MASS_ID, **{"train.eval_episodes": 1})
+    _, one_sequential, _ = _agent_evaluation(tmp_path, POINT_MASS_ID, **{
+        "train.eval_episodes": 1, "train.eval_lockstep": False})
+    assert set(sizes) == {1}
+    for got, want in zip(one_lockstep, one_sequential, strict=True):
+        np.testing.assert_array_equal(got, want)
+
+    # Three episodes that end at different times: one env each, one batched plan per step, rows dropped.
+    pendulum = {"train.eval_episodes": 3}
+    agent, result, sizes = _agent_evaluation(tmp_path, "InvertedPendulum-v5", **pendulum)
+    assert len({id(env) for env in agent._eval_envs}) == 3 and agent._eval_env is agent._eval_envs[0]
+    assert sizes[0] == 3 and sizes == sorted(sizes, reverse=True) and len(sizes) == result.lengths.max()
+    assert sum(sizes) == result.lengths.sum()
+    _, again, _ = _agent_evaluation(tmp_path, "InvertedPendulum-v5", **pendulum)
+    for got, want in zip(result, again, strict=True):
+        np.testing.assert_array_equal(got, want)  # seeded: the same evaluation twice
+
+    agent, _, sizes = _agent_evaluation(tmp_path, "InvertedPendulum-v5", **pendulum, **{"train.eval_lockstep": False})
+    assert len(agent._eval_envs) == 1 and set(sizes) == {0}

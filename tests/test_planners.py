@@ -410,10 +410,13 @@ def test_one_bad_particle_makes_the_candidate_minus_inf() -> None:
 
 def test_objective_rejects_bad_shapes() -> None:
     with pytest.raises(ValueError, match="z0"):
-        make_objective(FakeModel(), torch.zeros(1, 2), particles=1, discount=1.0, cost_weight=0.0)
+        make_objective(FakeModel(), torch.zeros(1, 1, 2), particles=1, discount=1.0, cost_weight=0.0)
     objective = make_objective(FakeModel(), torch.zeros(2), particles=2, discount=1.0, cost_weight=0.0)
     with pytest.raises(ValueError, match=r"\(N, H, A\)"):
         objective(torch.zeros(3, 2))
+    batched = make_objective(FakeModel(), torch.zeros(3, 2), particles=2, discount=1.0, cost_weight=0.0)
+    with pytest.raises(ValueError, match="3 equal blocks"):
+        batched(torch.zeros(4, 2, 2))  # 4 candidates cannot be split over B = 3 latents
 
 
 def test_planner_with_objective_solves_a_model_task() -> None:
@@ -423,3 +426,169 @@ def test_planner_with_objective_solves_a_model_task() -> None:
     out = planner("cem", SOLVE, 2).plan(objective, torch.zeros(3, 2))
     want = torch.stack([-z0, torch.zeros(2), torch.zeros(2)])
     assert float((out - want).abs().max()) < 0.05
+
+
+# --------------------------------------------------------------------------- batched planning (B problems)
+
+
+def batched_quadratic(targets: torch.Tensor) -> Objective:
+    """``targets (B, H, A)``: candidates ``(B * M, H, A)``, block ``b`` scored ``-||x - targets[b]||^2``."""
+
+    def objective(x: torch.Tensor) -> torch.Tensor:
+        blocks = x.view(targets.shape[0], -1, *x.shape[1:])  # (B, M, H, A)
+        return -((blocks - targets.to(x)[:, None]) ** 2).sum(dim=(2, 3)).reshape(-1)
+
+    return objective
+
+
+def random_targets(batch: int, horizon: int, action_dim: int, seed: int = 0) -> torch.Tensor:
+    """``(B, H, A)`` uniform in ``(-0.8, 0.8)``, a different target per problem."""
+    return torch.stack([random_target(horizon, action_dim, seed + 17 * b) for b in range(batch)])
+
+
+@pytest.mark.parametrize("shared_proposals", [True, False])
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+@pytest.mark.parametrize("name", PLANNERS)
+def test_batched_plan_shape_bounds_and_inputs_unchanged(name: str, dtype: torch.dtype, shared_proposals: bool) -> None:
+    batch, horizon, action_dim, num = 3, 5, 2, 16
+    config = SamplingConfig(num_candidates=num, iterations=2, num_elites=4)
+    init = torch.linspace(-1.5, 1.5, batch * horizon * action_dim, dtype=dtype).view(batch, horizon, action_dim)
+    proposals = 2 * torch.rand((2, horizon, action_dim) if shared_proposals else (batch, 2, horizon, action_dim),
+                               dtype=dtype) - 1
+    proposals[0] = 3.0  # out of bounds: must be clamped, not written back
+    init_copy, proposals_copy = init.clone(), proposals.clone()
+    seen: list[tuple[int, ...]] = []
+    inner = batched_quadratic(torch.full((batch, horizon, action_dim), 0.3))
+
+    def objective(x: torch.Tensor) -> torch.Tensor:
+        seen.append(tuple(x.shape))
+        return inner(x)
+
+    out = planner(name, config, action_dim).plan(objective, init, proposals)
+
+    assert out.shape == (batch, horizon, action_dim) and out.dtype == dtype
+    assert bool(torch.isfinite(out).all()) and float(out.abs().max()) <= 1.0
+    assert torch.equal(init, init_copy) and torch.equal(proposals, proposals_copy)
+    per_problem = num + 1 + 2  # samples, mean, proposals
+    assert set(seen) == {(batch * per_problem, horizon, action_dim)}  # one objective call per iteration
+    assert len(seen) == (1 if name == "random" else 2)
+
+
+@pytest.mark.parametrize("name", OPTIMISERS)
+def test_batched_finds_each_problems_own_optimum(name: str) -> None:
+    targets = random_targets(4, 4, 2, seed=1)
+    out = planner(name, SOLVE, 2).plan(batched_quadratic(targets), torch.zeros(4, 4, 2))
+    assert float((out - targets).abs().max()) < 0.05
+
+
+@pytest.mark.parametrize("name", PLANNERS)
+def test_batch_of_one_is_bit_identical_to_the_unbatched_call(name: str) -> None:
+    target = random_target(5, 3, seed=2)
+    proposals = 2 * torch.rand(3, 5, 3, generator=torch.Generator().manual_seed(0)) - 1
+    config = SamplingConfig(num_candidates=32, iterations=3, num_elites=4)
+    init = 0.2 * torch.ones(5, 3)
+    single, batched = planner(name, config, 3, seed=4), planner(name, config, 3, seed=4)
+    a = single.plan(quadratic(target), init, proposals)
+    b = batched.plan(quadratic(target), init[None], proposals)
+    c = planner(name, config, 3, seed=4).plan(quadratic(target), init[None], proposals[None])
+    assert b.shape == (1, 5, 3)
+    assert torch.equal(a, b[0]) and torch.equal(a, c[0])
+    assert single.last_stats == batched.last_stats
+    assert torch.equal(single.generator.get_state(), batched.generator.get_state())
+
+
+@pytest.mark.parametrize("name", PLANNERS)
+def test_problems_do_not_depend_on_each_other(name: str) -> None:
+    """Changing problem 1's objective (even to few finite scores) leaves problems 0 and 2 unchanged."""
+    targets = random_targets(3, 4, 2, seed=3)
+    other = targets.clone()
+    other[1] = -targets[1]
+    config = SamplingConfig(num_candidates=32, iterations=3, num_elites=8)
+    base = planner(name, config, 2, seed=5).plan(batched_quadratic(targets), torch.zeros(3, 4, 2))
+    changed = planner(name, config, 2, seed=5).plan(batched_quadratic(other), torch.zeros(3, 4, 2))
+
+    def few_finite_in_problem_1(x: torch.Tensor) -> torch.Tensor:
+        scores = batched_quadratic(targets)(x).view(3, -1)
+        scores[1, 3:] = math.nan  # problem 1 has 3 < num_elites finite scores: refit on its own
+        return scores.reshape(-1)
+
+    sparse = planner(name, config, 2, seed=5).plan(few_finite_in_problem_1, torch.zeros(3, 4, 2))
+    for out in (changed, sparse):
+        assert torch.equal(out[[0, 2]], base[[0, 2]])
+    if name != "random":  # random shooting may keep the (same) initial mean as its best for either target
+        assert not torch.equal(changed[1], base[1])
+
+
+def test_batched_stats_are_averaged_over_problems() -> None:
+    targets = random_targets(2, 3, 2, seed=4)
+    proposals = torch.stack([targets[0][None], -torch.ones(1, 3, 2)])  # (B, n=1, H, A): only problem 0's helps
+    init = torch.stack([torch.zeros(3, 2), targets[1]])  # problem 1 starts at its optimum (the mean candidate)
+    p = planner("random", SamplingConfig(num_candidates=16, num_elites=4), 2)
+    out = p.plan(batched_quadratic(targets), init, proposals)
+    assert torch.equal(out, targets)
+    assert p.last_stats["proposal_best"] == 0.5
+    assert p.last_stats["best_score"] == 0.0
+    assert p.last_stats["finite_fraction"] == 1.0
+
+
+@pytest.mark.parametrize("name", PLANNERS)
+def test_batched_planning_error_names_the_problem(name: str) -> None:
+    targets = random_targets(3, 2, 2)
+
+    def problem_2_broken(x: torch.Tensor) -> torch.Tensor:
+        scores = batched_quadratic(targets)(x).view(3, -1)
+        scores[2] = math.nan
+        return scores.reshape(-1)
+
+    p = planner(name, SamplingConfig(num_candidates=8, num_elites=2), 2)
+    with pytest.raises(PlanningError, match=r"every candidate of problem\(s\) \[2\]"):
+        p.plan(problem_2_broken, torch.zeros(3, 2, 2))
+    assert p.last_stats["finite_fraction"] == pytest.approx(2 / 3)
+
+
+def test_batched_bad_shapes_are_rejected() -> None:
+    p = CEM(SamplingConfig(num_candidates=8, num_elites=2), action_dim=2)
+    objective = batched_quadratic(torch.zeros(3, 4, 2))
+    with pytest.raises(ValueError, match="init"):
+        p.plan(objective, torch.zeros(3, 4, 3))
+    with pytest.raises(ValueError, match="init"):
+        p.plan(objective, torch.zeros(1, 3, 4, 2))
+    with pytest.raises(ValueError, match="init"):
+        p.plan(objective, torch.zeros(0, 4, 2))  # no problems
+    with pytest.raises(ValueError, match="proposals"):
+        p.plan(objective, torch.zeros(3, 4, 2), torch.zeros(2, 2, 4, 2))  # (B, n, ...) with B = 2, not 3
+    with pytest.raises(ValueError, match="proposals"):
+        p.plan(quadratic(torch.zeros(4, 2)), torch.zeros(4, 2), torch.zeros(1, 2, 4, 2))  # per-problem needs B
+    with pytest.raises(ValueError, match=r"to scores \(27,\)"):
+        p.plan(lambda x: torch.zeros(x.shape[0] // 3), torch.zeros(3, 4, 2))
+
+
+def test_objective_with_batched_z0_equals_separate_objectives() -> None:
+    offsets = [0.0, 1.0, 5.0]  # E = 3; P = 6 keeps every candidate in front of every member
+    z0 = torch.tensor([[0.1, -0.2], [0.5, 0.3], [-0.4, 0.0]])  # (B, Z)
+    batch, num, horizon, particles = 3, 4, 3, 6
+    candidates = torch.rand(batch * num, horizon, 2, generator=torch.Generator().manual_seed(2))
+    model = FakeModel(offsets=offsets)
+    kwargs: dict[str, float] = {"discount": 0.95, "cost_weight": 0.0, "pessimism": 0.5}
+    scores = make_objective(model, z0, particles=particles, **kwargs)(candidates)
+
+    z_seen, actions_seen = model.calls[-1]
+    assert z_seen.shape == (batch * num * particles, 2)
+    for r in range(batch * num * particles):  # row r = (b * M + n) * P + p
+        b, n = divmod(r // particles, num)
+        assert torch.equal(z_seen[r], z0[b])
+        assert torch.equal(actions_seen[:, r], candidates[b * num + n])
+    separate = [
+        make_objective(FakeModel(offsets=offsets), z0[b], particles=particles, **kwargs)(block)
+        for b, block in enumerate(candidates.split(num))
+    ]
+    torch.testing.assert_close(scores, torch.cat(separate), rtol=0, atol=0)
+
+
+def test_batched_planner_with_objective_solves_each_model_task() -> None:
+    z0 = torch.tensor([[0.3, -0.6], [-0.5, 0.2]])  # two starts, two problems
+    objective = make_objective(FakeModel(), z0, particles=2, discount=0.9, cost_weight=0.0)
+    out = planner("cem", SOLVE, 2).plan(objective, torch.zeros(2, 3, 2))
+    for b in range(2):
+        want = torch.stack([-z0[b], torch.zeros(2), torch.zeros(2)])
+        assert float((out[b] - want).abs().max()) < 0.05
