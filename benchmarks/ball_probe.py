@@ -34,7 +34,7 @@ import torch
 from envs.ball_catch import FLOOR_WIDTH, BallCatchEnv, landing_bin
 from world_models.latent import LatentWorldModel, SequenceBatch
 
-__all__ = ["Throws", "collect", "imagine_landing", "main", "stack_frames", "train_model"]
+__all__ = ["Probe", "Throws", "fit_probe", "collect", "imagine_landing", "main", "stack_frames", "train_model"]
 
 
 @dataclass
@@ -124,13 +124,27 @@ def _encode(model: LatentWorldModel, stacked: np.ndarray) -> torch.Tensor:
             stacked, max(1, len(stacked) // 256))])
 
 
-def fit_probe(model: LatentWorldModel, throws: Throws, ridge: float = 1e-2) -> np.ndarray:
-    """Ridge regression ``[z, 1] -> ball (x, y)`` on real frames: weights ``(Z+1, 2)``."""
-    z = _encode(model, np.concatenate([stack_frames(f) for f in throws.frames])).numpy()
-    target = np.concatenate(throws.ball)
-    features = np.concatenate([z, np.ones((len(z), 1))], axis=1)
+@dataclass
+class Probe:
+    """Linear read-out ``ball (x, y) = [(z - mean) / std, 1] @ weights``; ``weights (Z+1, 2)``."""
+
+    mean: np.ndarray
+    std: np.ndarray
+    weights: np.ndarray
+
+    def __call__(self, z: np.ndarray) -> np.ndarray:
+        """``(M, Z)`` latents -> ``(M, 2)`` ball positions."""
+        features = (z - self.mean) / self.std
+        return np.concatenate([features, np.ones((len(z), 1))], axis=1) @ self.weights
+
+
+def fit_probe(model: LatentWorldModel, throws: Throws, ridge: float = 1e-2) -> Probe:
+    """Ridge regression from standardised latents of real frames to the ball's position."""
+    z = _encode(model, np.concatenate([stack_frames(f) for f in throws.frames])).numpy().astype(np.float64)
+    mean, std = z.mean(axis=0), z.std(axis=0) + 1e-8  # latents' scale differs between objectives
+    features = np.concatenate([(z - mean) / std, np.ones((len(z), 1))], axis=1)
     gram = features.T @ features + ridge * np.eye(features.shape[1])
-    return np.linalg.solve(gram, features.T @ target)
+    return Probe(mean, std, np.linalg.solve(gram, features.T @ np.concatenate(throws.ball)))
 
 
 def _crossing(positions: np.ndarray) -> float:
@@ -144,7 +158,7 @@ def _crossing(positions: np.ndarray) -> float:
     return float(x0 + w * (x1 - x0))
 
 
-def imagine_landing(model: LatentWorldModel, probe: np.ndarray, frames: np.ndarray, actions: np.ndarray,
+def imagine_landing(model: LatentWorldModel, probe: Probe, frames: np.ndarray, actions: np.ndarray,
                     k: int, horizon: int) -> tuple[float, np.ndarray]:
     """Landing x seen from the first ``k`` frames, and the imagined positions ``(H+1, 2)``."""
     stacked = stack_frames(frames[:k])[-1:]  # (1, Hp, Wp, 6): frames k-2 and k-1
@@ -153,11 +167,11 @@ def imagine_landing(model: LatentWorldModel, probe: np.ndarray, frames: np.ndarr
     plan = torch.from_numpy(np.concatenate([future, pad])[:horizon]).unsqueeze(1)  # (H, 1, 1)
     with torch.inference_mode():
         latents = model.rollout(model.encode(torch.from_numpy(stacked)), plan)[:, 0].numpy()  # (H+1, Z)
-    positions = np.concatenate([latents, np.ones((len(latents), 1))], axis=1) @ probe
+    positions = probe(latents.astype(np.float64))
     return _crossing(positions), positions
 
 
-def evaluate_probe(model: LatentWorldModel, probe: np.ndarray, test: Throws, ks: list[int], horizon: int,
+def evaluate_probe(model: LatentWorldModel, probe: Probe, test: Throws, ks: list[int], horizon: int,
                    error_horizons: list[int]) -> dict[str, Any]:
     """Landing-bin accuracy for each ``k`` and the ball-position error (m) against horizon (k = 2)."""
     accuracy, baseline = {}, {}
@@ -225,6 +239,8 @@ def main(argv: list[str] | None = None) -> int:
         started = time.time()
         model, history = train_model(train, objective, args.updates, args.batch_size, args.length, args.seed)
         seconds = time.time() - started
+        (args.out / "models").mkdir(parents=True, exist_ok=True)
+        torch.save(model.state_dict(), args.out / "models" / f"{objective}.pt")
         probe = fit_probe(model, train)
         results["objectives"][objective] = {"train_seconds": seconds, "history": history,
                                             "probe": evaluate_probe(model, probe, test, args.ks, 60, error_horizons)}
