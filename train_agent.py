@@ -3,6 +3,8 @@
     python train_agent.py                                   # InvertedPendulum-v5, short budget
     python train_agent.py --env HalfCheetah-v5 --total-timesteps 50000 --seed 0 --run-dir runs/hc
     python train_agent.py --env Pendulum-v1 --planner-horizon 30 --planner-name mppi
+    python train_agent.py --env rehearse/BallCatch-v0 --preset ballcatch-pixels     # from pixels
+    python train_agent.py --env InvertedPendulum-v5 --pixels --frame-stack 3        # rendered frames
 
 Every field of the preset (agent/presets/<env>.yaml) has a flag ``--<section>-<field>``.
 Re-running with the same run directory (or ``--resume``) continues where it stopped.
@@ -29,6 +31,10 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--env", default="InvertedPendulum-v5", help="Gymnasium id or package.module:EnvClass")
     parser.add_argument("--env-kwargs", nargs="*", default=[], metavar="KEY=VALUE", help="environment kwargs")
+    parser.add_argument("--pixels", action="store_true", default=None,
+                        help="observe rendered 64x64 RGB frames (envs that render rgb_array); default: preset")
+    parser.add_argument("--frame-stack", type=int, default=None, metavar="K",
+                        help="stack the last K frames along the channel axis (image observations); default: preset")
     parser.add_argument("--preset", default=None, help="preset name (e.g. debug) or YAML path; default: the env's")
     parser.add_argument("--total-timesteps", type=int, default=None, help="environment steps (default: preset)")
     parser.add_argument("--seed", type=int, default=0)
@@ -47,7 +53,13 @@ def build_parser() -> argparse.ArgumentParser:
 def overrides_from_args(args: argparse.Namespace) -> dict[str, Any]:
     """Collect ``section.field`` overrides plus the top-level flags."""
     overrides = {k: v for k, v in vars(args).items() if "." in k}
-    overrides.update(seed=args.seed, device=args.device, env_kwargs=parse_env_kwargs(args.env_kwargs))
+    overrides.update(seed=args.seed, device=args.device)
+    if args.env_kwargs:  # else the preset's (if any)
+        overrides["env_kwargs"] = parse_env_kwargs(args.env_kwargs)
+    if args.pixels is not None:
+        overrides["pixels"] = args.pixels
+    if args.frame_stack is not None:
+        overrides["frame_stack"] = args.frame_stack
     if args.total_timesteps is not None:
         overrides["train.total_timesteps"] = args.total_timesteps
     return overrides

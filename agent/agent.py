@@ -20,7 +20,7 @@ import torch
 import yaml
 from tqdm.auto import tqdm
 
-from agent.buffer import ReplayBuffer, Transitions
+from agent.buffer import ReplayBuffer
 from agent.checkpoint import load_checkpoint, numpy_to_tensors, save_checkpoint, tensors_to_numpy
 from agent.config import (
     Config,
@@ -28,15 +28,16 @@ from agent.config import (
     config_from_dict,
     config_to_dict,
     default_run_dir,
+    model_kind,
     resolve_config,
     validate,
 )
 from agent.evaluation import EvalResult, evaluate, evaluate_lockstep
 from agent.logger import RunLogger, truncate_outputs
-from envs import env_dims, make_env, wrap_env
+from agent.models import ModelAdapter, make_adapter
+from envs import env_shapes, make_env, wrap_env
 from planners import SamplingConfig, make_objective, make_planner
 from planners.base import Planner
-from world_models.robotics import ModelBatch, RoboticsWorldModel
 
 CHECKPOINT_NAME = "checkpoints/latest.pt"
 RESUMABLE_CHANGES = {"train.total_timesteps", "device"}
@@ -105,7 +106,8 @@ def _flat_diff(old: dict[str, Any], new: dict[str, Any], prefix: str = "") -> li
 
 
 class MBRLAgent:
-    """Model-based agent: RoboticsWorldModel + CEM/MPPI model-predictive control."""
+    """Model-based agent: a world model (RoboticsWorldModel on states, LatentWorldModel on pixels)
+    + CEM/MPPI model-predictive control. The model-specific parts live in ``agent.models``."""
 
     def __init__(
         self,
@@ -127,29 +129,26 @@ class MBRLAgent:
             config.seed = seed
         if env_id is not None:
             config.env_id = env_id
-        validate(config)
+        validate(config, kind="latent" if config.model.kind == "auto" else None)  # kind-specific checks below
         self.config = config
         self.device = resolve_device(config.device)
-        self.env = make_env(config.env_id, config.env_kwargs) if isinstance(env, str) else wrap_env(env)
+        self.env = self._make_env() if isinstance(env, str) else wrap_env(env)
         if eval_env is None and env_id is None:
             raise ValueError("this environment has no registered id; pass eval_env=... (a second instance)")
         self._eval_envs: list[gym.Env] = (
             [] if eval_env is None else [eval_env] if isinstance(eval_env, gym.Env) else list(eval_env)
         )
-        self.state_dim, self.action_dim = env_dims(self.env)
+        self.obs_shape, self.action_dim = env_shapes(self.env)
+        self.model_kind = model_kind(config, image_obs=len(self.obs_shape) == 3)
+        validate(config, kind=self.model_kind)
 
         torch.manual_seed(config.seed)
-        m = config.model
-        self.model = RoboticsWorldModel(
-            self.state_dim, self.action_dim, ensemble_size=m.ensemble_size, hidden_dim=m.hidden_dim,
-            num_layers=m.num_layers, learning_rate=m.learning_rate, weight_decay=m.weight_decay,
-            value_function=m.value_function, discount=config.planner.discount, value_tau=m.value_tau,
-        ).to(self.device)
-        self.model.eval()
+        self.adapter: ModelAdapter = make_adapter(config, self.model_kind, self.obs_shape, self.action_dim, self.device)
+        self.model = self.adapter.model
         self._generator = torch.Generator().manual_seed(config.seed)
         self.planner = self._make_planner(self._generator)
         self._predict_planner = self._make_planner(torch.Generator().manual_seed(config.seed + 1))
-        self.buffer = ReplayBuffer(config.train.buffer_capacity, (self.state_dim,), self.action_dim)
+        self.buffer = self._make_buffer(config.train.buffer_capacity)
         self.rng = np.random.default_rng(config.seed)
 
         self.num_timesteps = 0
@@ -174,6 +173,13 @@ class MBRLAgent:
             self._restore(load_checkpoint(self.run_dir / CHECKPOINT_NAME), self.run_dir / CHECKPOINT_NAME)
 
     # ----------------------------------------------------------------- building blocks
+    def _make_env(self, check: bool | None = None) -> gym.Env:
+        c = self.config
+        return make_env(c.env_id, c.env_kwargs, check=check, pixels=c.pixels, frame_stack=c.frame_stack)
+
+    def _make_buffer(self, capacity: int) -> ReplayBuffer:
+        return ReplayBuffer(capacity, self.obs_shape, self.action_dim, obs_dtype=self.adapter.obs_dtype)
+
     def _make_planner(self, generator: torch.Generator) -> Planner:
         p = self.config.planner
         sampling = SamplingConfig(
@@ -185,16 +191,17 @@ class MBRLAgent:
     def _plan(self, obs: np.ndarray, planner: Planner, warm: WarmStart) -> np.ndarray:
         """First action of the plan for ``obs``; stores the plan for warm starting.
 
-        ``obs (S,) -> (A,)``; or ``obs (B, S) -> (B, A)``: ``B`` independent problems in
-        one batched planner call (``warm`` then holds ``(B, H, A)``). ``planner/plan_ms``
-        gets the call's time per problem.
+        ``obs (*obs_shape) -> (A,)``; or ``obs (B, *obs_shape) -> (B, A)``: ``B`` independent
+        problems in one batched planner call (``warm`` then holds ``(B, H, A)``).
+        ``planner/plan_ms`` gets the call's time per problem.
         """
         p = self.config.planner
+        obs = self.adapter.as_obs(obs)
         with torch.inference_mode():
-            rows = torch.as_tensor(obs, dtype=torch.float32, device=self.device).reshape(-1, self.state_dim)
-            z0 = self.model.encode(rows)  # (B, Z); B = 1 for one observation
+            z0 = self.adapter.encode(obs)  # (B, Z); B = 1 for one observation
+        batched = obs.ndim == len(self.obs_shape) + 1
         objective = make_objective(
-            self.model, z0 if obs.ndim == 2 else z0[0], particles=p.particles, discount=p.discount,
+            self.model, z0 if batched else z0[0], particles=p.particles, discount=p.discount,
             cost_weight=p.cost_weight, pessimism=p.pessimism,
         )
         start = time.perf_counter()
@@ -210,13 +217,13 @@ class MBRLAgent:
         episode_start: np.ndarray | bool | None = None,
         deterministic: bool = True,
     ) -> tuple[np.ndarray, None]:
-        """SB3-style: action ``(A,)`` in [-1, 1] for one observation ``(S,)``; no training side effects."""
+        """SB3-style: action ``(A,)`` in [-1, 1] for one observation ``obs_shape``; no training side effects."""
         del state
         if episode_start is not None and bool(np.any(episode_start)):
             self._predict_ws.reset()
-        obs = np.asarray(observation, dtype=np.float32)
-        if obs.shape != (self.state_dim,):
-            raise ValueError(f"predict expects one observation of shape ({self.state_dim},), got {obs.shape}")
+        obs = self.adapter.as_obs(observation)
+        if obs.shape != self.obs_shape:
+            raise ValueError(f"predict expects one observation of shape {self.obs_shape}, got {obs.shape}")
         action = self._plan(obs, self._predict_planner, self._predict_ws)
         if not deterministic:
             noise = self.config.train.exploration_noise * np.random.default_rng().normal(size=self.action_dim)
@@ -253,9 +260,7 @@ class MBRLAgent:
             t = self.config.train
             count = t.eval_episodes if t.eval_lockstep else 1
             # the first is checked like any env we make; its copies need not be
-            self._eval_envs = [
-                make_env(self.config.env_id, self.config.env_kwargs, check=False if k else None) for k in range(count)
-            ]
+            self._eval_envs = [self._make_env(check=False if k else None) for k in range(count)]
         self._start_time, self._start_steps = time.time(), self.num_timesteps
 
     def _elapsed(self) -> float:
@@ -313,32 +318,12 @@ class MBRLAgent:
             steps += t.initial_gradient_steps
             self._trained = True
         if self.num_timesteps - self._last_fit >= t.normalizer_update_freq:
-            self._fit_normalizers()
+            self.adapter.fit_normalizers(self.buffer)
             self._last_fit = self.num_timesteps
         metrics: dict[str, float] = {}
         for _ in range(steps):
-            batch = self.buffer.sample(t.batch_size, self.rng, ensemble_size=self.config.model.ensemble_size)
-            metrics = self.model.update(self._to_model_batch(batch))
+            metrics = self.adapter.train_step(self.buffer, self.rng)
         self._train_metrics = metrics
-
-    def _tensor(self, x: np.ndarray, dtype: torch.dtype = torch.float32) -> torch.Tensor:
-        """Numpy -> tensor on the agent's device (read-only views are copied: torch cannot wrap them)."""
-        if not x.flags.writeable:
-            x = x.copy()
-        return torch.as_tensor(x, dtype=dtype, device=self.device)
-
-    def _fit_normalizers(self) -> None:
-        data = self.buffer.stored()
-        self.model.fit_normalizers(
-            self._tensor(data.obs), self._tensor(data.actions), self._tensor(data.rewards), self._tensor(data.next_obs)
-        )
-
-    def _to_model_batch(self, batch: Transitions) -> ModelBatch:
-        t = self._tensor
-        return ModelBatch(
-            obs=t(batch.obs), actions=t(batch.actions), rewards=t(batch.rewards), costs=t(batch.costs),
-            terminated=t(batch.terminated, torch.bool), next_obs=t(batch.next_obs),
-        )
 
     @property
     def _eval_env(self) -> gym.Env | None:
@@ -354,12 +339,12 @@ class MBRLAgent:
 
             def act_running(obs: np.ndarray, running: np.ndarray) -> np.ndarray:
                 warm.keep(running)  # drop the warm starts of episodes that ended
-                return self._plan(np.asarray(obs, np.float32), planner, warm)
+                return self._plan(obs, planner, warm)
 
             return evaluate_lockstep(self._eval_envs, act_running, warm.reset, episodes, seed)
         single = WarmStart(horizon, self.action_dim, self.device)
         return evaluate(
-            self._eval_envs[0], lambda o: self._plan(np.asarray(o, np.float32), planner, single), single.reset,
+            self._eval_envs[0], lambda o: self._plan(o, planner, single), single.reset,
             episodes, seed,
         )
 
@@ -435,7 +420,7 @@ class MBRLAgent:
         self.model.load_state_dict(payload["model"])
         self.model.optimizer.load_state_dict(payload["optimizer"])
         buffer_state = tensors_to_numpy(payload["buffer"])
-        self.buffer = ReplayBuffer(int(buffer_state["capacity"]), (self.state_dim,), self.action_dim)
+        self.buffer = self._make_buffer(int(buffer_state["capacity"]))
         self.buffer.load_state_dict(buffer_state)
         self.rng.bit_generator.state = payload["rng"]
         self._generator.set_state(payload["planner_rng"])

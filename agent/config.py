@@ -17,10 +17,17 @@ import yaml
 PRESET_DIR = Path(__file__).parent / "presets"
 
 
+MODEL_KINDS = ("auto", "robotics", "latent")
+LATENT_OBJECTIVES = ("jepa", "reconstruction")
+
+
 @dataclass
 class ModelConfig:
-    """RoboticsWorldModel: ensemble of probabilistic MLPs."""
+    """The world model: RoboticsWorldModel (ensemble of probabilistic MLPs on states) or
+    LatentWorldModel (conv encoder + latent dynamics on pixels)."""
 
+    kind: str = "auto"
+    """auto (latent for image observations, else robotics), robotics or latent."""
     ensemble_size: int = 5
     """Number of ensemble members E."""
     hidden_dim: int = 200
@@ -35,6 +42,14 @@ class ModelConfig:
     """Learn a terminal value V(z) by TD(0) on stored transitions; the planner adds it after H steps."""
     value_tau: float = 0.02
     """EMA rate of the value function's target network."""
+    latent_dim: int = 64
+    """Latent model: latent size Z."""
+    depth: int = 16
+    """Latent model: channels of the first conv (then 2d, 4d, 8d)."""
+    objective: str = "jepa"
+    """Latent model: jepa (EMA-target embedding prediction) or reconstruction (pixel decoder)."""
+    sequence_length: int = 8
+    """Latent model: length T of the training windows (open-loop rollout steps)."""
 
 
 @dataclass
@@ -109,6 +124,10 @@ class Config:
 
     env_id: str = "InvertedPendulum-v5"
     env_kwargs: dict[str, Any] = field(default_factory=dict)
+    pixels: bool = False
+    """Observe rendered 64x64 RGB frames instead of the env's own observation (envs that render)."""
+    frame_stack: int = 1
+    """Stack the last k frames along the channel axis (image observations only)."""
     seed: int = 0
     device: str = "auto"
     model: ModelConfig = field(default_factory=ModelConfig)
@@ -230,12 +249,28 @@ def resolve_config(env_id: str, overrides: Mapping[str, Any] | None = None, pres
     return apply_overrides(config, overrides or {})
 
 
-def validate(config: Config) -> None:
-    """Cross-field checks with messages that say how to fix them."""
-    if config.planner.particles % config.model.ensemble_size:
+def model_kind(config: Config, image_obs: bool) -> str:
+    """The world model to build: ``model.kind``, with ``auto`` resolved by the observations."""
+    if config.model.kind == "auto":
+        return "latent" if image_obs else "robotics"
+    return config.model.kind
+
+
+def validate(config: Config, kind: str | None = None) -> None:
+    """Cross-field checks with messages that say how to fix them.
+
+    ``kind``: the resolved model kind (see :func:`model_kind`); ``None`` uses ``model.kind``,
+    and an unresolved ``auto`` is checked like ``robotics``.
+    """
+    _validate_model(config.model)
+    if config.frame_stack < 1:
+        raise ConfigError(f"frame_stack must be >= 1 (1: no stacking), got {config.frame_stack}")
+    kind = kind or config.model.kind
+    if kind != "latent" and config.planner.particles % config.model.ensemble_size:
         raise ConfigError(
             f"planner.particles ({config.planner.particles}) must be a multiple of "
-            f"model.ensemble_size ({config.model.ensemble_size})"
+            f"model.ensemble_size ({config.model.ensemble_size}) for the robotics ensemble "
+            "(the latent model, model.kind latent, is deterministic and takes any number)"
         )
     if config.planner.num_elites > config.planner.num_candidates:
         raise ConfigError("planner.num_elites must not exceed planner.num_candidates")
@@ -245,3 +280,13 @@ def validate(config: Config) -> None:
         )
     if config.device not in ("auto", "cpu", "cuda") and not config.device.startswith("cuda:"):
         raise ConfigError(f"device must be auto, cpu or cuda, got {config.device!r}")
+
+
+def _validate_model(m: ModelConfig) -> None:
+    if m.kind not in MODEL_KINDS:
+        raise ConfigError(f"model.kind must be one of {', '.join(MODEL_KINDS)}, got {m.kind!r}")
+    if m.objective not in LATENT_OBJECTIVES:
+        raise ConfigError(f"model.objective must be one of {', '.join(LATENT_OBJECTIVES)}, got {m.objective!r}")
+    for name in ("latent_dim", "depth", "sequence_length", "hidden_dim", "ensemble_size"):
+        if getattr(m, name) < 1:
+            raise ConfigError(f"model.{name} must be >= 1, got {getattr(m, name)}")

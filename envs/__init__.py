@@ -11,9 +11,9 @@ import gymnasium
 
 from envs.ball_catch import BallCatchEnv
 from envs.errors import EnvironmentSpecError, NonFiniteError
-from envs.make import env_dims, make_env, parse_env_kwargs, wrap_env
+from envs.make import env_dims, env_shapes, is_image_space, make_env, parse_env_kwargs, wrap_env
 from envs.toy import PointMassEnv
-from envs.wrappers import CostInfo, FiniteCheck
+from envs.wrappers import CostInfo, FiniteCheck, FrameStack
 
 __all__ = [
     "BALL_CATCH_ID",
@@ -22,9 +22,12 @@ __all__ = [
     "CostInfo",
     "EnvironmentSpecError",
     "FiniteCheck",
+    "FrameStack",
     "NonFiniteError",
     "PointMassEnv",
     "env_dims",
+    "env_shapes",
+    "is_image_space",
     "make_env",
     "parse_env_kwargs",
     "wrap_env",

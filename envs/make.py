@@ -4,7 +4,12 @@
 point (``"package.module:EnvClass"``), checks the spaces are ones Rehearse can plan
 over, optionally runs Gymnasium's environment checker, and wraps the result:
 
-    raw env -> RescaleAction to [-1, 1] (only when needed) -> CostInfo -> FiniteCheck
+    raw env [-> PixelObservation] [-> FrameStack] -> RescaleAction to [-1, 1] (only when needed)
+        -> CostInfo -> FiniteCheck
+
+Observations are a flat state vector (1-D ``Box``) or a channel-last image
+``Box(0, 255, (Hp, Wp, C), uint8)``; ``pixels=True`` renders any ``rgb_array`` env
+into such images, and ``frame_stack=k`` stacks the last ``k`` of them along ``C``.
 """
 
 from __future__ import annotations
@@ -23,9 +28,11 @@ import yaml
 from gymnasium.utils.env_checker import check_env
 
 from envs.errors import EnvironmentSpecError
-from envs.wrappers import CostInfo, FiniteCheck, env_name
+from envs.wrappers import CostInfo, FiniteCheck, FrameStack, env_name
 
-__all__ = ["close_env_ids", "env_dims", "is_entry_point", "make_env", "parse_env_kwargs"]
+__all__ = [
+    "close_env_ids", "env_dims", "env_shapes", "is_entry_point", "is_image_space", "make_env", "parse_env_kwargs",
+]
 
 _ENTRY_POINT_HINT = (
     "To use an environment that is not registered, pass its entry point as "
@@ -93,6 +100,8 @@ def make_env(
     seed: int | None = None,
     render_mode: str | None = None,
     check: bool | None = None,
+    pixels: bool = False,
+    frame_stack: int = 1,
 ) -> gym.Env[Any, Any]:
     """Make, check and wrap an environment for Rehearse.
 
@@ -105,23 +114,30 @@ def make_env(
         render_mode: passed to the environment only when not ``None``.
         check: run Gymnasium's environment checker. ``None`` means: run it for
             entry points and for registered ids whose code is not in Gymnasium.
+        pixels: observe rendered ``(64, 64, 3)`` uint8 frames instead of the env's own
+            observation (registered ids that render ``rgb_array`` only; see
+            :func:`envs.pixels.make_pixel_env`, used with ``keep_state=False``).
+        frame_stack: concatenate the last ``k`` frames along the channel axis
+            (:class:`~envs.wrappers.FrameStack`); needs image observations when ``k > 1``.
 
     Returns:
-        The env wrapped as raw -> ``RescaleAction`` to ``[-1, 1]`` (only when the
-        bounds differ) -> ``CostInfo`` -> ``FiniteCheck``.
+        The env wrapped as raw [-> ``PixelObservation``] [-> ``FrameStack``] ->
+        ``RescaleAction`` to ``[-1, 1]`` (only when the bounds differ) -> ``CostInfo``
+        -> ``FiniteCheck``.
 
     Raises:
         EnvironmentSpecError: unknown id, broken entry point, bad kwargs, an
             unsupported space, or a failure of the environment checker.
     """
+    if not (isinstance(frame_stack, int) and frame_stack >= 1):
+        raise EnvironmentSpecError(f"frame_stack must be an int >= 1, got {frame_stack!r}.")
     kwargs = dict(env_kwargs or {})
     if render_mode is not None:
         kwargs["render_mode"] = render_mode
-    if is_entry_point(env_id):
-        env = _make_from_entry_point(env_id, kwargs)
-    else:
-        env = _make_registered(env_id, kwargs)
+    env = _make_pixels(env_id, kwargs) if pixels else _make_raw(env_id, kwargs)
     try:
+        if frame_stack > 1:
+            env = FrameStack(env, frame_stack)
         _require_supported_spaces(env, env_id)
         if _should_check(env, env_id, check):
             _run_env_checker(env, env_id)
@@ -132,6 +148,18 @@ def make_env(
     if seed is not None:
         wrapped.action_space.seed(seed)
     return wrapped
+
+
+def env_shapes(env: gym.Env[Any, Any]) -> tuple[tuple[int, ...], int]:
+    """Return ``(obs_shape, A)``: ``(S,)`` for a state vector, ``(Hp, Wp, C)`` for images."""
+    obs_space, action_space = env.observation_space, env.action_space
+    if not ((_is_flat_box(obs_space) or is_image_space(obs_space)) and _is_flat_box(action_space)):
+        raise EnvironmentSpecError(
+            f"env_shapes needs a 1-D Box or uint8 image Box observation and a 1-D Box action, got "
+            f"observation {obs_space} and action {action_space}; build the environment with envs.make_env."
+        )
+    assert obs_space.shape is not None and action_space.shape is not None
+    return tuple(int(n) for n in obs_space.shape), int(action_space.shape[0])
 
 
 def env_dims(env: gym.Env[Any, Any]) -> tuple[int, int]:
@@ -160,6 +188,27 @@ def close_env_ids(env_id: str, n: int = 5) -> list[str]:
 
 
 # ---------------------------------------------------------------- construction
+
+
+def _make_raw(env_id: str, kwargs: dict[str, Any]) -> gym.Env[Any, Any]:
+    if is_entry_point(env_id):
+        return _make_from_entry_point(env_id, kwargs)
+    return _make_registered(env_id, kwargs)
+
+
+def _make_pixels(env_id: str, kwargs: dict[str, Any]) -> gym.Env[Any, Any]:
+    """The registered ``env_id`` rendering ``(64, 64, 3)`` uint8 frames as its observations."""
+    if is_entry_point(env_id):
+        raise EnvironmentSpecError(
+            f"pixels=True works with registered ids only, not the entry point {env_id!r}; register the "
+            "environment with gymnasium.register, or make it observe images itself."
+        )
+    from envs.pixels import make_pixel_env  # imported late: importing it sets MUJOCO_GL
+
+    try:
+        return make_pixel_env(env_id, keep_state=False, **kwargs)
+    except gym.error.Error as exc:
+        raise EnvironmentSpecError(f"could not make {env_id!r} with pixel observations: {_plain(str(exc))}.") from exc
 
 
 def _make_registered(env_id: str, kwargs: dict[str, Any]) -> gym.Env[Any, Any]:
@@ -243,6 +292,11 @@ def _is_flat_box(space: gym.Space[Any]) -> bool:
     return isinstance(space, gym.spaces.Box) and len(space.shape) == 1
 
 
+def is_image_space(space: gym.Space[Any]) -> bool:
+    """Whether ``space`` is a channel-last image ``Box(0, 255, (Hp, Wp, C), uint8)``."""
+    return isinstance(space, gym.spaces.Box) and len(space.shape) == 3 and space.dtype == np.uint8
+
+
 def _require_supported_spaces(env: gym.Env[Any, Any], env_id: str) -> None:
     action_problem = _action_space_problem(env.action_space)
     if action_problem:
@@ -252,12 +306,19 @@ def _require_supported_spaces(env: gym.Env[Any, Any], env_id: str) -> None:
             "with finite bounds. Use a continuous-control task (e.g. Pendulum-v1, "
             "HalfCheetah-v5), or wrap the environment so its actions are such a Box."
         )
-    if not _is_flat_box(env.observation_space):
+    space = env.observation_space
+    if not (_is_flat_box(space) or is_image_space(space)):
+        hint = (
+            " For {'pixels', 'state'} observations use the pixels alone (e.g. obs_mode=pixels for "
+            "rehearse/BallCatch-v0, or pixels=True for envs that render)."
+            if isinstance(space, gym.spaces.Dict) else ""
+        )
         raise EnvironmentSpecError(
-            f"environment {env_id} has observation space {env.observation_space}; "
-            "Rehearse's models need a flat state vector (a 1-D gymnasium.spaces.Box). "
-            "Flatten the observation (e.g. gymnasium.wrappers.FlattenObservation inside "
-            "an entry-point class) or choose a state-based task."
+            f"environment {env_id} has observation space {space}; Rehearse's models support a flat "
+            "state vector (a 1-D gymnasium.spaces.Box) or a channel-last image "
+            "Box(0, 255, (Hp, Wp, C), uint8). Flatten the observation (e.g. "
+            "gymnasium.wrappers.FlattenObservation inside an entry-point class), observe pixels, "
+            f"or choose a state-based task.{hint}"
         )
 
 

@@ -2,11 +2,14 @@
 
 ``make_env`` applies them in the order raw env -> ``RescaleAction`` -> ``CostInfo``
 -> ``FiniteCheck``, so ``FiniteCheck`` sees the agent's ``[-1, 1]`` actions and the
-cost that ``CostInfo`` guarantees.
+cost that ``CostInfo`` guarantees. Pixel tasks may also wear :class:`FrameStack`
+(innermost, before those), which puts the last ``k`` frames side by side in the
+channel axis so that velocities are visible in one observation.
 """
 
 from __future__ import annotations
 
+import collections
 from typing import Any, SupportsFloat
 
 import gymnasium as gym
@@ -14,7 +17,7 @@ import numpy as np
 
 from envs.errors import EnvironmentSpecError, NonFiniteError
 
-__all__ = ["CostInfo", "FiniteCheck", "as_cost", "env_name", "nonfinite_entries"]
+__all__ = ["CostInfo", "FiniteCheck", "FrameStack", "as_cost", "env_name", "nonfinite_entries"]
 
 _MAX_LISTED = 5  # how many non-finite entries an error message lists
 
@@ -31,7 +34,10 @@ def nonfinite_entries(value: Any) -> list[str]:
     Returns an empty list when every entry is finite, else up to five strings
     such as ``"[1]=nan"`` (or ``"nan"`` for a scalar) followed by ``"..."``.
     """
-    array = np.asarray(value, dtype=np.float64)
+    array = np.asarray(value)
+    if array.dtype.kind in "biu":  # integers (e.g. uint8 frames) are always finite
+        return []
+    array = array.astype(np.float64, copy=False)
     if array.ndim == 0:
         return [] if np.isfinite(array) else [str(float(array))]
     bad = np.argwhere(~np.isfinite(array))
@@ -123,3 +129,47 @@ class CostInfo(gym.Wrapper[Any, Any, Any, Any]):
         obs, reward, terminated, truncated, info = self.env.step(action)
         cost = as_cost(info.get("cost"), env_name(self))
         return obs, reward, terminated, truncated, {**info, "cost": cost}
+
+
+class FrameStack(gym.Wrapper[Any, Any, Any, Any]):
+    """Observe the last ``k`` frames concatenated along the channel axis (oldest first).
+
+    The env's observations must be channel-last images ``Box(0, 255, (Hp, Wp, C), uint8)``;
+    this wrapper's are ``(Hp, Wp, k * C)`` uint8, channels ``[i * C, (i + 1) * C)`` holding
+    the frame from ``k - 1 - i`` steps ago. At ``reset`` the first frame fills every slot.
+
+    Raises:
+        EnvironmentSpecError: when the observation space is not such an image, or ``k < 1``.
+    """
+
+    def __init__(self, env: gym.Env[Any, Any], k: int) -> None:
+        """Wrap ``env``; see the class docstring."""
+        super().__init__(env)
+        space = env.observation_space
+        if not (isinstance(k, int) and k >= 1):
+            raise EnvironmentSpecError(f"frame_stack must be an int >= 1, got {k!r}.")
+        if not (isinstance(space, gym.spaces.Box) and len(space.shape) == 3 and space.dtype == np.uint8):
+            raise EnvironmentSpecError(
+                f"FrameStack needs image observations Box(0, 255, (Hp, Wp, C), uint8), but "
+                f"{env_name(env)} has {space}; use pixels (e.g. pixels=True or obs_mode=pixels) to stack frames."
+            )
+        height, width, channels = space.shape
+        self.k = k
+        self.observation_space = gym.spaces.Box(0, 255, shape=(height, width, k * channels), dtype=np.uint8)
+        self._frames: collections.deque[np.ndarray] = collections.deque(maxlen=k)
+
+    def reset(self, *, seed: int | None = None, options: dict[str, Any] | None = None) -> tuple[Any, dict[str, Any]]:
+        """Reset the env and fill the stack with its first frame."""
+        obs, info = self.env.reset(seed=seed, options=options)
+        frame = np.asarray(obs, dtype=np.uint8)
+        self._frames.extend([frame] * self.k)
+        return self._stacked(), info
+
+    def step(self, action: Any) -> tuple[Any, SupportsFloat, bool, bool, dict[str, Any]]:
+        """Step the env and push its frame, dropping the oldest."""
+        obs, reward, terminated, truncated, info = self.env.step(action)
+        self._frames.append(np.asarray(obs, dtype=np.uint8))
+        return self._stacked(), reward, terminated, truncated, info
+
+    def _stacked(self) -> np.ndarray:
+        return np.concatenate(list(self._frames), axis=-1)

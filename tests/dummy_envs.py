@@ -101,3 +101,12 @@ class NaNLaterEnv(EchoEnv):
         if self.total_steps >= self.nan_after:
             obs[0] = np.nan
         return obs, reward, terminated, truncated, info
+
+
+def wrapper_types(env: gym.Env[Any, Any]) -> list[type]:
+    """The wrapper classes around ``env``, outermost first."""
+    types = []
+    while isinstance(env, gym.Wrapper):
+        types.append(type(env))
+        env = env.env
+    return types

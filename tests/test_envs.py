@@ -21,6 +21,7 @@ from envs import (
     parse_env_kwargs,
 )
 from envs.toy import point_mass_reward
+from tests.dummy_envs import wrapper_types
 
 POINT_MASS = "rehearse/PointMass-v0"
 
@@ -29,20 +30,12 @@ def _act(value: float, dim: int = 1) -> np.ndarray:
     return np.full(dim, value, dtype=np.float32)
 
 
-def _wrapper_types(env: gym.Env[Any, Any]) -> list[type]:
-    types = []
-    while isinstance(env, gym.Wrapper):
-        types.append(type(env))
-        env = env.env
-    return types
-
-
 # ---------------------------------------------------------------- registered ids
 
 
 def test_registered_id_is_wrapped_and_rescaled_to_unit_box() -> None:
     env = make_env("Pendulum-v1", seed=0)
-    types = _wrapper_types(env)
+    types = wrapper_types(env)
     assert types[:3] == [FiniteCheck, CostInfo, gym.wrappers.RescaleAction]
     space = env.action_space
     assert isinstance(space, gym.spaces.Box)
@@ -59,8 +52,8 @@ def test_registered_id_is_wrapped_and_rescaled_to_unit_box() -> None:
 
 def test_unit_bounds_are_not_rescaled() -> None:
     env = make_env(POINT_MASS)
-    assert _wrapper_types(env)[:2] == [FiniteCheck, CostInfo]
-    assert gym.wrappers.RescaleAction not in _wrapper_types(env)
+    assert wrapper_types(env)[:2] == [FiniteCheck, CostInfo]
+    assert gym.wrappers.RescaleAction not in wrapper_types(env)
 
 
 def test_seed_seeds_the_action_space() -> None:

@@ -1,0 +1,149 @@
+"""The model-specific half of the agent loop: one small adapter per world-model kind.
+
+An adapter builds its world model and knows how that model wants its data:
+
+- ``obs_dtype``: how the replay buffer stores observations (``float32`` states, ``uint8`` frames);
+- ``as_obs(obs)``: one or a batch of environment observations as a numpy array of that dtype;
+- ``encode(obs (B, *obs_shape)) -> z0 (B, Z)``: the planner's starting latents;
+- ``fit_normalizers(buffer)``: refit input statistics (a no-op without any);
+- ``train_step(buffer, rng) -> metrics``: sample a batch and take one optimisation step.
+
+The agent (agent/agent.py) holds one adapter and is otherwise the same for every kind.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Protocol
+
+import numpy as np
+import torch
+
+from agent.buffer import ReplayBuffer
+from agent.config import Config, ConfigError
+from world_models.latent import LatentWorldModel, SequenceBatch
+from world_models.robotics import ModelBatch, RoboticsWorldModel
+
+
+def to_tensor(x: np.ndarray, device: torch.device, dtype: torch.dtype = torch.float32) -> torch.Tensor:
+    """Numpy -> tensor on ``device`` (read-only views are copied: torch cannot wrap them)."""
+    if not x.flags.writeable:
+        x = x.copy()
+    return torch.as_tensor(x, dtype=dtype, device=device)
+
+
+class ModelAdapter(Protocol):
+    """What the agent loop needs from a world model (see the module docstring)."""
+
+    model: Any  # an nn.Module with .optimizer, encode() and imagine()
+    obs_dtype: type[np.generic]
+
+    def as_obs(self, obs: Any) -> np.ndarray: ...
+
+    def encode(self, obs: np.ndarray) -> torch.Tensor: ...
+
+    def fit_normalizers(self, buffer: ReplayBuffer) -> None: ...
+
+    def train_step(self, buffer: ReplayBuffer, rng: np.random.Generator) -> dict[str, float]: ...
+
+
+class RoboticsAdapter:
+    """RoboticsWorldModel on state vectors ``(S,)``: per-member minibatches of single transitions."""
+
+    obs_dtype: type[np.generic] = np.float32
+
+    def __init__(self, config: Config, state_dim: int, action_dim: int, device: torch.device) -> None:
+        m = config.model
+        self.model = RoboticsWorldModel(
+            state_dim, action_dim, ensemble_size=m.ensemble_size, hidden_dim=m.hidden_dim,
+            num_layers=m.num_layers, learning_rate=m.learning_rate, weight_decay=m.weight_decay,
+            value_function=m.value_function, discount=config.planner.discount, value_tau=m.value_tau,
+        ).to(device)
+        self.model.eval()
+        self.state_dim, self.device = state_dim, device
+        self.batch_size, self.ensemble_size = config.train.batch_size, m.ensemble_size
+
+    def as_obs(self, obs: Any) -> np.ndarray:
+        return np.asarray(obs, dtype=np.float32)
+
+    def encode(self, obs: np.ndarray) -> torch.Tensor:
+        rows = torch.as_tensor(obs, dtype=torch.float32, device=self.device).reshape(-1, self.state_dim)
+        return self.model.encode(rows)
+
+    def fit_normalizers(self, buffer: ReplayBuffer) -> None:
+        data = buffer.stored()
+        t = self._tensor
+        self.model.fit_normalizers(t(data.obs), t(data.actions), t(data.rewards), t(data.next_obs))
+
+    def train_step(self, buffer: ReplayBuffer, rng: np.random.Generator) -> dict[str, float]:
+        batch = buffer.sample(self.batch_size, rng, ensemble_size=self.ensemble_size)
+        t = self._tensor
+        return self.model.update(ModelBatch(
+            obs=t(batch.obs), actions=t(batch.actions), rewards=t(batch.rewards), costs=t(batch.costs),
+            terminated=t(batch.terminated, torch.bool), next_obs=t(batch.next_obs),
+        ))
+
+    def _tensor(self, x: np.ndarray, dtype: torch.dtype = torch.float32) -> torch.Tensor:
+        return to_tensor(x, self.device, dtype)
+
+
+class LatentAdapter:
+    """LatentWorldModel on channel-last uint8 frames ``(Hp, Wp, C)``: time-major sequence windows."""
+
+    obs_dtype: type[np.generic] = np.uint8
+
+    def __init__(self, config: Config, obs_shape: tuple[int, ...], action_dim: int, device: torch.device) -> None:
+        height, width, channels = obs_shape
+        if height != width or height % 16:
+            raise ConfigError(
+                f"model.kind latent needs square frames whose side is a multiple of 16, got {obs_shape}; "
+                "render at 64x64 (the default of pixels: true) or resize the frames"
+            )
+        m = config.model
+        self.model = LatentWorldModel(
+            action_dim, image_size=height, channels=channels, latent_dim=m.latent_dim, depth=m.depth,
+            hidden_dim=m.hidden_dim, objective=m.objective,  # type: ignore[arg-type]  # checked by validate
+            learning_rate=m.learning_rate,
+        ).to(device)
+        self.model.eval()
+        self.obs_shape, self.device = tuple(obs_shape), device
+        self.batch_size, self.sequence_length = config.train.batch_size, m.sequence_length
+
+    def as_obs(self, obs: Any) -> np.ndarray:
+        return np.asarray(obs, dtype=np.uint8)
+
+    def encode(self, obs: np.ndarray) -> torch.Tensor:
+        frames = to_tensor(obs, self.device, torch.uint8).reshape(-1, *self.obs_shape)
+        return self.model.encode(frames)
+
+    def fit_normalizers(self, buffer: ReplayBuffer) -> None:
+        """Nothing to fit: the encoder scales pixels itself."""
+
+    def train_step(self, buffer: ReplayBuffer, rng: np.random.Generator) -> dict[str, float]:
+        seq = buffer.sample_sequences(self.batch_size, self.sequence_length, rng)
+        t = self._tensor
+        return self.model.update(SequenceBatch(
+            obs=t(seq.obs, torch.uint8), actions=t(seq.actions), rewards=t(seq.rewards),
+            terminated=t(seq.terminated, torch.bool), costs=t(seq.costs),
+        ))
+
+    def _tensor(self, x: np.ndarray, dtype: torch.dtype = torch.float32) -> torch.Tensor:
+        return to_tensor(x, self.device, dtype)
+
+
+def make_adapter(
+    config: Config, kind: str, obs_shape: tuple[int, ...], action_dim: int, device: torch.device
+) -> ModelAdapter:
+    """The adapter (and so the world model) for ``kind`` (``robotics`` or ``latent``, already resolved)."""
+    if kind == "latent":
+        if len(obs_shape) != 3:
+            raise ConfigError(
+                f"model.kind latent needs image observations (Hp, Wp, C), but the env observes {obs_shape}; "
+                "set pixels: true (--pixels), use an env with image observations, or model.kind robotics"
+            )
+        return LatentAdapter(config, obs_shape, action_dim, device)
+    if len(obs_shape) != 1:
+        raise ConfigError(
+            f"model.kind robotics needs a state vector (S,), but the env observes {obs_shape}; "
+            "use model.kind latent (or auto) for image observations"
+        )
+    return RoboticsAdapter(config, obs_shape[0], action_dim, device)
