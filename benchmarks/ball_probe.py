@@ -206,16 +206,34 @@ def _markdown(results: dict[str, Any], command: str, ks: list[int]) -> str:
     lines.append("| baseline: bin of the ball's current x | "
                  + " | ".join(f"{100 * first['probe']['current_x_baseline'][k]:.1f}%" for k in ks) + " |")
     lines += ["", "Ball-position error (metres, probe on imagined latents, from k=2 frames) against horizon:", "",
-              "| objective | " + " | ".join(f"h={h}" for h in results["error_horizons"]) + " |",
+              "| objective | " + " | ".join(f"h={h}" + (" (real frame)" if h == 0 else "")
+                                           for h in results["error_horizons"]) + " |",
               "|---|" + "---|" * len(results["error_horizons"])]
     for name, r in results["objectives"].items():
         cells = [f"{e:.3f} (n={n})" if e is not None else "-" for e, n in r["probe"]["position_error_m"].values()]
         lines.append(f"| {name} | " + " | ".join(cells) + " |")
     lines += ["", "| objective | training s | final metrics |", "|---|---|---|"]
     for name, r in results["objectives"].items():
-        final = ", ".join(f"{k.split('/')[-1]}={v:.3g}" for k, v in r["history"][-1].items() if k != "update")
+        last = r["history"][-1] if r["history"] else {}
+        final = ", ".join(f"{k.split('/')[-1]}={v:.3g}" for k, v in last.items() if k != "update") or "loaded"
         lines.append(f"| {name} | {r['train_seconds']:.0f} | {final} |")
     return "\n".join(lines) + "\n"
+
+
+def _model_for(objective: str, train: Throws, args: argparse.Namespace) -> tuple[LatentWorldModel,
+                                                                                 list[dict[str, float]]]:
+    """Train a model (and save it under ``<out>/models``), or load the saved one with ``--reuse-models``."""
+    path = args.out / "models" / f"{objective}.pt"
+    if args.reuse_models:
+        model = LatentWorldModel(1, channels=6, latent_dim=64, depth=16, hidden_dim=256,
+                                 objective=objective, safety_head=False)  # type: ignore[arg-type]
+        model.load_state_dict(torch.load(path, weights_only=True))
+        model.eval()
+        return model, []
+    model, history = train_model(train, objective, args.updates, args.batch_size, args.length, args.seed)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    torch.save(model.state_dict(), path)
+    return model, history
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -229,18 +247,22 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--ks", type=int, nargs="+", default=[2, 3, 5, 10])
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--out", type=Path, required=True)
+    p.add_argument("--reuse-models", action="store_true",
+                   help="load <out>/models/<objective>.pt from an earlier run instead of training")
     args = p.parse_args(argv)
     command = "python -m benchmarks.ball_probe " + " ".join(shlex.quote(a) for a in (argv or sys.argv[1:]))
     train = collect(args.episodes, seed=args.seed)
     test = collect(args.test_episodes, seed=args.seed + 1_000_000)
-    error_horizons = [1, 5, 10, 25]
+    old = args.out / "results.json"
+    earlier = json.loads(old.read_text())["objectives"] if args.reuse_models and old.exists() else {}
+    error_horizons = [0, 1, 5, 10, 25]  # 0: the probe on a real frame's latent (no imagination)
     results: dict[str, Any] = {"command": command, "error_horizons": error_horizons, "objectives": {}}
     for objective in args.objectives:
         started = time.time()
-        model, history = train_model(train, objective, args.updates, args.batch_size, args.length, args.seed)
+        model, history = _model_for(objective, train, args)
         seconds = time.time() - started
-        (args.out / "models").mkdir(parents=True, exist_ok=True)
-        torch.save(model.state_dict(), args.out / "models" / f"{objective}.pt")
+        if args.reuse_models and earlier.get(objective):  # keep the training record of the run that made it
+            history, seconds = earlier[objective]["history"], earlier[objective]["train_seconds"]
         probe = fit_probe(model, train)
         results["objectives"][objective] = {"train_seconds": seconds, "history": history,
                                             "probe": evaluate_probe(model, probe, test, args.ks, 60, error_horizons)}
