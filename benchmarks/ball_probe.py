@@ -6,8 +6,8 @@
 1. Collect BallCatch episodes from pixels (64x64 RGB, two stacked frames so velocity is
    visible) with random basket moves; the true ball state comes from ``info``.
 2. Train a :class:`world_models.LatentWorldModel` per objective on time-major windows.
-3. Fit a linear probe (ridge regression) from latents of *real* frames to the ball's
-   position ``(x, y)``, on the training throws only.
+3. Fit a probe (a small MLP, or ridge regression with ``--probe linear``) from latents
+   of *real* frames to the ball's position ``(x, y)``, on the training throws only.
 4. On held-out throws: encode the first ``k`` frames (the latest two, stacked), roll the
    model forward in imagination under the basket actions that were taken, read the ball
    position off every imagined latent with the probe, and take the first imagined
@@ -126,25 +126,51 @@ def _encode(model: LatentWorldModel, stacked: np.ndarray) -> torch.Tensor:
 
 @dataclass
 class Probe:
-    """Linear read-out ``ball (x, y) = [(z - mean) / std, 1] @ weights``; ``weights (Z+1, 2)``."""
+    """Read-out of the ball's ``(x, y)`` from standardised latents ``(z - mean) / std``.
+
+    ``linear``: ridge-regression weights ``(Z+1, 2)``; ``mlp``: a small network, used when
+    ``net`` is set (the position need not be a linear function of the latent).
+    """
 
     mean: np.ndarray
     std: np.ndarray
-    weights: np.ndarray
+    weights: np.ndarray | None = None
+    net: torch.nn.Module | None = None
 
     def __call__(self, z: np.ndarray) -> np.ndarray:
         """``(M, Z)`` latents -> ``(M, 2)`` ball positions."""
         features = (z - self.mean) / self.std
+        if self.net is not None:
+            with torch.no_grad():
+                return self.net(torch.as_tensor(features, dtype=torch.float32)).double().numpy()
+        assert self.weights is not None
         return np.concatenate([features, np.ones((len(z), 1))], axis=1) @ self.weights
 
 
-def fit_probe(model: LatentWorldModel, throws: Throws, ridge: float = 1e-2) -> Probe:
-    """Ridge regression from standardised latents of real frames to the ball's position."""
+def fit_probe(model: LatentWorldModel, throws: Throws, kind: str = "mlp", ridge: float = 1e-2,
+              steps: int = 3000, seed: int = 0) -> Probe:
+    """Fit a probe from latents of real frames (training throws only) to the ball's position."""
     z = _encode(model, np.concatenate([stack_frames(f) for f in throws.frames])).numpy().astype(np.float64)
+    target = np.concatenate(throws.ball)
     mean, std = z.mean(axis=0), z.std(axis=0) + 1e-8  # latents' scale differs between objectives
-    features = np.concatenate([(z - mean) / std, np.ones((len(z), 1))], axis=1)
-    gram = features.T @ features + ridge * np.eye(features.shape[1])
-    return Probe(mean, std, np.linalg.solve(gram, features.T @ np.concatenate(throws.ball)))
+    features = (z - mean) / std
+    if kind == "linear":
+        design = np.concatenate([features, np.ones((len(z), 1))], axis=1)
+        gram = design.T @ design + ridge * np.eye(design.shape[1])
+        return Probe(mean, std, weights=np.linalg.solve(gram, design.T @ target))
+    torch.manual_seed(seed)
+    x, y = torch.as_tensor(features, dtype=torch.float32), torch.as_tensor(target, dtype=torch.float32)
+    net = torch.nn.Sequential(torch.nn.Linear(x.shape[1], 256), torch.nn.SiLU(), torch.nn.Linear(256, 256),
+                              torch.nn.SiLU(), torch.nn.Linear(256, 2))
+    optimizer = torch.optim.Adam(net.parameters(), lr=1e-3)
+    generator = torch.Generator().manual_seed(seed)
+    for _ in range(steps):
+        rows = torch.randint(0, len(x), (256,), generator=generator)
+        loss = ((net(x[rows]) - y[rows]) ** 2).mean()
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+    return Probe(mean, std, net=net.eval())
 
 
 def _crossing(positions: np.ndarray) -> float:
@@ -205,7 +231,8 @@ def _markdown(results: dict[str, Any], command: str, ks: list[int]) -> str:
     first = next(iter(results["objectives"].values()))
     lines.append("| baseline: bin of the ball's current x | "
                  + " | ".join(f"{100 * first['probe']['current_x_baseline'][k]:.1f}%" for k in ks) + " |")
-    lines += ["", "Ball-position error (metres, probe on imagined latents, from k=2 frames) against horizon:", "",
+    lines += ["", f"Ball-position error (metres, {results['probe']} probe on imagined latents, from k=2 frames) "
+              "against horizon:", "",
               "| objective | " + " | ".join(f"h={h}" + (" (real frame)" if h == 0 else "")
                                            for h in results["error_horizons"]) + " |",
               "|---|" + "---|" * len(results["error_horizons"])]
@@ -247,6 +274,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--ks", type=int, nargs="+", default=[2, 3, 5, 10])
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--out", type=Path, required=True)
+    p.add_argument("--probe", choices=["mlp", "linear"], default="mlp", help="read-out of the ball position")
     p.add_argument("--reuse-models", action="store_true",
                    help="load <out>/models/<objective>.pt from an earlier run instead of training")
     args = p.parse_args(argv)
@@ -256,14 +284,15 @@ def main(argv: list[str] | None = None) -> int:
     old = args.out / "results.json"
     earlier = json.loads(old.read_text())["objectives"] if args.reuse_models and old.exists() else {}
     error_horizons = [0, 1, 5, 10, 25]  # 0: the probe on a real frame's latent (no imagination)
-    results: dict[str, Any] = {"command": command, "error_horizons": error_horizons, "objectives": {}}
+    results: dict[str, Any] = {"command": command, "error_horizons": error_horizons, "probe": args.probe,
+                               "objectives": {}}
     for objective in args.objectives:
         started = time.time()
         model, history = _model_for(objective, train, args)
         seconds = time.time() - started
         if args.reuse_models and earlier.get(objective):  # keep the training record of the run that made it
             history, seconds = earlier[objective]["history"], earlier[objective]["train_seconds"]
-        probe = fit_probe(model, train)
+        probe = fit_probe(model, train, kind=args.probe, seed=args.seed)
         results["objectives"][objective] = {"train_seconds": seconds, "history": history,
                                             "probe": evaluate_probe(model, probe, test, args.ks, 60, error_horizons)}
     args.out.mkdir(parents=True, exist_ok=True)
