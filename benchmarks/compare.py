@@ -47,6 +47,8 @@ from typing import Any
 import numpy as np
 from tqdm import tqdm
 
+from benchmarks.returns import progress_times
+
 __all__ = ["ALGORITHMS", "RunSpec", "collect_rows", "is_finished", "main", "plan_runs", "run_one"]
 
 ALGORITHMS = ("rehearse", "sac", "td3", "ppo")
@@ -115,19 +117,6 @@ def _train_rehearse(spec: RunSpec) -> None:
     agent.learn(spec.total_timesteps, progress_bar=False)
 
 
-def _wall_from_progress(run_dir: Path) -> dict[int, tuple[float, float]]:
-    """``step -> (time_elapsed, eval_seconds)`` from progress.csv (runs older than wall-clock in the npz)."""
-    wall: dict[int, tuple[float, float]] = {}
-    path = run_dir / "progress.csv"
-    if path.exists():
-        with path.open(newline="") as handle:
-            for row in csv.DictReader(handle):
-                if row.get("time/time_elapsed"):
-                    step = int(float(row["time/total_timesteps"]))
-                    wall[step] = (float(row["time/time_elapsed"]), float(row.get("time/eval_seconds") or "nan"))
-    return wall
-
-
 def collect_rows(spec: RunSpec) -> list[dict[str, Any]]:
     """The long-table rows of one run directory, one per evaluation up to the run's budget."""
     run_dir = Path(spec.run_dir)
@@ -137,7 +126,7 @@ def collect_rows(spec: RunSpec) -> list[dict[str, Any]]:
         costs = data["costs"].mean(axis=1) if "costs" in data.files else np.zeros(len(steps))
         wall = data["wall_seconds"] if "wall_seconds" in data.files else None
         evals = data["eval_seconds"] if "eval_seconds" in data.files else None
-    fallback = _wall_from_progress(run_dir) if wall is None else {}
+    fallback = progress_times(run_dir)[0] if wall is None else {}  # runs older than wall-clock in the npz
     rows = []
     for i, step in enumerate(steps):
         if step > spec.total_timesteps:

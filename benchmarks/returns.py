@@ -25,22 +25,30 @@ import numpy as np
 from benchmarks.stats import bootstrap_ci, iqm
 
 
+def progress_times(run_dir: Path) -> tuple[dict[int, tuple[float, float]], float]:
+    """From progress.csv: ``step -> (time_elapsed, eval_seconds)`` (NaN when not logged) and peak memory (MiB)."""
+    times: dict[int, tuple[float, float]] = {}
+    peak = 0.0
+    path = run_dir / "progress.csv"
+    if path.exists():
+        with path.open(newline="") as handle:
+            for row in csv.DictReader(handle):
+                if row.get("time/time_elapsed"):
+                    step = int(float(row["time/total_timesteps"]))
+                    times[step] = (float(row["time/time_elapsed"]), float(row.get("time/eval_seconds") or "nan"))
+                if row.get("time/peak_rss_mb"):
+                    peak = max(peak, float(row["time/peak_rss_mb"]))
+    return times, peak
+
+
 def read_run(run_dir: Path) -> dict[str, Any]:
     """Evaluation curve, wall-clock per eval step and peak memory of one run directory."""
     evaluations = np.load(run_dir / "evaluations.npz")
     steps = evaluations["timesteps"].astype(int)
     returns = evaluations["results"].mean(axis=1)
-    wall: dict[int, float] = {}
-    peak = 0.0
-    with (run_dir / "progress.csv").open(newline="") as handle:
-        for row in csv.DictReader(handle):
-            step = int(float(row["time/total_timesteps"]))
-            if row.get("time/time_elapsed"):
-                wall[step] = float(row["time/time_elapsed"])
-            if row.get("time/peak_rss_mb"):
-                peak = max(peak, float(row["time/peak_rss_mb"]))
+    times, peak = progress_times(run_dir)
     return {"steps": steps.tolist(), "returns": returns.tolist(),
-            "wall": [wall.get(int(s)) for s in steps], "peak_rss_mb": peak}
+            "wall": [times[int(s)][0] if int(s) in times else None for s in steps], "peak_rss_mb": peak}
 
 
 def first_reach(run: dict[str, Any], threshold: float) -> tuple[int | None, float | None]:
