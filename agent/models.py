@@ -46,7 +46,16 @@ class ModelAdapter(Protocol):
     def train_step(self, buffer: ReplayBuffer, rng: np.random.Generator) -> dict[str, float]: ...
 
 
-class RoboticsAdapter:
+class _OnDevice:
+    """Moves numpy batches to the adapter's device."""
+
+    device: torch.device
+
+    def _tensor(self, x: np.ndarray, dtype: torch.dtype = torch.float32) -> torch.Tensor:
+        return to_tensor(x, self.device, dtype)
+
+
+class RoboticsAdapter(_OnDevice):
     """RoboticsWorldModel on state vectors ``(S,)``: per-member minibatches of single transitions."""
 
     obs_dtype: type[np.generic] = np.float32
@@ -82,11 +91,8 @@ class RoboticsAdapter:
             terminated=t(batch.terminated, torch.bool), next_obs=t(batch.next_obs),
         ))
 
-    def _tensor(self, x: np.ndarray, dtype: torch.dtype = torch.float32) -> torch.Tensor:
-        return to_tensor(x, self.device, dtype)
 
-
-class LatentAdapter:
+class LatentAdapter(_OnDevice):
     """LatentWorldModel on channel-last uint8 frames ``(Hp, Wp, C)``: time-major sequence windows."""
 
     obs_dtype: type[np.generic] = np.uint8
@@ -125,9 +131,6 @@ class LatentAdapter:
             obs=t(seq.obs, torch.uint8), actions=t(seq.actions), rewards=t(seq.rewards),
             terminated=t(seq.terminated, torch.bool), costs=t(seq.costs),
         ))
-
-    def _tensor(self, x: np.ndarray, dtype: torch.dtype = torch.float32) -> torch.Tensor:
-        return to_tensor(x, self.device, dtype)
 
 
 def make_adapter(
