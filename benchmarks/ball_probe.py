@@ -21,9 +21,11 @@ from __future__ import annotations
 
 import argparse
 import json
+import multiprocessing
 import shlex
 import sys
 import time
+from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -103,8 +105,7 @@ def train_model(throws: Throws, objective: str, updates: int, batch_size: int, l
     """Train a LatentWorldModel on random windows of the throws; returns it and its metric history."""
     torch.manual_seed(seed)
     rng = np.random.default_rng(seed)
-    model = LatentWorldModel(1, channels=6, latent_dim=64, depth=16, hidden_dim=256,
-                             objective=objective, safety_head=False)  # type: ignore[arg-type]
+    model = _new_model(objective)
     stacked = [stack_frames(f) for f in throws.frames]
     windows = _windows(throws, length)
     history = []
@@ -247,20 +248,47 @@ def _markdown(results: dict[str, Any], command: str, ks: list[int]) -> str:
     return "\n".join(lines) + "\n"
 
 
-def _model_for(objective: str, train: Throws, args: argparse.Namespace) -> tuple[LatentWorldModel,
-                                                                                 list[dict[str, float]]]:
-    """Train a model (and save it under ``<out>/models``), or load the saved one with ``--reuse-models``."""
-    path = args.out / "models" / f"{objective}.pt"
-    if args.reuse_models:
-        model = LatentWorldModel(1, channels=6, latent_dim=64, depth=16, hidden_dim=256,
-                                 objective=objective, safety_head=False)  # type: ignore[arg-type]
-        model.load_state_dict(torch.load(path, weights_only=True))
-        model.eval()
-        return model, []
+def _model_path(out: Path, objective: str) -> Path:
+    return out / "models" / f"{objective}.pt"
+
+
+def _new_model(objective: str) -> LatentWorldModel:
+    return LatentWorldModel(1, channels=6, latent_dim=64, depth=16, hidden_dim=256,
+                            objective=objective, safety_head=False)  # type: ignore[arg-type]
+
+
+def _train_and_save(train: Throws, objective: str, args: argparse.Namespace,
+                    threads: int | None = None) -> tuple[list[dict[str, float]], float]:
+    """Train one objective's model, save it under ``<out>/models``; returns its history and seconds.
+
+    Run in a worker process (``threads`` set) when several objectives train in parallel.
+    """
+    if threads is not None:
+        torch.set_num_threads(threads)
+    started = time.time()
     model, history = train_model(train, objective, args.updates, args.batch_size, args.length, args.seed)
+    path = _model_path(args.out, objective)
     path.parent.mkdir(parents=True, exist_ok=True)
     torch.save(model.state_dict(), path)
-    return model, history
+    return history, time.time() - started
+
+
+def _trained(train: Throws, args: argparse.Namespace) -> dict[str, tuple[list[dict[str, float]], float]]:
+    """Train (or with ``--reuse-models``, skip) every objective: one process each with ``--workers`` > 1."""
+    if args.reuse_models:
+        return {}
+    if args.workers <= 1 or len(args.objectives) == 1:
+        return {objective: _train_and_save(train, objective, args) for objective in args.objectives}
+    context = multiprocessing.get_context("spawn")
+    with ProcessPoolExecutor(min(args.workers, len(args.objectives)), mp_context=context) as pool:
+        futures = {o: pool.submit(_train_and_save, train, o, args, 1) for o in args.objectives}
+        return {o: future.result() for o, future in futures.items()}
+
+
+def _load(objective: str, out: Path) -> LatentWorldModel:
+    model = _new_model(objective)
+    model.load_state_dict(torch.load(_model_path(out, objective), weights_only=True))
+    return model.eval()
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -275,6 +303,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--out", type=Path, required=True)
     p.add_argument("--probe", choices=["mlp", "linear"], default="mlp", help="read-out of the ball position")
+    p.add_argument("--workers", type=int, default=1,
+                   help="train the objectives in this many processes at once (one thread each)")
     p.add_argument("--reuse-models", action="store_true",
                    help="load <out>/models/<objective>.pt from an earlier run instead of training")
     args = p.parse_args(argv)
@@ -286,10 +316,10 @@ def main(argv: list[str] | None = None) -> int:
     error_horizons = [0, 1, 5, 10, 25]  # 0: the probe on a real frame's latent (no imagination)
     results: dict[str, Any] = {"command": command, "error_horizons": error_horizons, "probe": args.probe,
                                "objectives": {}}
+    trained = _trained(train, args)
     for objective in args.objectives:
-        started = time.time()
-        model, history = _model_for(objective, train, args)
-        seconds = time.time() - started
+        model = _load(objective, args.out)
+        history, seconds = trained.get(objective, ([], 0.0))
         if args.reuse_models and earlier.get(objective):  # keep the training record of the run that made it
             history, seconds = earlier[objective]["history"], earlier[objective]["train_seconds"]
         probe = fit_probe(model, train, kind=args.probe, seed=args.seed)

@@ -43,3 +43,14 @@ def test_tiny_end_to_end_run(tmp_path: Path) -> None:
     accuracy = results["objectives"]["jepa"]["probe"]["accuracy"]
     assert set(accuracy) == {"2", "5"} and all(0.0 <= a <= 1.0 for a in accuracy.values())
     assert "| jepa |" in (tmp_path / "report.md").read_text()
+
+
+def test_objectives_train_in_parallel_workers(tmp_path: Path) -> None:
+    code = ball_probe.main(["--objectives", "jepa", "reconstruction", "--workers", "2", "--episodes", "4",
+                            "--test-episodes", "2", "--updates", "2", "--batch-size", "4", "--length", "4",
+                            "--ks", "2", "--out", str(tmp_path)])
+    assert code == 0
+    results = json.loads((tmp_path / "results.json").read_text())["objectives"]
+    assert set(results) == {"jepa", "reconstruction"}
+    assert all(len(r["history"]) == 1 and r["history"][0]["update"] == 2 for r in results.values())
+    assert (tmp_path / "models" / "jepa.pt").exists() and (tmp_path / "models" / "reconstruction.pt").exists()

@@ -6,15 +6,21 @@ stacked RGB frames, channels concatenated), optionally with a proprioceptive vec
 inside; the state is squashed with ``symlog`` and joins the conv features before the
 last encoder layer, so ``Z`` does not depend on it.
 
-Latent step: ``z_{t+1} = z_t + f(z_t, a_t)``; the heads read ``(z_t, a_t)``.
+Latents live on one fixed-scale set: every latent, encoded or imagined, is layer-normalised
+without a learned scale (zero mean, unit RMS over its ``Z`` entries), so imagined latents
+stay where encodings are (a read-out fitted on encodings applies to them).
+
+Latent step: ``z_{t+1} = norm(z_t + f(z_t, a_t))``; the heads read ``(z_t, a_t)``.
 Two objectives (``objective=``):
 
-- ``"reconstruction"``: a conv decoder reconstructs every frame from its encoding
-  (pixel MSE), and the open-loop rollout from ``z_0`` matches the stop-gradient
-  encodings of frames ``1..T`` (latent consistency).
+- ``"reconstruction"``: a conv decoder reconstructs every frame from its encoding and,
+  from the open-loop rollout from ``z_0``, frames ``1..T`` (next-frame prediction, pixel
+  MSE); the rollout also matches the stop-gradient encodings of frames ``1..T`` (latent
+  consistency).
 - ``"jepa"``: no pixels are predicted. The open-loop rollout from ``z_0`` matches an
-  EMA target encoder's embeddings of frames ``1..T`` (cosine), and a VICReg-style
-  variance/covariance term on the online embeddings keeps them from collapsing.
+  EMA target encoder's embeddings of frames ``1..T`` (MSE), a VICReg-style
+  variance/covariance term on the online embeddings keeps them from collapsing, and a
+  temporal smoothness term keeps consecutive embeddings close.
 
 Reward, continuation and safety heads are trained on the open-loop latents in both cases,
 so they see the same kind of latents that :meth:`LatentWorldModel.imagine` produces.
@@ -69,6 +75,11 @@ def float_to_pixels(images: torch.Tensor) -> torch.Tensor:
     return scaled.to(torch.uint8).permute(0, 2, 3, 1).contiguous()
 
 
+def normalise_latent(z: torch.Tensor) -> torch.Tensor:
+    """``(..., Z)`` -> ``(..., Z)`` with zero mean and unit RMS over the last axis (no learned scale)."""
+    return F.layer_norm(z, z.shape[-1:])
+
+
 def mlp(in_dim: int, hidden_dim: int, out_dim: int, num_layers: int = 2) -> nn.Sequential:
     """``num_layers`` blocks of Linear -> LayerNorm -> SiLU, then a linear output."""
     layers: list[nn.Module] = []
@@ -78,8 +89,31 @@ def mlp(in_dim: int, hidden_dim: int, out_dim: int, num_layers: int = 2) -> nn.S
     return nn.Sequential(*layers)
 
 
+def spatial_softmax(maps: torch.Tensor) -> torch.Tensor:
+    """Keypoints ``(M, 2K)`` of feature maps ``(M, K, H, W)``: per map, the expected
+    ``(x, y)`` in ``[-1, 1]`` under a softmax over its ``H x W`` cells (x first, then y)."""
+    m, k, h, w = maps.shape
+    weights = torch.softmax(maps.flatten(2), dim=-1).unflatten(2, (h, w))  # (M, K, H, W)
+    xs = torch.linspace(-1.0, 1.0, w, device=maps.device, dtype=maps.dtype)
+    ys = torch.linspace(-1.0, 1.0, h, device=maps.device, dtype=maps.dtype)
+    x = (weights.sum(2) * xs).sum(-1)  # (M, K)
+    y = (weights.sum(3) * ys).sum(-1)
+    return torch.cat([x, y], dim=-1)
+
+
 class ConvEncoder(nn.Module):
-    """Four stride-2 convs (``d, 2d, 4d, 8d`` channels) -> [flatten, state] -> linear -> LayerNorm."""
+    """Four stride-2 convs (``d, 2d, 4d, 8d`` channels) -> [average-pooled features, keypoints,
+    state] -> linear -> :func:`normalise_latent`.
+
+    The keypoints (:func:`spatial_softmax` of ``d`` maps made by a 1x1 conv from the first
+    conv's ``Hp/2 x Wp/2`` output) give the latent coordinates that move smoothly with the
+    objects in view, so motion is a simple function of the latent (a small fast object
+    otherwise lights up different conv features in consecutive frames). Each map is
+    standardised over its cells before the softmax, times a learned sharpness, so a small
+    object that stands out in a map draws the keypoint onto it from the start whatever the
+    map's scale. Where things are reaches the latent through the keypoints only: the last
+    conv's features are averaged over the image, not flattened.
+    """
 
     def __init__(self, image_size: int, channels: int, depth: int, state_dim: int, latent_dim: int) -> None:
         super().__init__()
@@ -87,16 +121,23 @@ class ConvEncoder(nn.Module):
         convs: list[nn.Module] = []
         for c_in, c_out in zip(widths[:-1], widths[1:], strict=True):
             convs += [nn.Conv2d(c_in, c_out, kernel_size=4, stride=2, padding=1), nn.SiLU()]
-        self.convs = nn.Sequential(*convs, nn.Flatten())
-        features = 8 * depth * (image_size // 16) ** 2
-        self.out = nn.Sequential(nn.Linear(features + state_dim, latent_dim), nn.LayerNorm(latent_dim))
+        self.stem = nn.Sequential(*convs[:2])
+        self.convs = nn.Sequential(*convs[2:], nn.AdaptiveAvgPool2d(1), nn.Flatten())
+        self.keypoint_maps = nn.Conv2d(depth, depth, kernel_size=1)
+        self.keypoint_log_sharpness = nn.Parameter(torch.zeros(depth))
+        features = 8 * depth + 2 * depth
+        self.out = nn.Linear(features + state_dim, latent_dim)
 
     def forward(self, pixels: torch.Tensor, state: torch.Tensor | None) -> torch.Tensor:
         """``pixels (M, Hp, Wp, C)`` uint8, ``state (M, S)`` or None -> ``(M, Z)``."""
-        h = self.convs(pixels_to_float(pixels))
+        stem = self.stem(pixels_to_float(pixels))  # (M, d, Hp/2, Wp/2)
+        maps = self.keypoint_maps(stem)  # (M, d, Hp/2, Wp/2)
+        mean, std = maps.mean(dim=(2, 3), keepdim=True), maps.std(dim=(2, 3), keepdim=True)
+        sharpness = self.keypoint_log_sharpness.exp()[:, None, None]
+        parts = [self.convs(stem), spatial_softmax((maps - mean) / (std + 1e-6) * sharpness)]
         if state is not None:
-            h = torch.cat([h, symlog(state.to(torch.float32))], dim=-1)
-        return self.out(h)
+            parts.append(symlog(state.to(torch.float32)))
+        return normalise_latent(self.out(torch.cat(parts, dim=-1)))
 
 
 class ConvDecoder(nn.Module):
@@ -163,6 +204,7 @@ class LatentWorldModel(nn.Module):
         ema_tau: float = 0.02,
         variance_weight: float = 1.0,
         covariance_weight: float = 0.04,
+        smoothness_weight: float = 1.0,
     ) -> None:
         """Build the networks and an Adam optimizer over the trainable parameters.
 
@@ -182,6 +224,11 @@ class LatentWorldModel(nn.Module):
             ema_tau: JEPA target update ``target <- target + tau (online - target)``.
             variance_weight: JEPA weight of the per-dimension std hinge.
             covariance_weight: JEPA weight of the off-diagonal covariance penalty.
+            smoothness_weight: JEPA weight of the temporal smoothness term, the mean squared
+                change of the online embedding between consecutive frames. With the variance
+                term it makes embeddings vary across episodes but slowly within one, which
+                keeps them predictable (without it consecutive frames of a fast object embed
+                almost independently).
         """
         super().__init__()
         _check_config(image_size, channels, objective, ema_tau)
@@ -190,6 +237,7 @@ class LatentWorldModel(nn.Module):
         self.objective: Objective = objective
         self.grad_clip, self.ema_tau = grad_clip, ema_tau
         self.variance_weight, self.covariance_weight = variance_weight, covariance_weight
+        self.smoothness_weight = smoothness_weight
         self.encoder = ConvEncoder(image_size, channels, depth, state_dim, latent_dim)
         self.dynamics = mlp(latent_dim + action_dim, hidden_dim, latent_dim)
         self.num_heads = 3 if safety_head else 2  # [reward, continuation logit, cost logit]
@@ -210,8 +258,8 @@ class LatentWorldModel(nn.Module):
         return self.encoder(pixels, state)
 
     def next(self, z: torch.Tensor, action: torch.Tensor) -> torch.Tensor:
-        """``z (M, Z)``, ``action (M, A)`` -> next latent ``(M, Z)``."""
-        return z + self.dynamics(torch.cat([z, action], dim=-1))
+        """``z (M, Z)``, ``action (M, A)`` -> next latent ``(M, Z)`` (normalised like an encoding)."""
+        return normalise_latent(z + self.dynamics(torch.cat([z, action], dim=-1)))
 
     def head_outputs(self, z: torch.Tensor, action: torch.Tensor) -> torch.Tensor:
         """``z (..., Z)``, ``action (..., A)`` -> ``(..., 2 or 3)`` = [reward, continuation logit, cost logit]."""
@@ -294,7 +342,7 @@ class LatentWorldModel(nn.Module):
     def loss(self, batch: SequenceBatch) -> tuple[torch.Tensor, dict[str, float]]:
         """Total loss and metrics (floats) for one :class:`SequenceBatch`."""
         pixels, state, horizon, batch_size = self._check_batch(batch)
-        z = self.encoder(pixels.flatten(0, 1), _flat(state)).unflatten(0, (horizon + 1, batch_size))  # (T+1, B, Z)
+        z = self._encode_window(pixels, state)  # (T+1, B, Z)
         latents = self.rollout(z[0], batch.actions)  # (T+1, B, Z), open loop from z_0
         if self.objective == "reconstruction":
             total, metrics = self._reconstruction_terms(pixels, state, z, latents)
@@ -307,13 +355,29 @@ class LatentWorldModel(nn.Module):
         metrics["world_model/loss"] = total.item()
         return total, metrics
 
+    def _encode_window(self, pixels: torch.Tensor, state: torch.Tensor | None) -> torch.Tensor:
+        """Encodings ``(T+1, B, Z)`` of a window's frames ``(T+1, B, ...)``.
+
+        JEPA's variance/covariance guard needs every frame's online embedding with its
+        gradient; reconstruction needs a gradient through ``z_0`` only (later frames are
+        consistency targets without gradient), which saves most of the encoder's backward pass.
+        """
+        if self.objective == "jepa":
+            return self.encoder(pixels.flatten(0, 1), _flat(state)).unflatten(0, pixels.shape[:2])
+        z0 = self.encoder(pixels[0], None if state is None else state[0])
+        with torch.no_grad():
+            rest = self.encoder(pixels[1:].flatten(0, 1), _flat(None if state is None else state[1:]))
+        return torch.cat([z0[None], rest.unflatten(0, (pixels.shape[0] - 1, pixels.shape[1]))])
+
     def _reconstruction_terms(
         self, pixels: torch.Tensor, state: torch.Tensor | None, z: torch.Tensor, latents: torch.Tensor
     ) -> tuple[torch.Tensor, dict[str, float]]:
-        """Pixel (+ state) MSE of the decoded encodings ``z (T+1, B, Z)`` + latent consistency."""
+        """Squared pixel error (summed over each frame, so a small object's pixels weigh as much
+        as the latent terms) of the frames decoded from ``latents (T+1, B, Z)`` (``z_0``, then
+        the open-loop prediction), + state MSE, + latent consistency with the encodings ``z (T+1, B, Z)``."""
         assert self.decoder is not None
-        images, state_pred = self.decoder(z.flatten(0, 1))
-        recon = F.mse_loss(images, pixels_to_float(pixels.flatten(0, 1)))
+        images, state_pred = self.decoder(latents.flatten(0, 1))
+        recon = (images - pixels_to_float(pixels.flatten(0, 1))).pow(2).sum(dim=(1, 2, 3)).mean()  # per frame
         if state is not None and state_pred is not None:
             recon = recon + F.mse_loss(state_pred, symlog(state.flatten(0, 1).to(torch.float32)))
         consistency = F.mse_loss(latents[1:], z[1:].detach())
@@ -323,19 +387,22 @@ class LatentWorldModel(nn.Module):
     def _jepa_terms(
         self, pixels: torch.Tensor, state: torch.Tensor | None, z: torch.Tensor, latents: torch.Tensor
     ) -> tuple[torch.Tensor, dict[str, float]]:
-        """Cosine loss of the rollout against EMA-target embeddings of frames ``1..T`` + VICReg guard."""
+        """MSE of the rollout against EMA-target embeddings of frames ``1..T`` + VICReg guard."""
         assert self.target_encoder is not None
         horizon, batch_size = pixels.shape[0] - 1, pixels.shape[1]
         with torch.no_grad():
             target = self.target_encoder(pixels[1:].flatten(0, 1), _flat(None if state is None else state[1:]))
         target = target.unflatten(0, (horizon, batch_size))  # (T, B, Z)
-        prediction = (1.0 - F.cosine_similarity(latents[1:], target, dim=-1)).mean()
+        prediction = F.mse_loss(latents[1:], target)
         variance, covariance, _ = variance_covariance(z.flatten(0, 1))
-        total = prediction + self.variance_weight * variance + self.covariance_weight * covariance
+        smoothness = (z[1:] - z[:-1]).pow(2).mean()
+        total = (prediction + self.variance_weight * variance + self.covariance_weight * covariance
+                 + self.smoothness_weight * smoothness)
         metrics = {
             "world_model/jepa_loss": prediction.item(),
             "world_model/variance_loss": variance.item(),
             "world_model/covariance_loss": covariance.item(),
+            "world_model/smoothness_loss": smoothness.item(),
         }
         return total, metrics
 
