@@ -98,6 +98,16 @@ def test_checkpoints_refuse_damaged_and_foreign_files(tmp_path: Path) -> None:
     assert not list(tmp_path.glob(".*.tmp"))
 
 
+def test_checkpoint_from_other_networks_is_refused_clearly(tmp_path: Path) -> None:
+    agent = MBRLAgent(POINT_MASS_ID, debug_config())
+    agent.save(tmp_path / "agent.pt")
+    payload = load_checkpoint(tmp_path / "agent.pt")
+    payload["model"].pop(next(iter(payload["model"])))  # as if saved by a version with other networks
+    save_checkpoint(tmp_path / "other.pt", payload)
+    with pytest.raises(CheckpointError, match="does not match this version"):
+        MBRLAgent.load(tmp_path / "other.pt")
+
+
 def test_resume_with_other_settings_is_refused(tmp_path: Path) -> None:
     MBRLAgent(POINT_MASS_ID, debug_config(), run_dir=tmp_path).learn(50, progress_bar=False)
     with pytest.raises(ConfigError, match="planner.horizon"):
