@@ -13,10 +13,10 @@ stay where encodings are (a read-out fitted on encodings applies to them).
 Latent step: ``z_{t+1} = norm(z_t + f(z_t, a_t))``; the heads read ``(z_t, a_t)``.
 Two objectives (``objective=``):
 
-- ``"reconstruction"``: a conv decoder reconstructs every frame from its encoding and,
-  from the open-loop rollout from ``z_0``, frames ``1..T`` (next-frame prediction, pixel
-  MSE); the rollout also matches the stop-gradient encodings of frames ``1..T`` (latent
-  consistency).
+- ``"reconstruction"``: a conv decoder reconstructs frame 0 from its encoding ``z_0`` and
+  frames ``1..T`` from the open-loop rollout from ``z_0`` (next-frame prediction, squared
+  pixel error per frame); the rollout also matches the stop-gradient encodings of frames
+  ``1..T`` (latent consistency).
 - ``"jepa"``: no pixels are predicted. The open-loop rollout from ``z_0`` matches an
   EMA target encoder's embeddings of frames ``1..T`` (MSE), a VICReg-style
   variance/covariance term on the online embeddings keeps them from collapsing, and a
@@ -367,7 +367,7 @@ class LatentWorldModel(nn.Module):
         z0 = self.encoder(pixels[0], None if state is None else state[0])
         with torch.no_grad():
             rest = self.encoder(pixels[1:].flatten(0, 1), _flat(None if state is None else state[1:]))
-        return torch.cat([z0[None], rest.unflatten(0, (pixels.shape[0] - 1, pixels.shape[1]))])
+        return torch.cat([z0[None], rest.unflatten(0, pixels[1:].shape[:2])])
 
     def _reconstruction_terms(
         self, pixels: torch.Tensor, state: torch.Tensor | None, z: torch.Tensor, latents: torch.Tensor
