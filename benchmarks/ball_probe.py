@@ -3,15 +3,18 @@
     python -m benchmarks.ball_probe --objectives jepa reconstruction \
         --out benchmarks/results/ball_probe
 
-1. Collect BallCatch episodes from pixels (64x64 RGB, two stacked frames so velocity is
-   visible) with random basket moves; the true ball state comes from ``info``.
+1. Collect BallCatch episodes from pixels (64x64 RGB, ``--stack`` frames seen at once so
+   velocity is visible) with random basket moves; the true ball state comes from ``info``.
 2. Train a :class:`world_models.LatentWorldModel` per objective on time-major windows.
-3. Fit a probe (a small MLP, or ridge regression with ``--probe linear``) from latents
-   of *real* frames to the ball's position ``(x, y)``, on the training throws only.
-4. On held-out throws: encode the first ``k`` frames (the latest two, stacked), roll the
+3. Fit a probe (a small MLP, or ridge regression with ``--probe linear``) from latents to
+   the ball's position ``(x, y)``, on the training throws only: the encodings of real frames
+   and (unless ``--probe-fit real``) the latents imagined from every frame of a training
+   throw, each paired with where the ball really was at that time.
+4. On held-out throws: encode the first ``k`` frames (the latest ``--stack``), roll the
    model forward in imagination under the basket actions that were taken, read the ball
-   position off every imagined latent with the probe, and take the first imagined
-   crossing of the floor (interpolated) as the landing point; its bin (4 equal bins)
+   position off every imagined latent with the probe, and take as the landing point the
+   first imagined floor crossing (interpolated) before the step where the model's own
+   continuation head ends the episode (:func:`landing_point`); its bin (4 equal bins)
    against the true bin is the accuracy. Also reported: the probe's ball-position error
    against the imagination horizon, and a baseline that guesses the bin of the ball's
    current x.
@@ -33,10 +36,11 @@ from typing import Any
 import numpy as np
 import torch
 
+from agent.atomic import atomic_write
 from envs.ball_catch import FLOOR_WIDTH, BallCatchEnv, landing_bin
 from world_models.latent import LatentWorldModel, SequenceBatch
 
-__all__ = ["Probe", "Throws", "fit_probe", "collect", "imagine_landing", "main", "stack_frames", "train_model"]
+__all__ = ["Probe", "Throws", "fit_probe", "collect", "imagine_landing", "landing_point", "main", "stack_frames", "train_model"]
 
 
 @dataclass
@@ -80,10 +84,11 @@ def collect(episodes: int, seed: int) -> Throws:
                   np.array(out["bin"]), np.array(out["x"]))
 
 
-def stack_frames(frames: np.ndarray) -> np.ndarray:
-    """``(T+1, Hp, Wp, 3)`` -> ``(T+1, Hp, Wp, 6)``: each frame with the one before (the first repeated)."""
-    previous = np.concatenate([frames[:1], frames[:-1]])
-    return np.concatenate([previous, frames], axis=-1)
+def stack_frames(frames: np.ndarray, stack: int = 2) -> np.ndarray:
+    """``(T+1, Hp, Wp, 3)`` -> ``(T+1, Hp, Wp, 3 * stack)``: each frame after the ``stack - 1``
+    before it, oldest first (the first frame repeated where the episode has none)."""
+    padded = np.concatenate([np.repeat(frames[:1], stack - 1, axis=0), frames])
+    return np.concatenate([padded[j:j + len(frames)] for j in range(stack)], axis=-1)
 
 
 def _windows(throws: Throws, length: int) -> list[tuple[int, int]]:
@@ -101,12 +106,17 @@ def _batch(throws: Throws, stacked: list[np.ndarray], picks: list[tuple[int, int
 
 
 def train_model(throws: Throws, objective: str, updates: int, batch_size: int, length: int, seed: int,
-                log_every: int = 100) -> tuple[LatentWorldModel, list[dict[str, float]]]:
-    """Train a LatentWorldModel on random windows of the throws; returns it and its metric history."""
+                log_every: int = 100, stack: int = 2, save_to: Path | None = None,
+                save_every: int = 250) -> tuple[LatentWorldModel, list[dict[str, float]]]:
+    """Train a LatentWorldModel on random windows of the throws; returns it and its metric history.
+
+    With ``save_to``, the weights are also written there (atomically) every ``save_every``
+    updates, so a run stopped early leaves a usable model.
+    """
     torch.manual_seed(seed)
     rng = np.random.default_rng(seed)
-    model = _new_model(objective)
-    stacked = [stack_frames(f) for f in throws.frames]
+    model = _new_model(objective, stack)
+    stacked = [stack_frames(f, stack) for f in throws.frames]
     windows = _windows(throws, length)
     history = []
     for step in range(1, updates + 1):
@@ -116,7 +126,18 @@ def train_model(throws: Throws, objective: str, updates: int, batch_size: int, l
             history.append({"update": step, **metrics})
             print(f"  [{objective}] update {step}: " + ", ".join(f"{k.split('/')[-1]}={v:.3g}"
                                                                for k, v in metrics.items()), flush=True)
+        if save_to is not None and (step % save_every == 0 or step == updates):
+            _save(model, save_to)
     return model, history
+
+
+def _save(model: LatentWorldModel, path: Path) -> None:
+    atomic_write(path, lambda f: torch.save(model.state_dict(), f))
+
+
+def _stack(model: LatentWorldModel) -> int:
+    """How many RGB frames the model's encoder sees at once."""
+    return model.image_shape[2] // 3
 
 
 def _encode(model: LatentWorldModel, stacked: np.ndarray) -> torch.Tensor:
@@ -148,11 +169,51 @@ class Probe:
         return np.concatenate([features, np.ones((len(z), 1))], axis=1) @ self.weights
 
 
+def _plans(actions: np.ndarray, starts: list[int], horizon: int) -> torch.Tensor:
+    """``(H, N, A)``: the actions taken from each start on, zeros past the episode's end."""
+    plans = []
+    for s in starts:
+        future = actions[s:s + horizon]
+        plans.append(np.concatenate([future, np.zeros((horizon - len(future), actions.shape[1]), np.float32)]))
+    return torch.from_numpy(np.stack(plans, axis=1))
+
+
+def _rollouts(model: LatentWorldModel, stacked: np.ndarray, actions: np.ndarray, starts: list[int],
+              horizon: int) -> np.ndarray:
+    """Imagined latents ``(H+1, N, Z)`` from the encodings of ``stacked[starts]`` (``N`` starts),
+    each under the actions taken from its start on (see :func:`_plans`)."""
+    with torch.inference_mode():
+        z0 = model.encode(torch.from_numpy(stacked[starts]))
+        return model.rollout(z0, _plans(actions, starts, horizon)).numpy()
+
+
+def _probe_data(model: LatentWorldModel, throws: Throws, imagined: bool) -> tuple[np.ndarray, np.ndarray]:
+    """Latents ``(M, Z)`` and the ball positions ``(M, 2)`` they should read as.
+
+    ``imagined=False``: the encodings of real frames. ``imagined=True``: also every latent
+    imagined from every frame of the throw under the actions taken, up to the landing, paired
+    with where the ball really was at that time; a probe fitted on these reads imagined latents
+    the way the planner meets them, not only latents on the encoder's manifold.
+    """
+    latents, targets = [], []
+    for frames, actions, ball in zip(throws.frames, throws.actions, throws.ball, strict=True):
+        stacked = stack_frames(frames, _stack(model))
+        steps = len(actions)
+        if not imagined:
+            latents.append(_encode(model, stacked).numpy())
+            targets.append(ball)
+            continue
+        rolled = _rollouts(model, stacked, actions, list(range(steps + 1)), steps)  # (T+1, T+1, Z)
+        for s in range(steps + 1):
+            latents.append(rolled[:steps + 1 - s, s])
+            targets.append(ball[s:])
+    return np.concatenate(latents).astype(np.float64), np.concatenate(targets)
+
+
 def fit_probe(model: LatentWorldModel, throws: Throws, kind: str = "mlp", ridge: float = 1e-2,
-              steps: int = 3000, seed: int = 0) -> Probe:
-    """Fit a probe from latents of real frames (training throws only) to the ball's position."""
-    z = _encode(model, np.concatenate([stack_frames(f) for f in throws.frames])).numpy().astype(np.float64)
-    target = np.concatenate(throws.ball)
+              steps: int = 6000, seed: int = 0, imagined: bool = True) -> Probe:
+    """Fit a probe to the ball's position on the training throws' latents (see :func:`_probe_data`)."""
+    z, target = _probe_data(model, throws, imagined)
     mean, std = z.mean(axis=0), z.std(axis=0) + 1e-8  # latents' scale differs between objectives
     features = (z - mean) / std
     if kind == "linear":
@@ -185,17 +246,32 @@ def _crossing(positions: np.ndarray) -> float:
     return float(x0 + w * (x1 - x0))
 
 
+def landing_point(positions: np.ndarray, continuation: np.ndarray) -> float:
+    """Landing x from an imagined flight: positions ``(H+1, 2)`` and the model's continuation
+    probabilities ``(H,)`` (step ``t`` leads from position ``t`` to ``t+1``).
+
+    The episode ends when the ball lands, so the model's own continuation head says when:
+    the flight is cut after the first step it predicts to end the episode (probability
+    below 1/2), and the landing is the first floor crossing before that cut, or the last
+    imagined position when the probe puts the ball still above the floor there.
+    """
+    ends = np.flatnonzero(continuation < 0.5)
+    end = int(ends[0]) + 1 if len(ends) else len(continuation)
+    flight = positions[:end + 1]
+    if not np.any(flight[1:, 1] <= 0.0) and len(ends):
+        return float(flight[-1, 0])
+    return _crossing(flight)
+
+
 def imagine_landing(model: LatentWorldModel, probe: Probe, frames: np.ndarray, actions: np.ndarray,
                     k: int, horizon: int) -> tuple[float, np.ndarray]:
-    """Landing x seen from the first ``k`` frames, and the imagined positions ``(H+1, 2)``."""
-    stacked = stack_frames(frames[:k])[-1:]  # (1, Hp, Wp, 6): frames k-2 and k-1
-    future = actions[k - 1:]
-    pad = np.zeros((max(0, horizon - len(future)), 1), np.float32)
-    plan = torch.from_numpy(np.concatenate([future, pad])[:horizon]).unsqueeze(1)  # (H, 1, 1)
+    """Landing x seen from the first ``k`` frames (:func:`landing_point`), and the imagined
+    positions ``(H+1, 2)``."""
+    stacked = stack_frames(frames[:k], _stack(model))  # frames after k-1 are never seen
     with torch.inference_mode():
-        latents = model.rollout(model.encode(torch.from_numpy(stacked)), plan)[:, 0].numpy()  # (H+1, Z)
-    positions = probe(latents.astype(np.float64))
-    return _crossing(positions), positions
+        rollout = model.imagine(model.encode(torch.from_numpy(stacked[-1:])), _plans(actions, [k - 1], horizon))
+    positions = probe(rollout.latents[:, 0].numpy().astype(np.float64))
+    return landing_point(positions, rollout.continuation[:, 0].numpy()), positions
 
 
 def evaluate_probe(model: LatentWorldModel, probe: Probe, test: Throws, ks: list[int], horizon: int,
@@ -232,7 +308,9 @@ def _markdown(results: dict[str, Any], command: str, ks: list[int]) -> str:
     first = next(iter(results["objectives"].values()))
     lines.append("| baseline: bin of the ball's current x | "
                  + " | ".join(f"{100 * first['probe']['current_x_baseline'][k]:.1f}%" for k in ks) + " |")
-    lines += ["", f"Ball-position error (metres, {results['probe']} probe on imagined latents, from k=2 frames) "
+    fitted = "real and imagined" if results.get("probe_fit", "real") == "imagined" else "real-frame"
+    lines += ["", f"Ball-position error (metres, {results['probe']} probe fitted on {fitted} latents of the "
+              f"training throws, read on imagined latents of the test throws from k=2 frames) "
               "against horizon:", "",
               "| objective | " + " | ".join(f"h={h}" + (" (real frame)" if h == 0 else "")
                                            for h in results["error_horizons"]) + " |",
@@ -252,8 +330,8 @@ def _model_path(out: Path, objective: str) -> Path:
     return out / "models" / f"{objective}.pt"
 
 
-def _new_model(objective: str) -> LatentWorldModel:
-    return LatentWorldModel(1, channels=6, latent_dim=64, depth=16, hidden_dim=256,
+def _new_model(objective: str, stack: int = 2) -> LatentWorldModel:
+    return LatentWorldModel(1, channels=3 * stack, latent_dim=64, depth=16, hidden_dim=256,
                             objective=objective, safety_head=False)  # type: ignore[arg-type]
 
 
@@ -266,10 +344,8 @@ def _train_and_save(train: Throws, objective: str, args: argparse.Namespace,
     if threads is not None:
         torch.set_num_threads(threads)
     started = time.time()
-    model, history = train_model(train, objective, args.updates, args.batch_size, args.length, args.seed)
-    path = _model_path(args.out, objective)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    torch.save(model.state_dict(), path)
+    _, history = train_model(train, objective, args.updates, args.batch_size, args.length, args.seed,
+                             stack=args.stack, save_to=_model_path(args.out, objective))
     return history, time.time() - started
 
 
@@ -285,8 +361,8 @@ def _trained(train: Throws, args: argparse.Namespace) -> dict[str, tuple[list[di
         return {o: future.result() for o, future in futures.items()}
 
 
-def _load(objective: str, out: Path) -> LatentWorldModel:
-    model = _new_model(objective)
+def _load(objective: str, out: Path, stack: int) -> LatentWorldModel:
+    model = _new_model(objective, stack)
     model.load_state_dict(torch.load(_model_path(out, objective), weights_only=True))
     return model.eval()
 
@@ -299,10 +375,14 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--updates", type=int, default=1500)
     p.add_argument("--batch-size", type=int, default=32)
     p.add_argument("--length", type=int, default=10, help="training window (steps)")
+    p.add_argument("--stack", type=int, default=2, help="RGB frames the encoder sees at once (>= 2: velocity)")
     p.add_argument("--ks", type=int, nargs="+", default=[2, 3, 5, 10])
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--out", type=Path, required=True)
     p.add_argument("--probe", choices=["mlp", "linear"], default="mlp", help="read-out of the ball position")
+    p.add_argument("--probe-fit", choices=["imagined", "real"], default="imagined",
+                   help="fit the read-out on real and imagined latents of the training throws, or on real only")
+    p.add_argument("--probe-steps", type=int, default=6000, help="Adam steps fitting the mlp read-out")
     p.add_argument("--workers", type=int, default=1,
                    help="train the objectives in this many processes at once (one thread each)")
     p.add_argument("--reuse-models", action="store_true",
@@ -315,14 +395,16 @@ def main(argv: list[str] | None = None) -> int:
     earlier = json.loads(old.read_text())["objectives"] if args.reuse_models and old.exists() else {}
     error_horizons = [0, 1, 5, 10, 25]  # 0: the probe on a real frame's latent (no imagination)
     results: dict[str, Any] = {"command": command, "error_horizons": error_horizons, "probe": args.probe,
+                               "probe_fit": args.probe_fit, "stack": args.stack,
                                "objectives": {}}
     trained = _trained(train, args)
     for objective in args.objectives:
-        model = _load(objective, args.out)
+        model = _load(objective, args.out, args.stack)
         history, seconds = trained.get(objective, ([], 0.0))
         if args.reuse_models and earlier.get(objective):  # keep the training record of the run that made it
             history, seconds = earlier[objective]["history"], earlier[objective]["train_seconds"]
-        probe = fit_probe(model, train, kind=args.probe, seed=args.seed)
+        probe = fit_probe(model, train, kind=args.probe, steps=args.probe_steps, seed=args.seed,
+                          imagined=args.probe_fit == "imagined")
         results["objectives"][objective] = {"train_seconds": seconds, "history": history,
                                             "probe": evaluate_probe(model, probe, test, args.ks, 60, error_horizons)}
     args.out.mkdir(parents=True, exist_ok=True)

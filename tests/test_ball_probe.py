@@ -29,6 +29,47 @@ def test_stack_frames_pairs_each_frame_with_the_previous() -> None:
     assert stacked[:, 0, 0, 0].tolist() == [0, 0, 1, 2] and stacked[:, 0, 0, 3].tolist() == [0, 1, 2, 3]
 
 
+def test_stack_frames_keeps_the_oldest_first() -> None:
+    frames = np.arange(3, dtype=np.uint8).reshape(3, 1, 1, 1).repeat(3, axis=-1)
+    stacked = ball_probe.stack_frames(frames, stack=3)
+    assert stacked.shape == (3, 1, 1, 9)
+    assert stacked[:, 0, 0, ::3].tolist() == [[0, 0, 0], [0, 0, 1], [0, 1, 2]]
+
+
+def test_probe_data_pairs_every_imagined_latent_with_the_true_ball() -> None:
+    throws = ball_probe.collect(2, seed=3)
+    model = ball_probe._new_model("jepa", stack=3)
+    real, real_ball = ball_probe._probe_data(model, throws, imagined=False)
+    both, both_ball = ball_probe._probe_data(model, throws, imagined=True)
+    steps = [len(a) for a in throws.actions]
+    assert real.shape == (sum(t + 1 for t in steps), 64) and np.array_equal(real_ball, np.concatenate(throws.ball))
+    assert both.shape == (sum((t + 1) * (t + 2) // 2 for t in steps), 64) and len(both_ball) == len(both)
+    # the first throw's rollout from frame 0 comes first: its start is frame 0's encoding
+    assert np.allclose(both[0], real[0], atol=1e-5) and np.array_equal(both_ball[: steps[0] + 1], throws.ball[0])
+
+
+def test_imagined_landing_never_sees_frames_after_k() -> None:
+    throws = ball_probe.collect(1, seed=4)
+    model = ball_probe._new_model("jepa", stack=2)
+    probe = ball_probe.fit_probe(model, throws, kind="linear", imagined=False)
+    frames, actions = throws.frames[0], throws.actions[0]
+    x, positions = ball_probe.imagine_landing(model, probe, frames, actions, k=3, horizon=20)
+    scrambled = frames.copy()
+    scrambled[3:] = 255 - scrambled[3:]
+    x2, positions2 = ball_probe.imagine_landing(model, probe, scrambled, actions, k=3, horizon=20)
+    assert positions.shape == (21, 2) and x == x2 and np.array_equal(positions, positions2)
+
+
+def test_landing_point_stops_where_the_model_ends_the_episode() -> None:
+    positions = np.array([[0.0, 3.0], [1.0, 2.0], [2.0, 1.0], [3.0, -1.0], [4.0, -3.0]])
+    goes_on = np.ones(4)
+    assert ball_probe.landing_point(positions, goes_on) == 2.5  # no predicted end: the floor crossing
+    ends_early = np.array([1.0, 0.2, 1.0, 1.0])  # the model ends the episode on step 1 -> position 2
+    assert ball_probe.landing_point(positions, ends_early) == 2.0  # still above the floor there: that x
+    ends_late = np.array([1.0, 1.0, 1.0, 0.1])
+    assert ball_probe.landing_point(positions, ends_late) == 2.5  # crossed before the end: the crossing
+
+
 def test_crossing_interpolates_the_first_floor_contact() -> None:
     positions = np.array([[0.0, 2.0], [1.0, 1.0], [2.0, -1.0], [3.0, -3.0]])
     assert ball_probe._crossing(positions) == 1.5
@@ -37,18 +78,20 @@ def test_crossing_interpolates_the_first_floor_contact() -> None:
 
 def test_tiny_end_to_end_run(tmp_path: Path) -> None:
     code = ball_probe.main(["--objectives", "jepa", "--episodes", "6", "--test-episodes", "4", "--updates", "2",
-                            "--batch-size", "4", "--length", "4", "--ks", "2", "5", "--out", str(tmp_path)])
+                            "--batch-size", "4", "--length", "4", "--ks", "2", "5", "--stack", "3",
+                            "--probe-steps", "20", "--out", str(tmp_path)])
     assert code == 0
     results = json.loads((tmp_path / "results.json").read_text())
     accuracy = results["objectives"]["jepa"]["probe"]["accuracy"]
     assert set(accuracy) == {"2", "5"} and all(0.0 <= a <= 1.0 for a in accuracy.values())
+    assert results["stack"] == 3 and results["probe_fit"] == "imagined"
     assert "| jepa |" in (tmp_path / "report.md").read_text()
 
 
 def test_objectives_train_in_parallel_workers(tmp_path: Path) -> None:
     code = ball_probe.main(["--objectives", "jepa", "reconstruction", "--workers", "2", "--episodes", "4",
                             "--test-episodes", "2", "--updates", "2", "--batch-size", "4", "--length", "4",
-                            "--ks", "2", "--out", str(tmp_path)])
+                            "--ks", "2", "--probe-steps", "20", "--out", str(tmp_path)])
     assert code == 0
     results = json.loads((tmp_path / "results.json").read_text())["objectives"]
     assert set(results) == {"jepa", "reconstruction"}
