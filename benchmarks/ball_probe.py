@@ -40,7 +40,8 @@ from agent.atomic import atomic_write
 from envs.ball_catch import FLOOR_WIDTH, BallCatchEnv, landing_bin
 from world_models.latent import LatentWorldModel, SequenceBatch
 
-__all__ = ["Probe", "Throws", "fit_probe", "collect", "imagine_landing", "landing_point", "main", "stack_frames", "train_model"]
+__all__ = ["Probe", "Throws", "collect", "fit_probe", "imagine_landing", "landing_point", "main", "stack_frames",
+           "train_model"]
 
 
 @dataclass
