@@ -363,17 +363,22 @@ def _trained(train: Throws, args: argparse.Namespace) -> dict[str, tuple[list[di
 
 
 def _load(objective: str, out: Path, stack: int) -> LatentWorldModel:
-    model = _new_model(objective, stack)
-    model.load_state_dict(torch.load(_model_path(out, objective), weights_only=True))
+    model, path = _new_model(objective, stack), _model_path(out, objective)
+    try:
+        model.load_state_dict(torch.load(path, weights_only=True))
+    except RuntimeError as error:  # shapes or keys of other networks
+        raise SystemExit(f"ball_probe: {path} does not hold a {objective} model seeing {stack} stacked frames "
+                         f"with the current networks; pass the --stack it was trained with, or train it "
+                         f"again without --reuse-models ({str(error).splitlines()[0]})") from error
     return model.eval()
 
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--objectives", nargs="+", default=["jepa", "reconstruction"])
-    p.add_argument("--episodes", type=int, default=600, help="training throws")
+    p.add_argument("--episodes", type=int, default=400, help="training throws")
     p.add_argument("--test-episodes", type=int, default=200)
-    p.add_argument("--updates", type=int, default=1500)
+    p.add_argument("--updates", type=int, default=2500)
     p.add_argument("--batch-size", type=int, default=32)
     p.add_argument("--length", type=int, default=10, help="training window (steps)")
     p.add_argument("--stack", type=int, default=2, help="RGB frames the encoder sees at once (>= 2: velocity)")
@@ -389,6 +394,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--reuse-models", action="store_true",
                    help="load <out>/models/<objective>.pt from an earlier run instead of training")
     args = p.parse_args(argv)
+    if args.stack < 1:
+        p.error(f"--stack must be at least 1 (frames the encoder sees at once), got {args.stack}")
     command = "python -m benchmarks.ball_probe " + " ".join(shlex.quote(a) for a in (argv or sys.argv[1:]))
     train = collect(args.episodes, seed=args.seed)
     test = collect(args.test_episodes, seed=args.seed + 1_000_000)

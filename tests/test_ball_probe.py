@@ -6,6 +6,7 @@ import json
 from pathlib import Path
 
 import numpy as np
+import pytest
 
 from benchmarks import ball_probe
 from envs.ball_catch import landing_bin
@@ -97,3 +98,11 @@ def test_objectives_train_in_parallel_workers(tmp_path: Path) -> None:
     assert set(results) == {"jepa", "reconstruction"}
     assert all(len(r["history"]) == 1 and r["history"][0]["update"] == 2 for r in results.values())
     assert (tmp_path / "models" / "jepa.pt").exists() and (tmp_path / "models" / "reconstruction.pt").exists()
+
+
+def test_reusing_a_model_with_another_stack_is_refused_clearly(tmp_path: Path) -> None:
+    common = ["--objectives", "jepa", "--episodes", "3", "--test-episodes", "2", "--updates", "1", "--batch-size", "2",
+              "--length", "3", "--ks", "2", "--probe-steps", "5", "--out", str(tmp_path)]
+    assert ball_probe.main(common) == 0
+    with pytest.raises(SystemExit, match="--stack it was trained with"):
+        ball_probe.main([*common, "--stack", "3", "--reuse-models"])
