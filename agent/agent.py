@@ -21,7 +21,7 @@ import yaml
 from tqdm.auto import tqdm
 
 from agent.buffer import ReplayBuffer
-from agent.checkpoint import CheckpointError, load_checkpoint, numpy_to_tensors, save_checkpoint, tensors_to_numpy
+from agent.checkpoint import load_checkpoint, load_module_state, numpy_to_tensors, save_checkpoint, tensors_to_numpy
 from agent.config import (
     Config,
     ConfigError,
@@ -412,14 +412,7 @@ class MBRLAgent:
                 f"the checkpoint {source} was made with a different configuration ({', '.join(changed)}); "
                 "use the same settings to resume, or a new --run-dir to start a fresh run"
             )
-        try:
-            self.model.load_state_dict(payload["model"])
-        except RuntimeError as exc:  # missing, unexpected or mis-shaped tensors
-            raise CheckpointError(
-                f"the world model in {source} does not match this version of Rehearse's networks "
-                f"(it was saved by an older version, or edited): {str(exc).splitlines()[0]} ...; "
-                "start a fresh run with a new --run-dir"
-            ) from exc
+        load_module_state(self.model, payload["model"], source, "start a fresh run with a new --run-dir")
         c = payload["counters"]
         self.num_timesteps, self._episode, self._trained = c["num_timesteps"], c["episode"], c["trained"]
         self._next_checkpoint, self._last_fit, self._evals_done = c["next_checkpoint"], c["last_fit"], c["evals_done"]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -41,6 +42,19 @@ def load_checkpoint(path: str | Path) -> dict[str, Any]:
             "load it with the tool that wrote it, or start a fresh run."
         )
     return payload
+
+
+def load_module_state(module: torch.nn.Module, state: Mapping[str, Any], source: str | Path, remedy: str) -> None:
+    """``module.load_state_dict(state)``, or a CheckpointError saying that ``source`` holds other
+    networks (missing, unexpected or mis-shaped tensors) and what to do (``remedy``)."""
+    try:
+        module.load_state_dict(state)
+    except RuntimeError as exc:
+        raise CheckpointError(
+            f"the {type(module).__name__} in {source} does not match this version of Rehearse's networks "
+            f"(it was saved by an older version, with other settings, or edited): {str(exc).splitlines()[0]} ...; "
+            f"{remedy}"
+        ) from exc
 
 
 def numpy_to_tensors(state: dict[str, Any]) -> dict[str, Any]:

@@ -37,6 +37,7 @@ import numpy as np
 import torch
 
 from agent.atomic import atomic_write
+from agent.checkpoint import CheckpointError, load_module_state
 from envs.ball_catch import FLOOR_WIDTH, BallCatchEnv, landing_bin
 from world_models.latent import LatentWorldModel, SequenceBatch
 
@@ -365,11 +366,11 @@ def _trained(train: Throws, args: argparse.Namespace) -> dict[str, tuple[list[di
 def _load(objective: str, out: Path, stack: int) -> LatentWorldModel:
     model, path = _new_model(objective, stack), _model_path(out, objective)
     try:
-        model.load_state_dict(torch.load(path, weights_only=True))
-    except RuntimeError as error:  # shapes or keys of other networks
-        raise SystemExit(f"ball_probe: {path} does not hold a {objective} model seeing {stack} stacked frames "
-                         f"with the current networks; pass the --stack it was trained with, or train it "
-                         f"again without --reuse-models ({str(error).splitlines()[0]})") from error
+        load_module_state(model, torch.load(path, weights_only=True), path,
+                          f"for a {objective} model seeing {stack} stacked frames, pass the --stack it was "
+                          "trained with, or train it again without --reuse-models")
+    except CheckpointError as error:
+        raise SystemExit(f"ball_probe: {error}") from error
     return model.eval()
 
 
