@@ -98,39 +98,51 @@ def _windows(throws: Throws, length: int) -> list[tuple[int, int]]:
     return [(i, s) for i, a in enumerate(throws.actions) for s in range(len(a) - length + 1)]
 
 
-def _batch(throws: Throws, stacked: list[np.ndarray], picks: list[tuple[int, int]], length: int) -> SequenceBatch:
+def _batch(throws: Throws, stacked: list[np.ndarray], picks: list[tuple[int, int]], length: int,
+           device: torch.device | str = "cpu") -> SequenceBatch:
     obs = np.stack([stacked[i][s:s + length + 1] for i, s in picks], axis=1)  # (T+1, B, Hp, Wp, 6)
     actions = np.stack([throws.actions[i][s:s + length] for i, s in picks], axis=1)  # (T, B, 1)
     rewards = np.stack([throws.rewards[i][s:s + length] for i, s in picks], axis=1)  # (T, B)
     terminated = np.stack([np.arange(s, s + length) == len(throws.actions[i]) - 1 for i, s in picks], axis=1)
-    return SequenceBatch(torch.from_numpy(obs), torch.from_numpy(actions), torch.from_numpy(rewards),
-                         torch.from_numpy(terminated))
+    return SequenceBatch(*(torch.from_numpy(x).to(device) for x in (obs, actions, rewards, terminated)))
 
 
 def train_model(throws: Throws, objective: str, updates: int, batch_size: int, length: int, seed: int,
                 log_every: int = 100, stack: int = 2, save_to: Path | None = None,
-                save_every: int = 250) -> tuple[LatentWorldModel, list[dict[str, float]]]:
-    """Train a LatentWorldModel on random windows of the throws; returns it and its metric history.
+                save_every: int = 250, device: torch.device | str = "cpu",
+                max_seconds: float | None = None) -> tuple[LatentWorldModel, list[dict[str, float]]]:
+    """Train a LatentWorldModel on random windows of the throws; returns it (on the CPU) and its
+    metric history, whose last entry holds the number of updates done.
 
-    With ``save_to``, the weights are also written there (atomically) every ``save_every``
-    updates, so a run stopped early leaves a usable model.
+    The model trains on ``device``. With ``save_to``, the weights are also written there
+    (atomically) every ``save_every`` updates, so a run stopped early leaves a usable model.
+    With ``max_seconds``, training stops after the first update that passes that wall-clock
+    budget, even short of ``updates``.
     """
     torch.manual_seed(seed)
     rng = np.random.default_rng(seed)
-    model = _new_model(objective, stack)
+    model = _new_model(objective, stack).to(device)
     stacked = [stack_frames(f, stack) for f in throws.frames]
     windows = _windows(throws, length)
     history = []
+    started = time.monotonic()
     for step in range(1, updates + 1):
         picks = [windows[k] for k in rng.integers(0, len(windows), batch_size)]
-        metrics = model.update(_batch(throws, stacked, picks, length))
-        if step % log_every == 0 or step == updates:
+        metrics = model.update(_batch(throws, stacked, picks, length, device))
+        out_of_time = max_seconds is not None and time.monotonic() - started > max_seconds
+        if out_of_time:
+            print(f"  [{objective}] stopping after update {step} of {updates}: the {max_seconds:.0f} s "
+                  "training budget is spent", flush=True)
+        last = step == updates or out_of_time
+        if step % log_every == 0 or last:
             history.append({"update": step, **metrics})
             print(f"  [{objective}] update {step}: " + ", ".join(f"{k.split('/')[-1]}={v:.3g}"
                                                                for k, v in metrics.items()), flush=True)
-        if save_to is not None and (step % save_every == 0 or step == updates):
+        if save_to is not None and (step % save_every == 0 or last):
             _save(model, save_to)
-    return model, history
+        if out_of_time:
+            break
+    return model.cpu(), history
 
 
 def _save(model: LatentWorldModel, path: Path) -> None:
@@ -320,11 +332,13 @@ def _markdown(results: dict[str, Any], command: str, ks: list[int]) -> str:
     for name, r in results["objectives"].items():
         cells = [f"{e:.3f} (n={n})" if e is not None else "-" for e, n in r["probe"]["position_error_m"].values()]
         lines.append(f"| {name} | " + " | ".join(cells) + " |")
-    lines += ["", "| objective | training s | final metrics |", "|---|---|---|"]
+    lines += ["", f"Models trained on {results.get('device', 'cpu')} by "
+              f"`{results.get('train_command', results['command'])}`.", "",
+              "| objective | updates | training s | final metrics |", "|---|---|---|---|"]
     for name, r in results["objectives"].items():
         last = r["history"][-1] if r["history"] else {}
         final = ", ".join(f"{k.split('/')[-1]}={v:.3g}" for k, v in last.items() if k != "update") or "loaded"
-        lines.append(f"| {name} | {r['train_seconds']:.0f} | {final} |")
+        lines.append(f"| {name} | {last.get('update', '-')} | {r['train_seconds']:.0f} | {final} |")
     return "\n".join(lines) + "\n"
 
 
@@ -347,7 +361,8 @@ def _train_and_save(train: Throws, objective: str, args: argparse.Namespace,
         torch.set_num_threads(threads)
     started = time.time()
     _, history = train_model(train, objective, args.updates, args.batch_size, args.length, args.seed,
-                             stack=args.stack, save_to=_model_path(args.out, objective))
+                             stack=args.stack, save_to=_model_path(args.out, objective),
+                             device=args.device, max_seconds=args.max_train_seconds)
     return history, time.time() - started
 
 
@@ -366,7 +381,7 @@ def _trained(train: Throws, args: argparse.Namespace) -> dict[str, tuple[list[di
 def _load(objective: str, out: Path, stack: int) -> LatentWorldModel:
     model, path = _new_model(objective, stack), _model_path(out, objective)
     try:
-        load_module_state(model, torch.load(path, weights_only=True), path,
+        load_module_state(model, torch.load(path, map_location="cpu", weights_only=True), path,
                           f"for a {objective} model seeing {stack} stacked frames, pass the --stack it was "
                           "trained with, or train it again without --reuse-models")
     except CheckpointError as error:
@@ -385,6 +400,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--stack", type=int, default=2, help="RGB frames the encoder sees at once (>= 2: velocity)")
     p.add_argument("--ks", type=int, nargs="+", default=[2, 3, 5, 10])
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--test-seed", type=int, default=None,
+                   help="first reset seed of the held-out throws (default: --seed + 1,000,000)")
     p.add_argument("--out", type=Path, required=True)
     p.add_argument("--probe", choices=["mlp", "linear"], default="mlp", help="read-out of the ball position")
     p.add_argument("--probe-fit", choices=["imagined", "real"], default="imagined",
@@ -392,21 +409,49 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--probe-steps", type=int, default=6000, help="Adam steps fitting the mlp read-out")
     p.add_argument("--workers", type=int, default=1,
                    help="train the objectives in this many processes at once (one thread each)")
+    p.add_argument("--device", default="cpu",
+                   help="where the world models train (cpu, cuda, cuda:N); the read-out and the test run on the CPU")
+    p.add_argument("--max-train-seconds", type=float, default=None,
+                   help="stop training a model once this wall-clock budget is spent, even short of --updates "
+                        "(the updates done are recorded)")
+    p.add_argument("--train-only", action="store_true",
+                   help="train and save the models and their training record, and stop; read them later "
+                        "with --reuse-models (for example on another machine)")
     p.add_argument("--reuse-models", action="store_true",
                    help="load <out>/models/<objective>.pt from an earlier run instead of training")
     args = p.parse_args(argv)
+    if args.train_only and args.reuse_models:
+        p.error("--train-only and --reuse-models exclude each other: the first trains, the second skips training")
+    if args.device.startswith("cuda") and not torch.cuda.is_available():
+        p.error(f"--device {args.device} was asked for but torch sees no CUDA device; use --device cpu")
     if args.stack < 1:
         p.error(f"--stack must be at least 1 (frames the encoder sees at once), got {args.stack}")
     command = "python -m benchmarks.ball_probe " + " ".join(shlex.quote(a) for a in (argv or sys.argv[1:]))
     train = collect(args.episodes, seed=args.seed)
-    test = collect(args.test_episodes, seed=args.seed + 1_000_000)
     old = args.out / "results.json"
-    earlier = json.loads(old.read_text())["objectives"] if args.reuse_models and old.exists() else {}
+    earlier_run = json.loads(old.read_text()) if args.reuse_models and old.exists() else {}
+    earlier = earlier_run.get("objectives", {})
     error_horizons = [0, 1, 5, 10, 25]  # 0: the probe on a real frame's latent (no imagination)
     results: dict[str, Any] = {"command": command, "error_horizons": error_horizons, "probe": args.probe,
                                "probe_fit": args.probe_fit, "stack": args.stack,
+                               # the run that trained the models (an earlier one with --reuse-models)
+                               "train_command": earlier_run.get("train_command", earlier_run.get("command", command)),
+                               "device": earlier_run.get("device", "cpu") if args.reuse_models else args.device,
                                "objectives": {}}
     trained = _trained(train, args)
+    args.out.mkdir(parents=True, exist_ok=True)
+    if args.train_only:
+        results["objectives"] = {o: {"train_seconds": seconds, "history": history}
+                                 for o, (history, seconds) in trained.items()}
+        (args.out / "results.json").write_text(json.dumps(results, indent=1))
+        print(f"models and their training record are in {args.out}; read them with --reuse-models")
+        return 0
+    test_seed = args.seed + 1_000_000 if args.test_seed is None else args.test_seed
+    if test_seed < args.seed + args.episodes and args.seed < test_seed + args.test_episodes:
+        p.error(f"the held-out throws (seeds {test_seed}..) overlap the training throws (seeds {args.seed}.."
+                f"{args.seed + args.episodes - 1}); pick another --test-seed")
+    results["test_seed"] = test_seed
+    test = collect(args.test_episodes, seed=test_seed)
     for objective in args.objectives:
         model = _load(objective, args.out, args.stack)
         history, seconds = trained.get(objective, ([], 0.0))
@@ -416,7 +461,6 @@ def main(argv: list[str] | None = None) -> int:
                           imagined=args.probe_fit == "imagined")
         results["objectives"][objective] = {"train_seconds": seconds, "history": history,
                                             "probe": evaluate_probe(model, probe, test, args.ks, 60, error_horizons)}
-    args.out.mkdir(parents=True, exist_ok=True)
     (args.out / "results.json").write_text(json.dumps(results, indent=1))
     report = _markdown(results, command, args.ks)
     (args.out / "report.md").write_text(report)

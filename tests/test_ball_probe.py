@@ -106,3 +106,23 @@ def test_reusing_a_model_with_another_stack_is_refused_clearly(tmp_path: Path) -
     assert ball_probe.main(common) == 0
     with pytest.raises(SystemExit, match="--stack it was trained with"):
         ball_probe.main([*common, "--stack", "3", "--reuse-models"])
+
+
+def test_training_stops_when_its_time_budget_is_spent(tmp_path: Path) -> None:
+    throws = ball_probe.collect(3, seed=0)
+    model, history = ball_probe.train_model(throws, "jepa", updates=50, batch_size=2, length=3, seed=0,
+                                            save_to=tmp_path / "m.pt", max_seconds=0.0)
+    assert [h["update"] for h in history] == [1]  # the first update passes a zero budget
+    assert (tmp_path / "m.pt").exists() and next(model.parameters()).device.type == "cpu"
+
+
+def test_train_only_then_reuse_keeps_the_training_record(tmp_path: Path) -> None:
+    common = ["--objectives", "jepa", "--episodes", "4", "--batch-size", "4", "--length", "4", "--out", str(tmp_path)]
+    assert ball_probe.main([*common, "--updates", "3", "--train-only"]) == 0
+    trained = json.loads((tmp_path / "results.json").read_text())
+    assert "probe" not in trained["objectives"]["jepa"] and trained["objectives"]["jepa"]["history"][-1]["update"] == 3
+    assert ball_probe.main([*common, "--reuse-models", "--test-episodes", "2", "--ks", "2", "--probe-steps", "5"]) == 0
+    reread = json.loads((tmp_path / "results.json").read_text())
+    assert reread["train_command"] == trained["command"] and "--train-only" in reread["train_command"]
+    assert reread["objectives"]["jepa"]["history"] == trained["objectives"]["jepa"]["history"]
+    assert "| jepa | 3 |" in (tmp_path / "report.md").read_text()
