@@ -28,6 +28,7 @@ def test_first_reach() -> None:
 
 
 def test_pets_flop_count() -> None:
-    # 4x200 MLP on 17+6 inputs, 38 outputs: 2*(23*200 + 3*200*200 + 200*38) FLOP per row
-    per_row = 2 * (23 * 200 + 3 * 200 * 200 + 200 * 38)
+    # 4x200 MLP on 17+6 inputs; imagination computes 20 outputs (17 state deltas, reward,
+    # continuation, cost), not the 18 log-variances: 2*(23*200 + 3*200*200 + 200*20) FLOP per row
+    per_row = 2 * (23 * 200 + 3 * 200 * 200 + 200 * 20)
     assert flops_per_plan(PETS) == per_row * 401 * 20 * 30 * 5

@@ -149,3 +149,7 @@ def test_imagine_matches_step_by_step_prediction() -> None:
         torch.testing.assert_close(rollout.costs[t], from_members(model.safety(pred)))
         z = model.next(z, pred)
         torch.testing.assert_close(rollout.latents[t + 1], from_members(z))
+    with torch.inference_mode():  # the planner's path, activations computed in place
+        planned = model.imagine(z0, actions)
+    for name in ("rewards", "continuation", "costs", "latents"):
+        torch.testing.assert_close(getattr(planned, name), getattr(rollout, name))

@@ -57,11 +57,16 @@ class EnsembleMLP(nn.Module):
         assert isinstance(layer, EnsembleLinear)
         return layer
 
-    def after_first(self, h: torch.Tensor) -> torch.Tensor:
-        """Everything after the input layer's affine map: ``(E, M, hidden) -> (E, M, out)``."""
-        for layer in list(self.net)[1:]:
-            h = layer(h)
-        return h
+    @property
+    def last(self) -> EnsembleLinear:
+        """The output layer (its weights ``(E, hidden, out)`` can be folded with a de-normaliser)."""
+        layer = self.net[-1]
+        assert isinstance(layer, EnsembleLinear)
+        return layer
+
+    def hidden_after_first(self) -> list[EnsembleLinear]:
+        """The hidden layers between the input and output layers (each followed by SiLU)."""
+        return [layer for layer in list(self.net)[2:-1] if isinstance(layer, EnsembleLinear)]
 
 
 def to_members(x: torch.Tensor, ensemble_size: int) -> torch.Tensor:

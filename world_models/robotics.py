@@ -137,44 +137,60 @@ class RoboticsWorldModel(nn.Module):
                 f"imagine expects z0 (B, {self.state_dim}) and actions (H, B, {self.action_dim}); "
                 f"got {tuple(z0.shape)} and {tuple(actions.shape)}"
             )
-        e = self.ensemble_size
+        e, width = self.ensemble_size, self.state_dim
         z = to_members(z0, e)  # (E, M, Z)
-        w_state, action_terms = self._fold_input_layer(to_members(actions.transpose(0, 1), e))
-        latents, rewards, conts, costs = [z], [], [], []
+        member_actions = to_members(actions.transpose(0, 1), e)  # (E, M, H, A)
+        w_in, b_in = self._fold_input_layer()
+        hidden = self.net.hidden_after_first()
+        w_out, b_out = self._fold_output_layer()
+        inplace = not torch.is_grad_enabled()  # in-place activations only where no backward needs their input
+        latents, heads = [z], []
         for t in range(horizon):
-            pred = self._split(self.net.after_first(torch.baddbmm(action_terms[t], z, w_state)), False)
-            z = self.next(z, pred)
+            inputs = torch.cat([z, member_actions[:, :, t]], dim=-1)  # (E, M, Z + A)
+            h = F.silu(torch.baddbmm(b_in, inputs, w_in), inplace=inplace)  # (E, M, hidden)
+            for layer in hidden:
+                h = F.silu(torch.baddbmm(layer.bias, h, layer.weight), inplace=inplace)
+            out = torch.baddbmm(b_out, h, w_out)  # (E, M, Z + 3) in data units
+            z = z + out[..., :width]
             latents.append(z)
-            rewards.append(self.reward(pred))
-            conts.append(self.continuation(pred))
-            costs.append(self.safety(pred))
+            heads.append(out[..., width:])
 
         def rows(xs: list[torch.Tensor]) -> torch.Tensor:  # list of (E, M, ...) -> (len, M * E, ...)
             stacked = torch.stack(xs).transpose(1, 2)  # (len, M, E, ...): row b = m * E + e
             return stacked.reshape(len(xs), batch, *stacked.shape[3:])
 
-        reward_rows, latent_rows = rows(rewards), rows(latents)
+        head_rows, latent_rows = rows(heads), rows(latents)  # (H, B, 3), (H+1, B, Z)
+        reward_rows = head_rows[..., 0]
         return Rollout(
             rewards=reward_rows,
-            costs=rows(costs),
-            continuation=rows(conts),
+            costs=torch.sigmoid(head_rows[..., 2]),
+            continuation=torch.sigmoid(head_rows[..., 1]),
             latents=latent_rows,
             disagreement=torch.zeros_like(reward_rows),
             terminal_value=self.value(latent_rows[-1]) if self.value_net is not None else None,
         )
 
-    def _fold_input_layer(self, actions: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """Fold input normalisation into the first layer and apply its action part to all steps at once.
+    def _fold_output_layer(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """The output layer cut to what imagination reads, with the target de-normalisation folded in.
 
-        ``actions (E, M, H, A)`` -> state weights ``(E, Z, hidden)`` and per-step pre-activations
-        from actions and bias ``(H, E, M, hidden)``; then ``first(norm([z, a])) = z @ W_z + term``.
+        Returns weights ``(E, hidden, Z + 3)`` and bias ``(E, 1, Z + 3)`` whose outputs are
+        ``[delta z (Z), reward, continuation logit, cost logit]`` in data units: the same as
+        ``next``, ``reward``, and the logits of ``continuation`` and ``safety`` (the
+        log-variance columns are never computed).
         """
+        last, d = self.net.last, self.target_dim
+        keep = [*range(d), 2 * d, 2 * d + 1]
+        scale = torch.cat([self.target_norm.std, torch.ones(2, device=self.target_norm.std.device)])
+        shift = torch.cat([self.target_norm.mean, torch.zeros(2, device=self.target_norm.mean.device)])
+        return last.weight[..., keep] * scale, last.bias[..., keep] * scale + shift
+
+    def _fold_input_layer(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """The input layer with the input normalisation folded in: weights ``(E, Z + A, hidden)``
+        and bias ``(E, 1, hidden)`` such that ``first(norm(x)) = x @ W + b`` for raw ``x = [z, a]``."""
         first = self.net.first
         weight = first.weight / self.input_norm.std[None, :, None]  # (E, Z+A, hidden)
         bias = first.bias - torch.einsum("i,eih->eh", self.input_norm.mean, weight)[:, None]  # (E, 1, hidden)
-        w_state, w_action = weight[:, : self.state_dim], weight[:, self.state_dim :]
-        terms = torch.einsum("emha,eaj->hemj", actions, w_action) + bias  # (H, E, M, hidden)
-        return w_state, terms
+        return weight, bias
 
     # ----------------------------------------------------------------- training
     def fit_normalizers(
