@@ -380,8 +380,16 @@ def _trained(train: Throws, args: argparse.Namespace) -> dict[str, tuple[list[di
 
 def _load(objective: str, out: Path, stack: int) -> LatentWorldModel:
     model, path = _new_model(objective, stack), _model_path(out, objective)
+    if not path.is_file():
+        raise SystemExit(f"ball_probe: --reuse-models found no {objective} model at {path}; train it first "
+                         "(without --reuse-models) or point --out at the run that has it")
     try:
-        load_module_state(model, torch.load(path, map_location="cpu", weights_only=True), path,
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as error:  # torch raises many types for damaged files
+        raise SystemExit(f"ball_probe: {path} is not a readable model (truncated, corrupt or written by something "
+                         f"else: {type(error).__name__}); train it again without --reuse-models") from error
+    try:
+        load_module_state(model, state, path,
                           f"for a {objective} model seeing {stack} stacked frames, pass the --stack it was "
                           "trained with, or train it again without --reuse-models")
     except CheckpointError as error:
@@ -427,6 +435,8 @@ def main(argv: list[str] | None = None) -> int:
     if args.stack < 1:
         p.error(f"--stack must be at least 1 (frames the encoder sees at once), got {args.stack}")
     command = "python -m benchmarks.ball_probe " + " ".join(shlex.quote(a) for a in (argv or sys.argv[1:]))
+    # with --reuse-models, a missing, damaged or mismatched model is refused before any throw is collected
+    reused = {o: _load(o, args.out, args.stack) for o in args.objectives} if args.reuse_models else {}
     train = collect(args.episodes, seed=args.seed)
     old = args.out / "results.json"
     earlier_run = json.loads(old.read_text()) if args.reuse_models and old.exists() else {}
@@ -453,7 +463,7 @@ def main(argv: list[str] | None = None) -> int:
     results["test_seed"] = test_seed
     test = collect(args.test_episodes, seed=test_seed)
     for objective in args.objectives:
-        model = _load(objective, args.out, args.stack)
+        model = reused[objective] if objective in reused else _load(objective, args.out, args.stack)
         history, seconds = trained.get(objective, ([], 0.0))
         if args.reuse_models and earlier.get(objective):  # keep the training record of the run that made it
             history, seconds = earlier[objective]["history"], earlier[objective]["train_seconds"]

@@ -126,3 +126,18 @@ def test_train_only_then_reuse_keeps_the_training_record(tmp_path: Path) -> None
     assert reread["train_command"] == trained["command"] and "--train-only" in reread["train_command"]
     assert reread["objectives"]["jepa"]["history"] == trained["objectives"]["jepa"]["history"]
     assert "| jepa | 3 |" in (tmp_path / "report.md").read_text()
+
+
+def test_reusing_a_missing_or_damaged_model_is_refused_before_collecting(tmp_path: Path,
+                                                                          monkeypatch: pytest.MonkeyPatch) -> None:
+    def no_collecting(*args: object, **kwargs: object) -> None:
+        raise AssertionError("throws were collected before the models were checked")
+
+    monkeypatch.setattr(ball_probe, "collect", no_collecting)
+    common = ["--objectives", "jepa", "--reuse-models", "--out", str(tmp_path)]
+    with pytest.raises(SystemExit, match="found no jepa model"):
+        ball_probe.main(common)
+    (tmp_path / "models").mkdir()
+    (tmp_path / "models" / "jepa.pt").write_bytes(b"not a model")
+    with pytest.raises(SystemExit, match="not a readable model"):
+        ball_probe.main(common)
