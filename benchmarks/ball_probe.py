@@ -25,8 +25,10 @@ from __future__ import annotations
 import argparse
 import json
 import multiprocessing
+import os
 import shlex
 import sys
+import threading
 import time
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
@@ -366,6 +368,17 @@ def _train_and_save(train: Throws, objective: str, args: argparse.Namespace,
     return history, time.time() - started
 
 
+def _exit_with_parent(parent: int, poll_seconds: float = 2.0) -> None:
+    """Worker initializer: end this worker once ``parent`` is gone (a killed run leaves no orphans)."""
+
+    def watch() -> None:
+        while os.getppid() == parent:
+            time.sleep(poll_seconds)
+        os._exit(1)
+
+    threading.Thread(target=watch, daemon=True).start()
+
+
 def _trained(train: Throws, args: argparse.Namespace) -> dict[str, tuple[list[dict[str, float]], float]]:
     """Train (or with ``--reuse-models``, skip) every objective: one process each with ``--workers`` > 1."""
     if args.reuse_models:
@@ -373,7 +386,8 @@ def _trained(train: Throws, args: argparse.Namespace) -> dict[str, tuple[list[di
     if args.workers <= 1 or len(args.objectives) == 1:
         return {objective: _train_and_save(train, objective, args) for objective in args.objectives}
     context = multiprocessing.get_context("spawn")
-    with ProcessPoolExecutor(min(args.workers, len(args.objectives)), mp_context=context) as pool:
+    with ProcessPoolExecutor(min(args.workers, len(args.objectives)), mp_context=context,
+                             initializer=_exit_with_parent, initargs=(os.getpid(),)) as pool:
         futures = {o: pool.submit(_train_and_save, train, o, args, 1) for o in args.objectives}
         return {o: future.result() for o, future in futures.items()}
 

@@ -141,3 +141,20 @@ def test_reusing_a_missing_or_damaged_model_is_refused_before_collecting(tmp_pat
     (tmp_path / "models" / "jepa.pt").write_bytes(b"not a model")
     with pytest.raises(SystemExit, match="not a readable model"):
         ball_probe.main(common)
+
+
+def test_a_worker_ends_when_its_parent_is_gone(monkeypatch: pytest.MonkeyPatch) -> None:
+    import os
+    import threading
+
+    ended: list[int] = []
+    done = threading.Event()
+    def fake_exit(code: int) -> None:
+        ended.append(code)
+        done.set()
+
+    monkeypatch.setattr(ball_probe.os, "_exit", fake_exit)
+    ball_probe._exit_with_parent(os.getppid(), 0.01)  # the parent is alive: nothing happens
+    assert not done.wait(0.3)
+    ball_probe._exit_with_parent(-1, 0.01)  # a parent id that is not ours: as if it had died
+    assert done.wait(10) and ended == [1]
