@@ -18,6 +18,11 @@
    against the true bin is the accuracy. Also reported: the probe's ball-position error
    against the imagination horizon, and a baseline that guesses the bin of the ball's
    current x.
+
+Training is the slow part (about 1 update/s on this project's 2-core machine). It can run
+elsewhere, on a GPU: ``--device cuda --train-only`` (``--max-train-seconds`` for a wall-clock
+budget) saves the models and their training record under ``--out``; the same command with
+``--reuse-models`` and without ``--train-only`` then reads them out on any machine.
 """
 
 from __future__ import annotations
