@@ -23,19 +23,25 @@ def save_checkpoint(path: str | Path, payload: dict[str, Any]) -> None:
     atomic_write(path, lambda handle: torch.save({"format": FORMAT, **payload}, handle))
 
 
+def read_weights(path: Path, what: str, remedy: str) -> Any:
+    """``torch.load`` onto the CPU that unpickles nothing but tensors and plain containers, or a
+    CheckpointError naming the damaged file, what it should have been (``what``) and ``remedy``."""
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:  # torch raises many types for damaged files
+        raise CheckpointError(
+            f"{path} is not a readable {what} (truncated, corrupt or written by something else): "
+            f"{type(exc).__name__}: {str(exc)[:200]}. {remedy}"
+        ) from exc
+
+
 def load_checkpoint(path: str | Path) -> dict[str, Any]:
     """Read a checkpoint safely (no arbitrary unpickling) and check it is ours."""
     path = Path(path)
     if not path.is_file():
         raise CheckpointError(f"no checkpoint at {path}")
-    try:
-        payload = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as exc:  # torch raises many types for damaged files
-        raise CheckpointError(
-            f"{path} is not a readable checkpoint (truncated, corrupt or written by something else): "
-            f"{type(exc).__name__}: {str(exc)[:200]}. Nothing was changed; delete the file or point "
-            "--run-dir elsewhere to start fresh."
-        ) from exc
+    payload = read_weights(path, "checkpoint", "Nothing was changed; delete the file or point --run-dir "
+                           "elsewhere to start fresh.")
     if not isinstance(payload, dict) or payload.get("format") != FORMAT:
         raise CheckpointError(
             f"{path} is not a Rehearse checkpoint (expected format {FORMAT!r}); "

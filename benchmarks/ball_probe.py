@@ -44,7 +44,7 @@ import numpy as np
 import torch
 
 from agent.atomic import atomic_write
-from agent.checkpoint import CheckpointError, load_module_state
+from agent.checkpoint import CheckpointError, load_module_state, read_weights
 from envs.ball_catch import FLOOR_WIDTH, BallCatchEnv, landing_bin
 from world_models.latent import LatentWorldModel, SequenceBatch
 
@@ -403,11 +403,7 @@ def _load(objective: str, out: Path, stack: int) -> LatentWorldModel:
         raise SystemExit(f"ball_probe: --reuse-models found no {objective} model at {path}; train it first "
                          "(without --reuse-models) or point --out at the run that has it")
     try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as error:  # torch raises many types for damaged files
-        raise SystemExit(f"ball_probe: {path} is not a readable model (truncated, corrupt or written by something "
-                         f"else: {type(error).__name__}); train it again without --reuse-models") from error
-    try:
+        state = read_weights(path, "model", "Train it again without --reuse-models.")
         load_module_state(model, state, path,
                           f"for a {objective} model seeing {stack} stacked frames, pass the --stack it was "
                           "trained with, or train it again without --reuse-models")
