@@ -449,6 +449,10 @@ def main(argv: list[str] | None = None) -> int:
         p.error(f"--device {args.device} was asked for but torch sees no CUDA device; use --device cpu")
     if args.stack < 1:
         p.error(f"--stack must be at least 1 (frames the encoder sees at once), got {args.stack}")
+    test_seed = args.seed + 1_000_000 if args.test_seed is None else args.test_seed
+    if test_seed < args.seed + args.episodes and args.seed < test_seed + args.test_episodes:
+        p.error(f"the held-out throws (seeds {test_seed}..) overlap the training throws (seeds {args.seed}.."
+                f"{args.seed + args.episodes - 1}); pick another --test-seed")
     command = "python -m benchmarks.ball_probe " + " ".join(shlex.quote(a) for a in (argv or sys.argv[1:]))
     # with --reuse-models, a missing, damaged or mismatched model is refused before any throw is collected
     reused = {o: _load(o, args.out, args.stack) for o in args.objectives} if args.reuse_models else {}
@@ -471,10 +475,6 @@ def main(argv: list[str] | None = None) -> int:
         (args.out / "results.json").write_text(json.dumps(results, indent=1))
         print(f"models and their training record are in {args.out}; read them with --reuse-models")
         return 0
-    test_seed = args.seed + 1_000_000 if args.test_seed is None else args.test_seed
-    if test_seed < args.seed + args.episodes and args.seed < test_seed + args.test_episodes:
-        p.error(f"the held-out throws (seeds {test_seed}..) overlap the training throws (seeds {args.seed}.."
-                f"{args.seed + args.episodes - 1}); pick another --test-seed")
     results["test_seed"] = test_seed
     test = collect(args.test_episodes, seed=test_seed)
     for objective in args.objectives:

@@ -149,6 +149,7 @@ def test_a_worker_ends_when_its_parent_is_gone(monkeypatch: pytest.MonkeyPatch) 
 
     ended: list[int] = []
     done = threading.Event()
+
     def fake_exit(code: int) -> None:
         ended.append(code)
         done.set()
@@ -158,3 +159,14 @@ def test_a_worker_ends_when_its_parent_is_gone(monkeypatch: pytest.MonkeyPatch) 
     assert not done.wait(0.3)
     ball_probe._exit_with_parent(-1, 0.01)  # a parent id that is not ours: as if it had died
     assert done.wait(10) and ended == [1]
+
+
+def test_held_out_throws_overlapping_the_training_ones_are_refused_before_training(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+    def no_collecting(*args: object, **kwargs: object) -> None:
+        raise AssertionError("throws were collected before the arguments were checked")
+
+    monkeypatch.setattr(ball_probe, "collect", no_collecting)
+    with pytest.raises(SystemExit):
+        ball_probe.main(["--episodes", "10", "--test-seed", "5", "--out", str(tmp_path)])
+    assert "overlap the training throws" in capsys.readouterr().err
