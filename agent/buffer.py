@@ -269,8 +269,11 @@ class ReplayBuffer:
         batch_size: int,
         rng: np.random.Generator,
         ensemble_size: int | None = None,
+        recent: int | None = None,
     ) -> Transitions:
         """Uniform transitions, drawn with replacement.
+
+        ``recent=N`` draws from the ``N`` most recently added transitions only (all when fewer are stored).
 
         Returns:
             Fields shaped ``(B, ...)``, or ``(E, B, ...)`` with ``ensemble_size=E``
@@ -282,8 +285,13 @@ class ReplayBuffer:
             raise ValueError(f"batch_size must be >= 1, got {batch_size}")
         if ensemble_size is not None and ensemble_size < 1:
             raise ValueError(f"ensemble_size must be >= 1, got {ensemble_size}")
+        if recent is not None and recent < 1:
+            raise ValueError(f"recent must be >= 1, got {recent}")
         shape = (batch_size,) if ensemble_size is None else (ensemble_size, batch_size)
-        idx = rng.integers(0, self._size, size=shape)
+        if recent is None or recent >= self._size:
+            idx = rng.integers(0, self._size, size=shape)
+        else:  # k transitions back from the newest, in ring-buffer slots
+            idx = (self._pos - 1 - rng.integers(0, recent, size=shape)) % self.capacity
         return Transitions(
             obs=self._obs[idx],
             actions=self._actions[idx],

@@ -18,7 +18,7 @@ from typing import Any, Protocol
 import numpy as np
 import torch
 
-from agent.buffer import ReplayBuffer
+from agent.buffer import ReplayBuffer, Transitions
 from agent.config import Config, ConfigError
 from world_models.latent import LatentWorldModel, SequenceBatch
 from world_models.robotics import ModelBatch, RoboticsWorldModel
@@ -66,7 +66,9 @@ class RoboticsAdapter(_OnDevice):
             state_dim, action_dim, ensemble_size=m.ensemble_size, hidden_dim=m.hidden_dim,
             num_layers=m.num_layers, learning_rate=m.learning_rate, weight_decay=m.weight_decay,
             value_function=m.value_function, discount=config.planner.discount, value_tau=m.value_tau,
+            value_kind=m.value_kind,
         ).to(device)
+        self.value_window = m.value_window if m.value_function else 0
         self.model.eval()
         self.state_dim, self.device = state_dim, device
         self.batch_size, self.ensemble_size = config.train.batch_size, m.ensemble_size
@@ -84,12 +86,20 @@ class RoboticsAdapter(_OnDevice):
         self.model.fit_normalizers(t(data.obs), t(data.actions), t(data.rewards), t(data.next_obs))
 
     def train_step(self, buffer: ReplayBuffer, rng: np.random.Generator) -> dict[str, float]:
-        batch = buffer.sample(self.batch_size, rng, ensemble_size=self.ensemble_size)
+        batch = self._batch(buffer.sample(self.batch_size, rng, ensemble_size=self.ensemble_size))
+        value_batch = None
+        if self.value_window:
+            value_batch = self._batch(
+                buffer.sample(self.batch_size, rng, ensemble_size=self.ensemble_size, recent=self.value_window)
+            )
+        return self.model.update(batch, value_batch)
+
+    def _batch(self, batch: Transitions) -> ModelBatch:
         t = self._tensor
-        return self.model.update(ModelBatch(
+        return ModelBatch(
             obs=t(batch.obs), actions=t(batch.actions), rewards=t(batch.rewards), costs=t(batch.costs),
             terminated=t(batch.terminated, torch.bool), next_obs=t(batch.next_obs),
-        ))
+        )
 
 
 class LatentAdapter(_OnDevice):

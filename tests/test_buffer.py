@@ -180,6 +180,20 @@ def test_sample_only_from_filled_slots_and_empty_raises() -> None:
     assert set(np.unique(got)) == {1.0, 2.0, 3.0}  # never an unwritten zero slot
 
 
+def test_sample_recent_draws_only_the_newest_transitions_across_the_wrap() -> None:
+    buf = ReplayBuffer(10, OBS_SHAPE, A)
+    for step in range(1, 15):  # slots hold steps 5..14 and the ring has wrapped
+        _add_step(buf, step)
+    got = buf.sample(400, np.random.default_rng(0), ensemble_size=2, recent=4)
+    assert got.obs.shape == (2, 400, *OBS_SHAPE)
+    assert set(np.unique(got.obs[..., 0])) == {11.0, 12.0, 13.0, 14.0}
+    np.testing.assert_array_equal(got.next_obs[..., 0], got.obs[..., 0] + 1)  # whole transitions
+    everything = buf.sample(400, np.random.default_rng(0), recent=50)  # more than stored: all of it
+    assert set(np.unique(everything.obs[:, 0])) == set(range(5, 15))
+    with pytest.raises(ValueError, match="recent"):
+        buf.sample(4, np.random.default_rng(0), recent=0)
+
+
 def test_sequences_stay_inside_episodes_and_cover_all_valid_starts() -> None:
     buf = ReplayBuffer(100, OBS_SHAPE, A)
     episodes = [(3, "term"), (7, "trunc"), (5, "term"), (10, "trunc"), (4, "open")]

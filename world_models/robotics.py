@@ -59,6 +59,8 @@ class RoboticsWorldModel(nn.Module):
         value_function: bool = True,
         discount: float = 0.99,
         value_tau: float = 0.005,
+        value_kind: str = "data",
+        greedy_samples: int = 16,
     ) -> None:
         super().__init__()
         self.state_dim = state_dim + embed_dim  # z = [state, embedding]
@@ -79,6 +81,14 @@ class RoboticsWorldModel(nn.Module):
         if value_function:  # a terminal value V(z) = u(z) / (1 - discount), u on the reward scale
             self.value_net = EnsembleMLP(1, self.state_dim, 1, hidden_dim, 2)
             self.value_target = copy.deepcopy(self.value_net).requires_grad_(False)
+        if value_kind not in ("data", "greedy"):
+            raise ValueError(f"value_kind must be data or greedy, got {value_kind!r}")
+        self.greedy_samples = greedy_samples
+        self.q_net: EnsembleMLP | None = None
+        self.q_target: EnsembleMLP | None = None
+        if value_function and value_kind == "greedy":  # V(z) regresses max_a Q(z, a) over sampled actions
+            self.q_net = EnsembleMLP(1, self.state_dim + action_dim, 1, hidden_dim, 2)
+            self.q_target = copy.deepcopy(self.q_net).requires_grad_(False)
         trainable = [p for p in self.parameters() if p.requires_grad]
         self.optimizer = torch.optim.AdamW(trainable, lr=learning_rate, weight_decay=weight_decay)
 
@@ -123,6 +133,11 @@ class RoboticsWorldModel(nn.Module):
         assert net is not None, "value() needs value_function=True"
         z_norm = (z - self.input_norm.mean[: self.state_dim]) / self.input_norm.std[: self.state_dim]
         return net(z_norm[None])[0, :, 0] / (1.0 - self.discount)
+
+    def action_value(self, z: torch.Tensor, action: torch.Tensor, net: EnsembleMLP) -> torch.Tensor:
+        """Greedy value only: ``Q (B,)`` of latents ``(B, Z)`` and actions ``(B, A)``, on the scale of ``value``."""
+        x = self.input_norm.normalize(torch.cat([z, action], dim=-1))
+        return net(x[None])[0, :, 0] / (1.0 - self.discount)
 
     def safety(self, pred: StepPrediction) -> torch.Tensor:
         """Probability ``(E, M)`` that the step is unsafe (incurs cost)."""
@@ -200,8 +215,11 @@ class RoboticsWorldModel(nn.Module):
         self.input_norm.fit(torch.cat([obs, actions], dim=-1))
         self.target_norm.fit(torch.cat([next_obs - obs, rewards[:, None]], dim=-1))
 
-    def loss(self, batch: ModelBatch) -> tuple[torch.Tensor, dict[str, float]]:
-        """Gaussian NLL on normalised targets + continuation and safety BCE; ``(E, B)`` batch."""
+    def loss(self, batch: ModelBatch, value_batch: ModelBatch | None = None) -> tuple[torch.Tensor, dict[str, float]]:
+        """Gaussian NLL on normalised targets + continuation and safety BCE; ``(E, B)`` batch.
+
+        The value function (if any) learns from ``value_batch`` when given, else from ``batch``.
+        """
         pred = self.predict(batch.obs, batch.actions)
         target = self.target_norm.normalize(
             torch.cat([batch.next_obs - batch.obs, batch.rewards[..., None]], dim=-1)
@@ -215,7 +233,7 @@ class RoboticsWorldModel(nn.Module):
         cost_bce = F.binary_cross_entropy_with_logits(pred.cost_logit, (batch.costs > 0).to(torch.float32))
         total = nll + bound + cont_bce + cost_bce
         if self.value_net is not None:
-            value_loss = self.value_loss(batch)
+            value_loss = self.value_loss(batch if value_batch is None else value_batch)
             total = total + value_loss
         reward_std = self.target_norm.std[-1]
         metrics = {
@@ -231,25 +249,45 @@ class RoboticsWorldModel(nn.Module):
         return total, metrics
 
     def value_loss(self, batch: ModelBatch) -> torch.Tensor:
-        """TD(0) on stored transitions against the EMA target (bootstraps through truncation)."""
+        """TD(0) on stored transitions against EMA targets (bootstraps through truncation).
+
+        ``data``: V(z) <- r + discount * V'(z'), the return of the stored actions.
+        ``greedy``: Q(z, a) <- r + discount * V'(z') and V(z) <- max over the stored action and
+        ``greedy_samples`` uniform actions in [-1, 1] of Q'(z, a), the return of acting greedily.
+        Losses are on the reward scale (values times ``1 - discount``).
+        """
         assert self.value_target is not None
-        obs, next_obs = batch.obs.flatten(0, 1), batch.next_obs.flatten(0, 1)
+        obs, next_obs = batch.obs.flatten(0, 1), batch.next_obs.flatten(0, 1)  # (N, Z)
         scale = 1.0 - self.discount
         with torch.no_grad():
             alive = (~batch.terminated.flatten()).to(torch.float32)
-            target = scale * batch.rewards.flatten() + self.discount * alive * scale * self.value(
+            td_target = scale * batch.rewards.flatten() + self.discount * alive * scale * self.value(
                 next_obs, self.value_target
             )
-        return F.mse_loss(scale * self.value(obs), target)
+        if self.q_net is None:
+            return F.mse_loss(scale * self.value(obs), td_target)
+        assert self.q_target is not None
+        actions = batch.actions.flatten(0, 1)  # (N, A)
+        q_loss = F.mse_loss(scale * self.action_value(obs, actions, self.q_net), td_target)
+        with torch.no_grad():
+            k, (n, a) = self.greedy_samples, actions.shape
+            tried = torch.cat([actions[None], torch.rand(k, n, a, device=actions.device) * 2 - 1])  # (K+1, N, A)
+            q = self.action_value(obs.repeat(k + 1, 1), tried.reshape(-1, a), self.q_target).reshape(k + 1, n)
+            v_target = scale * q.max(dim=0).values
+        return q_loss + F.mse_loss(scale * self.value(obs), v_target)
 
-    def update(self, batch: ModelBatch) -> dict[str, float]:
-        """One optimisation step on an ``(E, B)`` batch; returns metrics."""
+    def update(self, batch: ModelBatch, value_batch: ModelBatch | None = None) -> dict[str, float]:
+        """One optimisation step on an ``(E, B)`` batch (``value_batch``: see :meth:`loss`); returns metrics."""
         self.train()
-        total, metrics = self.loss(batch)
+        total, metrics = self.loss(batch, value_batch)
         optimisation_step(self.optimizer, total, metrics, "world-model")
         if self.value_net is not None and self.value_target is not None:
             with torch.no_grad():
-                for p, q in zip(self.value_net.parameters(), self.value_target.parameters(), strict=True):
-                    q.lerp_(p, self.value_tau)
+                pairs = [(self.value_net, self.value_target)]
+                if self.q_net is not None and self.q_target is not None:
+                    pairs.append((self.q_net, self.q_target))
+                for online, target in pairs:
+                    for p, q in zip(online.parameters(), target.parameters(), strict=True):
+                        q.lerp_(p, self.value_tau)
         self.eval()
         return metrics
