@@ -19,7 +19,6 @@ PRESET_DIR = Path(__file__).parent / "presets"
 
 MODEL_KINDS = ("auto", "robotics", "latent")
 LATENT_OBJECTIVES = ("jepa", "reconstruction")
-VALUE_KINDS = ("data", "greedy")
 
 
 @dataclass
@@ -43,9 +42,6 @@ class ModelConfig:
     """Learn a terminal value V(z) by TD(0) on stored transitions; the planner adds it after H steps."""
     value_tau: float = 0.02
     """EMA rate of the value function's target network."""
-    value_kind: str = "data"
-    """What V(z) estimates: data (the return of the stored actions, TD(0)) or greedy (the best of
-    sampled actions under a learned Q(z, a), as in Q-learning)."""
     value_window: int = 0
     """Train the value on the most recent N transitions only (0: all stored): the current planner's
     behaviour rather than the random warm-up's."""
@@ -294,8 +290,6 @@ def _validate_model(m: ModelConfig) -> None:
         raise ConfigError(f"model.kind must be one of {', '.join(MODEL_KINDS)}, got {m.kind!r}")
     if m.objective not in LATENT_OBJECTIVES:
         raise ConfigError(f"model.objective must be one of {', '.join(LATENT_OBJECTIVES)}, got {m.objective!r}")
-    if m.value_kind not in VALUE_KINDS:
-        raise ConfigError(f"model.value_kind must be one of {', '.join(VALUE_KINDS)}, got {m.value_kind!r}")
     if m.value_window < 0:
         raise ConfigError(f"model.value_window must be >= 0 (0: all stored transitions), got {m.value_window}")
     for name in ("latent_dim", "depth", "sequence_length", "hidden_dim", "ensemble_size"):

@@ -66,7 +66,6 @@ class RoboticsAdapter(_OnDevice):
             state_dim, action_dim, ensemble_size=m.ensemble_size, hidden_dim=m.hidden_dim,
             num_layers=m.num_layers, learning_rate=m.learning_rate, weight_decay=m.weight_decay,
             value_function=m.value_function, discount=config.planner.discount, value_tau=m.value_tau,
-            value_kind=m.value_kind,
         ).to(device)
         self.value_window = m.value_window if m.value_function else 0
         self.model.eval()

@@ -125,8 +125,6 @@ def test_config_overrides_and_validation() -> None:
         validate(apply_overrides(config, {"planner.particles": 3}))
     with pytest.raises(ConfigError, match="discount"):
         validate(apply_overrides(config, {"planner.discount": 1.0}))
-    with pytest.raises(ConfigError, match="value_kind must be one of data, greedy"):
-        validate(apply_overrides(config, {"model.value_kind": "optimal"}))
     with pytest.raises(ConfigError, match="value_window must be >= 0"):
         validate(apply_overrides(config, {"model.value_window": -1}))
     with pytest.raises(ConfigError, match="no preset"):

@@ -59,8 +59,6 @@ class RoboticsWorldModel(nn.Module):
         value_function: bool = True,
         discount: float = 0.99,
         value_tau: float = 0.005,
-        value_kind: str = "data",
-        greedy_samples: int = 16,
     ) -> None:
         super().__init__()
         self.state_dim = state_dim + embed_dim  # z = [state, embedding]
@@ -81,14 +79,6 @@ class RoboticsWorldModel(nn.Module):
         if value_function:  # a terminal value V(z) = u(z) / (1 - discount), u on the reward scale
             self.value_net = EnsembleMLP(1, self.state_dim, 1, hidden_dim, 2)
             self.value_target = copy.deepcopy(self.value_net).requires_grad_(False)
-        if value_kind not in ("data", "greedy"):
-            raise ValueError(f"value_kind must be data or greedy, got {value_kind!r}")
-        self.greedy_samples = greedy_samples
-        self.q_net: EnsembleMLP | None = None
-        self.q_target: EnsembleMLP | None = None
-        if value_function and value_kind == "greedy":  # V(z) regresses max_a Q(z, a) over sampled actions
-            self.q_net = EnsembleMLP(1, self.state_dim + action_dim, 1, hidden_dim, 2)
-            self.q_target = copy.deepcopy(self.q_net).requires_grad_(False)
         trainable = [p for p in self.parameters() if p.requires_grad]
         self.optimizer = torch.optim.AdamW(trainable, lr=learning_rate, weight_decay=weight_decay)
 
@@ -133,11 +123,6 @@ class RoboticsWorldModel(nn.Module):
         assert net is not None, "value() needs value_function=True"
         z_norm = (z - self.input_norm.mean[: self.state_dim]) / self.input_norm.std[: self.state_dim]
         return net(z_norm[None])[0, :, 0] / (1.0 - self.discount)
-
-    def action_value(self, z: torch.Tensor, action: torch.Tensor, net: EnsembleMLP) -> torch.Tensor:
-        """Greedy value only: ``Q (B,)`` of latents ``(B, Z)`` and actions ``(B, A)``, on the scale of ``value``."""
-        x = self.input_norm.normalize(torch.cat([z, action], dim=-1))
-        return net(x[None])[0, :, 0] / (1.0 - self.discount)
 
     def safety(self, pred: StepPrediction) -> torch.Tensor:
         """Probability ``(E, M)`` that the step is unsafe (incurs cost)."""
@@ -249,32 +234,16 @@ class RoboticsWorldModel(nn.Module):
         return total, metrics
 
     def value_loss(self, batch: ModelBatch) -> torch.Tensor:
-        """TD(0) on stored transitions against EMA targets (bootstraps through truncation).
-
-        ``data``: V(z) <- r + discount * V'(z'), the return of the stored actions.
-        ``greedy``: Q(z, a) <- r + discount * V'(z') and V(z) <- max over the stored action and
-        ``greedy_samples`` uniform actions in [-1, 1] of Q'(z, a), the return of acting greedily.
-        Losses are on the reward scale (values times ``1 - discount``).
-        """
+        """TD(0) on stored transitions against the EMA target (bootstraps through truncation)."""
         assert self.value_target is not None
-        obs, next_obs = batch.obs.flatten(0, 1), batch.next_obs.flatten(0, 1)  # (N, Z)
+        obs, next_obs = batch.obs.flatten(0, 1), batch.next_obs.flatten(0, 1)
         scale = 1.0 - self.discount
         with torch.no_grad():
             alive = (~batch.terminated.flatten()).to(torch.float32)
-            td_target = scale * batch.rewards.flatten() + self.discount * alive * scale * self.value(
+            target = scale * batch.rewards.flatten() + self.discount * alive * scale * self.value(
                 next_obs, self.value_target
             )
-        if self.q_net is None:
-            return F.mse_loss(scale * self.value(obs), td_target)
-        assert self.q_target is not None
-        actions = batch.actions.flatten(0, 1)  # (N, A)
-        q_loss = F.mse_loss(scale * self.action_value(obs, actions, self.q_net), td_target)
-        with torch.no_grad():
-            k, (n, a) = self.greedy_samples, actions.shape
-            tried = torch.cat([actions[None], torch.rand(k, n, a, device=actions.device) * 2 - 1])  # (K+1, N, A)
-            q = self.action_value(obs.repeat(k + 1, 1), tried.reshape(-1, a), self.q_target).reshape(k + 1, n)
-            v_target = scale * q.max(dim=0).values
-        return q_loss + F.mse_loss(scale * self.value(obs), v_target)
+        return F.mse_loss(scale * self.value(obs), target)
 
     def update(self, batch: ModelBatch, value_batch: ModelBatch | None = None) -> dict[str, float]:
         """One optimisation step on an ``(E, B)`` batch (``value_batch``: see :meth:`loss`); returns metrics."""
@@ -283,11 +252,7 @@ class RoboticsWorldModel(nn.Module):
         optimisation_step(self.optimizer, total, metrics, "world-model")
         if self.value_net is not None and self.value_target is not None:
             with torch.no_grad():
-                pairs = [(self.value_net, self.value_target)]
-                if self.q_net is not None and self.q_target is not None:
-                    pairs.append((self.q_net, self.q_target))
-                for online, target in pairs:
-                    for p, q in zip(online.parameters(), target.parameters(), strict=True):
-                        q.lerp_(p, self.value_tau)
+                for p, q in zip(self.value_net.parameters(), self.value_target.parameters(), strict=True):
+                    q.lerp_(p, self.value_tau)
         self.eval()
         return metrics
