@@ -268,3 +268,22 @@ def test_agent_evaluates_in_lockstep(tmp_path: Path) -> None:
 
     agent, _, sizes = _agent_evaluation(tmp_path, "InvertedPendulum-v5", **pendulum, **{"train.eval_lockstep": False})
     assert len(agent._eval_envs) == 1 and set(sizes) == {0}
+
+
+def test_value_window_trains_the_value_on_the_newest_transitions(monkeypatch: pytest.MonkeyPatch) -> None:
+    from agent.buffer import ReplayBuffer
+    from agent.models import RoboticsAdapter
+
+    config = debug_config(**{"model.value_function": True, "model.value_window": 5})
+    adapter = RoboticsAdapter(config, state_dim=2, action_dim=1, device=torch.device("cpu"))
+    buffer = ReplayBuffer(50, (2,), 1)
+    for step in range(30):
+        buffer.add(obs=np.full(2, step, np.float32), action=np.zeros(1, np.float32), reward=0.0, cost=0.0,
+                   terminated=False, truncated=False, next_obs=np.full(2, step + 1, np.float32))
+    adapter.fit_normalizers(buffer)
+    seen: dict[str, Any] = {}
+    monkeypatch.setattr(adapter.model, "update", lambda batch, value_batch=None: seen.update(
+        batch=batch, value_batch=value_batch) or {})
+    adapter.train_step(buffer, np.random.default_rng(0))
+    assert set(seen["value_batch"].obs[..., 0].unique().tolist()) <= {25.0, 26.0, 27.0, 28.0, 29.0}
+    assert seen["batch"].obs[..., 0].min() < 25  # the model itself still learns from everything
