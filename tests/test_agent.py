@@ -11,9 +11,11 @@ import torch
 
 from agent import MBRLAgent, resolve_config
 from agent.agent import CHECKPOINT_NAME, WarmStart
+from agent.buffer import ReplayBuffer
 from agent.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
 from agent.config import Config, ConfigError, apply_overrides, validate
 from agent.evaluation import EvalResult, evaluate, evaluate_lockstep
+from agent.models import RoboticsAdapter
 from envs import POINT_MASS_ID, make_env
 
 
@@ -271,9 +273,6 @@ def test_agent_evaluates_in_lockstep(tmp_path: Path) -> None:
 
 
 def test_value_window_trains_the_value_on_the_newest_transitions(monkeypatch: pytest.MonkeyPatch) -> None:
-    from agent.buffer import ReplayBuffer
-    from agent.models import RoboticsAdapter
-
     config = debug_config(**{"model.value_function": True, "model.value_window": 5})
     adapter = RoboticsAdapter(config, state_dim=2, action_dim=1, device=torch.device("cpu"))
     buffer = ReplayBuffer(50, (2,), 1)
