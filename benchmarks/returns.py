@@ -48,7 +48,8 @@ def read_run(run_dir: Path) -> dict[str, Any]:
     returns = evaluations["results"].mean(axis=1)
     times, peak = progress_times(run_dir)
     return {"steps": steps.tolist(), "returns": returns.tolist(),
-            "wall": [times[int(s)][0] if int(s) in times else None for s in steps], "peak_rss_mb": peak}
+            "wall": [times[int(s)][0] if int(s) in times else None for s in steps],
+            "eval_wall": [times[int(s)][1] if int(s) in times else None for s in steps], "peak_rss_mb": peak}
 
 
 def first_reach(run: dict[str, Any], threshold: float) -> tuple[int | None, float | None]:
@@ -57,6 +58,11 @@ def first_reach(run: dict[str, Any], threshold: float) -> tuple[int | None, floa
         if ret >= threshold:
             return step, wall
     return None, None
+
+
+def _seconds(value: float | None) -> str:
+    """Whole seconds, or ``-`` where not logged (``None`` or NaN)."""
+    return "-" if value is None or value != value else f"{value:.0f}"
 
 
 def summarise(env_id: str, runs: dict[int, dict[str, Any]], threshold: float | None, command: str) -> str:
@@ -70,11 +76,12 @@ def summarise(env_id: str, runs: dict[int, dict[str, Any]], threshold: float | N
         lo, hi = bootstrap_ci(values)
         cells = " | ".join(f"{v:.1f}" for v in values)
         lines.append(f"| {step} | {cells} | {values.mean():.1f} | {iqm(values):.1f} [{lo:.1f}, {hi:.1f}] |")
-    lines += ["", "| seed | final return | wall-clock s | peak memory MiB |"
+    lines += ["", "| seed | final return | wall-clock s | of which evaluation s | peak memory MiB |"
               + (f" steps to {threshold:g} | s to {threshold:g} |" if threshold is not None else ""),
-              "|---|---|---|---|" + ("---|---|" if threshold is not None else "")]
+              "|---|---|---|---|---|" + ("---|---|" if threshold is not None else "")]
     for seed, r in runs.items():
-        row = f"| {seed} | {r['returns'][-1]:.1f} | {r['wall'][-1] or float('nan'):.0f} | {r['peak_rss_mb']:.0f} |"
+        row = (f"| {seed} | {r['returns'][-1]:.1f} | {_seconds(r['wall'][-1])} | "
+               f"{_seconds((r.get('eval_wall') or [None])[-1])} | {r['peak_rss_mb']:.0f} |")
         if threshold is not None:
             step, wall = first_reach(r, threshold)
             row += f" {step if step is not None else 'not reached'} | {f'{wall:.0f}' if wall else '-'} |"

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 
 from benchmarks.plan_speed import PETS, flops_per_plan
-from benchmarks.returns import first_reach
+from benchmarks.returns import first_reach, read_run, summarise
 from benchmarks.stats import bootstrap_ci, iqm
 
 
@@ -25,6 +27,20 @@ def test_first_reach() -> None:
     run = {"steps": [1000, 2000, 3000], "returns": [10.0, 1000.0, 900.0], "wall": [5.0, 12.0, 20.0]}
     assert first_reach(run, 1000) == (2000, 12.0)
     assert first_reach(run, 2000) == (None, None)
+
+
+def test_summary_reports_wall_clock_evaluation_share_and_memory(tmp_path: Path) -> None:
+    np.savez(tmp_path / "evaluations.npz", timesteps=np.array([1000, 2000]),
+             results=np.array([[10.0, 30.0], [990.0, 1010.0]]))
+    (tmp_path / "progress.csv").write_text(
+        "time/total_timesteps,time/time_elapsed,time/eval_seconds,time/peak_rss_mb\n"
+        "1000,40.0,15.0,300\n2000,100.0,35.5,420\n"
+    )
+    run = read_run(tmp_path)
+    assert run["returns"] == [20.0, 1000.0] and run["wall"] == [40.0, 100.0] and run["eval_wall"] == [15.0, 35.5]
+    table = summarise("Toy-v0", {0: run}, 1000.0, "cmd")
+    assert "| 2000 | 1000.0 | 1000.0 | 1000.0 [1000.0, 1000.0] |" in table
+    assert "| 0 | 1000.0 | 100 | 36 | 420 | 2000 | 100 |" in table
 
 
 def test_pets_flop_count() -> None:
