@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import pytest
 import torch
 
+import world_models.robotics as robotics
 from world_models.ensemble import EnsembleLinear, from_members, to_members
 from world_models.normalizer import Normalizer
 from world_models.robotics import ModelBatch, RoboticsWorldModel
@@ -153,6 +155,31 @@ def test_imagine_matches_step_by_step_prediction() -> None:
         planned = model.imagine(z0, actions)
     for name in ("rewards", "continuation", "costs", "latents"):
         torch.testing.assert_close(getattr(planned, name), getattr(rollout, name))
+
+
+def test_row_blocks_balance_members_over_threads(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(torch, "get_num_threads", lambda: 2)
+    assert robotics._row_blocks(5, 1604) == 2  # 10 products for 2 threads
+    assert robotics._row_blocks(4, 1604) == 1  # 4 members already divide over 2 threads
+    assert robotics._row_blocks(5, 97) == 1  # odd rows per member: not cut
+    assert robotics._row_blocks(5, 100) == 1  # blocks of 50 rows: too small to be worth it
+    monkeypatch.setattr(torch, "get_num_threads", lambda: 6)
+    assert robotics._row_blocks(4, 1200) == 3  # 12 products for 6 threads
+
+
+def test_imagine_cut_into_row_blocks_equals_uncut(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Cutting each member's rows into blocks (to balance threads) changes nothing in what is imagined."""
+    torch.manual_seed(0)
+    model = RoboticsWorldModel(3, 2, ensemble_size=3, hidden_dim=16, num_layers=2)
+    z0, actions = torch.randn(3 * 128, 3), torch.rand(4, 3 * 128, 2) * 2 - 1
+    monkeypatch.setattr(torch, "get_num_threads", lambda: 2)
+    assert robotics._row_blocks(3, 128) == 2
+    with torch.inference_mode():
+        cut = model.imagine(z0, actions)
+        monkeypatch.setattr(robotics, "_row_blocks", lambda ensemble_size, rows_per_member: 1)
+        whole = model.imagine(z0, actions)
+    for name in ("rewards", "continuation", "costs", "latents", "terminal_value"):
+        torch.testing.assert_close(getattr(cut, name), getattr(whole, name))
 
 
 def _bandit(n: int, gen: torch.Generator) -> ModelBatch:

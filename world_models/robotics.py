@@ -9,6 +9,7 @@ is handled by ensemble member ``b % E`` for the whole horizon (trajectory sampli
 from __future__ import annotations
 
 import copy
+import math
 from typing import NamedTuple
 
 import torch
@@ -39,6 +40,15 @@ class StepPrediction(NamedTuple):
     logvar: torch.Tensor | None  # (E, M, D); None when not asked for
     continuation_logit: torch.Tensor  # (E, M)
     cost_logit: torch.Tensor  # (E, M)
+
+
+def _row_blocks(ensemble_size: int, rows_per_member: int, min_rows: int = 64) -> int:
+    """Blocks ``k`` to cut each member's rows into for imagination: the smallest ``k`` that makes
+    ``ensemble_size * k`` a multiple of torch's thread count (so a batched product over the members
+    splits evenly over the threads), or 1 where the rows do not divide into blocks of ``min_rows``."""
+    threads = torch.get_num_threads()
+    k = threads // math.gcd(ensemble_size, threads)
+    return k if k > 1 and rows_per_member % k == 0 and rows_per_member // k >= min_rows else 1
 
 
 class RoboticsWorldModel(nn.Module):
@@ -138,25 +148,30 @@ class RoboticsWorldModel(nn.Module):
                 f"got {tuple(z0.shape)} and {tuple(actions.shape)}"
             )
         e, width = self.ensemble_size, self.state_dim
-        z = to_members(z0, e)  # (E, M, Z)
-        member_actions = to_members(actions.transpose(0, 1), e)  # (E, M, H, A)
+        k = _row_blocks(e, batch // e)
+        # (E * k, M / k, ...): member e's rows cut into k consecutive blocks e * k ... e * k + k - 1,
+        # so one batched call's E * k products share the threads evenly; each block keeps its member's weights
+        z = to_members(z0, e).reshape(e * k, batch // (e * k), width)
+        member_actions = to_members(actions.transpose(0, 1), e).reshape(e * k, batch // (e * k), horizon, -1)
         w_in, b_in = self._fold_input_layer()
-        hidden = self.net.hidden_after_first()
         w_out, b_out = self._fold_output_layer()
+        layers = [(w_in, b_in), *((layer.weight, layer.bias) for layer in self.net.hidden_after_first()),
+                  (w_out, b_out)]
+        layers = [(w.repeat_interleave(k, dim=0), b.repeat_interleave(k, dim=0)) for w, b in layers]
         inplace = not torch.is_grad_enabled()  # in-place activations only where no backward needs their input
         latents, heads = [z], []
         for t in range(horizon):
-            inputs = torch.cat([z, member_actions[:, :, t]], dim=-1)  # (E, M, Z + A)
-            h = F.silu(torch.baddbmm(b_in, inputs, w_in), inplace=inplace)  # (E, M, hidden)
-            for layer in hidden:
-                h = F.silu(torch.baddbmm(layer.bias, h, layer.weight), inplace=inplace)
-            out = torch.baddbmm(b_out, h, w_out)  # (E, M, Z + 3) in data units
+            h = torch.cat([z, member_actions[:, :, t]], dim=-1)  # (E * k, M / k, Z + A)
+            for weight, bias in layers[:-1]:
+                h = F.silu(torch.baddbmm(bias, h, weight), inplace=inplace)  # (E * k, M / k, hidden)
+            out = torch.baddbmm(layers[-1][1], h, layers[-1][0])  # (E * k, M / k, Z + 3) in data units
             z = z + out[..., :width]
             latents.append(z)
             heads.append(out[..., width:])
 
-        def rows(xs: list[torch.Tensor]) -> torch.Tensor:  # list of (E, M, ...) -> (len, M * E, ...)
-            stacked = torch.stack(xs).transpose(1, 2)  # (len, M, E, ...): row b = m * E + e
+        def rows(xs: list[torch.Tensor]) -> torch.Tensor:  # list of (E * k, M / k, ...) -> (len, M * E, ...)
+            stacked = torch.stack(xs).reshape(len(xs), e, batch // e, *xs[0].shape[2:])  # (len, E, M, ...)
+            stacked = stacked.transpose(1, 2)  # (len, M, E, ...): row b = m * E + e
             return stacked.reshape(len(xs), batch, *stacked.shape[3:])
 
         head_rows, latent_rows = rows(heads), rows(latents)  # (H, B, 3), (H+1, B, Z)
