@@ -8,6 +8,7 @@ rejects unknown keys with a message naming the valid ones.
 from __future__ import annotations
 
 import dataclasses
+import math
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Mapping
@@ -45,6 +46,9 @@ class ModelConfig:
     value_window: int = 0
     """Train the value on the most recent N transitions only (0: all stored): the current planner's
     behaviour rather than the random warm-up's."""
+    sparse_reward_weight: float = 0.0
+    """Extra weight of transitions with a non-zero reward in the reward loss (each counts 1 + this):
+    for sparse rewards, which a model otherwise learns to predict as zero everywhere. 0: off."""
     latent_dim: int = 64
     """Latent model: latent size Z."""
     depth: int = 16
@@ -290,6 +294,10 @@ def _validate_model(m: ModelConfig) -> None:
         raise ConfigError(f"model.kind must be one of {', '.join(MODEL_KINDS)}, got {m.kind!r}")
     if m.objective not in LATENT_OBJECTIVES:
         raise ConfigError(f"model.objective must be one of {', '.join(LATENT_OBJECTIVES)}, got {m.objective!r}")
+    if not (math.isfinite(m.sparse_reward_weight) and m.sparse_reward_weight >= 0):
+        raise ConfigError(
+            f"model.sparse_reward_weight must be a finite number >= 0 (0: off), got {m.sparse_reward_weight}"
+        )
     if m.value_window < 0:
         raise ConfigError(f"model.value_window must be >= 0 (0: all stored transitions), got {m.value_window}")
     for name in ("latent_dim", "depth", "sequence_length", "hidden_dim", "ensemble_size"):

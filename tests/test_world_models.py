@@ -9,6 +9,7 @@ import world_models.robotics as robotics
 from world_models.ensemble import EnsembleLinear, from_members, to_members
 from world_models.normalizer import Normalizer
 from world_models.robotics import ModelBatch, RoboticsWorldModel
+from world_models.training import sparse_reward_error
 
 
 def _member_tagged_model(ensemble_size: int) -> RoboticsWorldModel:
@@ -206,3 +207,43 @@ def test_value_function_learns_the_return_of_the_stored_actions() -> None:
     with torch.no_grad():
         value = model.value(torch.randn(200, 2, generator=gen)).mean().item()
     assert abs(value - (-4 / 3)) < 0.15, value
+
+
+def test_sparse_reward_error_weights_rewarding_rows() -> None:
+    pred, target = torch.tensor([0.0, 0.0, 0.0, 0.0]), torch.tensor([1.0, 0.0, 0.0, 2.0])
+    rewards = torch.tensor([1.0, 0.0, 0.0, 0.0])  # only row 0 is rewarding
+    assert torch.isclose(sparse_reward_error(pred, target, rewards, 0.0), torch.tensor(5.0 / 4))
+    # weights (4, 1, 1, 1): (4 * 1 + 4) / 4 / mean weight 7/4
+    assert torch.isclose(sparse_reward_error(pred, target, rewards, 3.0), torch.tensor(8.0 / 7))
+    with pytest.raises(ValueError, match="sparse_reward_weight"):
+        RoboticsWorldModel(2, 1, sparse_reward_weight=-1.0)
+
+
+def _rare_reward(n: int, gen: torch.Generator) -> ModelBatch:
+    """Reward 1 only where ``x'_0 > 0.9`` (about 5% of rows), else 0; ``x' = x + 0.1 a``."""
+    obs = torch.rand(n, 2, generator=gen) * 2 - 1
+    actions = torch.rand(n, 1, generator=gen) * 2 - 1
+    next_obs = obs + 0.1 * torch.cat([actions, torch.zeros_like(actions)], dim=-1)
+    rewards = (next_obs[:, 0] > 0.9).float()
+    return ModelBatch(obs, actions, rewards, torch.zeros(n), torch.zeros(n, dtype=torch.bool), next_obs)
+
+
+def test_sparse_reward_weight_makes_a_rare_reward_visible() -> None:
+    """The plain NLL predicts about 0 where the rare reward is paid; the weighted loss predicts it."""
+    predicted = {}
+    for weight in (0.0, 30.0):
+        torch.manual_seed(0)
+        gen = torch.Generator().manual_seed(0)
+        data = _rare_reward(2000, gen)
+        model = RoboticsWorldModel(2, 1, ensemble_size=1, hidden_dim=64, num_layers=2, learning_rate=3e-3,
+                                   value_function=False, sparse_reward_weight=weight)
+        model.fit_normalizers(data.obs, data.actions, data.rewards, data.next_obs)
+        for _ in range(150):
+            idx = torch.randint(0, 2000, (1, 128), generator=gen)
+            model.update(ModelBatch(*(x[idx] for x in data)))
+        test = _rare_reward(2000, gen)
+        rewards = model.imagine(test.obs, test.actions[None]).rewards[0]
+        predicted[weight] = (rewards[test.rewards > 0].mean().item(), rewards[test.obs[:, 0] < 0].abs().mean().item())
+    paid, far = predicted[30.0]
+    assert paid > 0.5 and far < 0.1, predicted
+    assert paid > predicted[0.0][0] + 0.2, predicted

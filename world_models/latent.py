@@ -38,7 +38,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from world_models.base import Rollout
-from world_models.training import optimisation_step
+from world_models.training import optimisation_step, sparse_reward_error
 
 Observation = torch.Tensor | Mapping[str, torch.Tensor]
 """Pixels ``(..., Hp, Wp, C)`` uint8, or ``{"pixels": ..., "state": (..., S)}``."""
@@ -205,6 +205,7 @@ class LatentWorldModel(nn.Module):
         variance_weight: float = 1.0,
         covariance_weight: float = 0.04,
         smoothness_weight: float = 1.0,
+        sparse_reward_weight: float = 0.0,
     ) -> None:
         """Build the networks and an Adam optimizer over the trainable parameters.
 
@@ -229,6 +230,8 @@ class LatentWorldModel(nn.Module):
                 term it makes embeddings vary across episodes but slowly within one, which
                 keeps them predictable (without it consecutive frames of a fast object embed
                 almost independently).
+            sparse_reward_weight: steps with a non-zero reward count ``1 + sparse_reward_weight``
+                times in the reward loss (:func:`~world_models.training.sparse_reward_error`).
         """
         super().__init__()
         _check_config(image_size, channels, objective, ema_tau)
@@ -238,6 +241,9 @@ class LatentWorldModel(nn.Module):
         self.grad_clip, self.ema_tau = grad_clip, ema_tau
         self.variance_weight, self.covariance_weight = variance_weight, covariance_weight
         self.smoothness_weight = smoothness_weight
+        if not (math.isfinite(sparse_reward_weight) and sparse_reward_weight >= 0):
+            raise ValueError(f"sparse_reward_weight must be a finite number >= 0, got {sparse_reward_weight}")
+        self.sparse_reward_weight = sparse_reward_weight
         self.encoder = ConvEncoder(image_size, channels, depth, state_dim, latent_dim)
         self.dynamics = mlp(latent_dim + action_dim, hidden_dim, latent_dim)
         self.num_heads = 3 if safety_head else 2  # [reward, continuation logit, cost logit]
@@ -409,7 +415,8 @@ class LatentWorldModel(nn.Module):
     def _head_terms(self, batch: SequenceBatch, latents: torch.Tensor) -> tuple[torch.Tensor, dict[str, float]]:
         """Reward MSE, continuation BCE and cost BCE on the open-loop latents ``(T+1, B, Z)``."""
         out = self.head_outputs(latents[:-1], batch.actions)  # (T, B, heads)
-        reward = F.mse_loss(self.reward(out), batch.rewards.to(torch.float32))
+        rewards = batch.rewards.to(torch.float32)
+        reward = sparse_reward_error(self.reward(out), rewards, rewards, self.sparse_reward_weight)
         alive = 1.0 - batch.terminated.to(torch.float32)
         continuation = F.binary_cross_entropy_with_logits(out[..., 1], alive)
         total = reward + continuation

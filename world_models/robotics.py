@@ -19,7 +19,7 @@ from torch import nn
 from world_models.base import Rollout
 from world_models.ensemble import EnsembleMLP, to_members
 from world_models.normalizer import Normalizer
-from world_models.training import optimisation_step
+from world_models.training import optimisation_step, sparse_reward_error
 
 
 class ModelBatch(NamedTuple):
@@ -69,8 +69,15 @@ class RoboticsWorldModel(nn.Module):
         value_function: bool = True,
         discount: float = 0.99,
         value_tau: float = 0.005,
+        sparse_reward_weight: float = 0.0,
     ) -> None:
+        """``sparse_reward_weight > 0`` adds a squared error on the reward mean to the Gaussian NLL in
+        which transitions with a non-zero reward count ``1 + sparse_reward_weight`` times (see
+        :func:`~world_models.training.sparse_reward_error`); 0 leaves the NLL alone."""
         super().__init__()
+        if not (math.isfinite(sparse_reward_weight) and sparse_reward_weight >= 0):
+            raise ValueError(f"sparse_reward_weight must be a finite number >= 0, got {sparse_reward_weight}")
+        self.sparse_reward_weight = sparse_reward_weight
         self.state_dim = state_dim + embed_dim  # z = [state, embedding]
         self.action_dim = action_dim
         self.ensemble_size = ensemble_size
@@ -232,6 +239,10 @@ class RoboticsWorldModel(nn.Module):
         cont_bce = F.binary_cross_entropy_with_logits(pred.continuation_logit, cont_target)
         cost_bce = F.binary_cross_entropy_with_logits(pred.cost_logit, (batch.costs > 0).to(torch.float32))
         total = nll + bound + cont_bce + cost_bce
+        if self.sparse_reward_weight:
+            # the NLL alone explains a rare reward as noise (a wide variance) and predicts ~0 everywhere
+            total = total + sparse_reward_error(pred.mean[..., -1], target[..., -1], batch.rewards,
+                                                self.sparse_reward_weight)
         if self.value_net is not None:
             value_loss = self.value_loss(batch if value_batch is None else value_batch)
             total = total + value_loss

@@ -7,7 +7,7 @@ from collections.abc import Iterable
 import torch
 from torch import nn
 
-__all__ = ["optimisation_step"]
+__all__ = ["optimisation_step", "sparse_reward_error"]
 
 
 def optimisation_step(
@@ -32,3 +32,16 @@ def optimisation_step(
     norm = float(nn.utils.clip_grad_norm_(clip[0], clip[1])) if clip is not None else None
     optimizer.step()
     return norm
+
+
+def sparse_reward_error(pred: torch.Tensor, target: torch.Tensor, rewards: torch.Tensor, weight: float) -> torch.Tensor:
+    """Mean squared reward error in which rows with a non-zero reward count ``1 + weight`` times.
+
+    ``pred``, ``target``, ``rewards``: the same shape (``target`` may be ``rewards``
+    normalised); the weighted mean is divided by the mean weight, so ``weight = 0`` is the
+    plain mean squared error. Sparse rewards (a catch, a goal reached) are a few rows in
+    thousands: unweighted, a model learns to predict zero everywhere and a planner sees
+    no reward to aim for.
+    """
+    weights = 1.0 + weight * (rewards != 0).to(pred.dtype)
+    return (weights * (pred - target) ** 2).mean() / weights.mean()
