@@ -49,6 +49,9 @@ class ModelConfig:
     sparse_reward_weight: float = 0.0
     """Extra weight of transitions with a non-zero reward in the reward loss (each counts 1 + this):
     for sparse rewards, which a model otherwise learns to predict as zero everywhere. 0: off."""
+    termination_weight: float = 0.0
+    """Extra weight of terminal transitions in the continuation loss (each counts 1 + this), so the
+    model marks sharply where episodes end. 0: off."""
     latent_dim: int = 64
     """Latent model: latent size Z."""
     depth: int = 16
@@ -294,10 +297,10 @@ def _validate_model(m: ModelConfig) -> None:
         raise ConfigError(f"model.kind must be one of {', '.join(MODEL_KINDS)}, got {m.kind!r}")
     if m.objective not in LATENT_OBJECTIVES:
         raise ConfigError(f"model.objective must be one of {', '.join(LATENT_OBJECTIVES)}, got {m.objective!r}")
-    if not (math.isfinite(m.sparse_reward_weight) and m.sparse_reward_weight >= 0):
-        raise ConfigError(
-            f"model.sparse_reward_weight must be a finite number >= 0 (0: off), got {m.sparse_reward_weight}"
-        )
+    for name in ("sparse_reward_weight", "termination_weight"):
+        value = getattr(m, name)
+        if not (math.isfinite(value) and value >= 0):
+            raise ConfigError(f"model.{name} must be a finite number >= 0 (0: off), got {value}")
     if m.value_window < 0:
         raise ConfigError(f"model.value_window must be >= 0 (0: all stored transitions), got {m.value_window}")
     for name in ("latent_dim", "depth", "sequence_length", "hidden_dim", "ensemble_size"):

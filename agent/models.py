@@ -66,7 +66,7 @@ class RoboticsAdapter(_OnDevice):
             state_dim, action_dim, ensemble_size=m.ensemble_size, hidden_dim=m.hidden_dim,
             num_layers=m.num_layers, learning_rate=m.learning_rate, weight_decay=m.weight_decay,
             value_function=m.value_function, discount=config.planner.discount, value_tau=m.value_tau,
-            sparse_reward_weight=m.sparse_reward_weight,
+            sparse_reward_weight=m.sparse_reward_weight, termination_weight=m.termination_weight,
         ).to(device)
         self.value_window = m.value_window if m.value_function else 0
         self.model.eval()
@@ -119,6 +119,7 @@ class LatentAdapter(_OnDevice):
             action_dim, image_size=height, channels=channels, latent_dim=m.latent_dim, depth=m.depth,
             hidden_dim=m.hidden_dim, objective=m.objective,  # type: ignore[arg-type]  # checked by validate
             learning_rate=m.learning_rate, sparse_reward_weight=m.sparse_reward_weight,
+            termination_weight=m.termination_weight,
         ).to(device)
         self.model.eval()
         self.obs_shape, self.device = tuple(obs_shape), device

@@ -72,6 +72,8 @@ def test_latent_config_validation() -> None:
         ({"model.sequence_length": 0}, "model.sequence_length must be >= 1"),
         ({"model.latent_dim": 0}, "model.latent_dim must be >= 1"),
         ({"frame_stack": 0}, "frame_stack must be >= 1"),
+        ({"model.sparse_reward_weight": -1.0}, "model.sparse_reward_weight must be a finite number >= 0"),
+        ({"model.termination_weight": -1.0}, "model.termination_weight must be a finite number >= 0"),
     ]
     for overrides, message in cases:
         with pytest.raises(ConfigError, match=message):

@@ -9,7 +9,7 @@ import world_models.robotics as robotics
 from world_models.ensemble import EnsembleLinear, from_members, to_members
 from world_models.normalizer import Normalizer
 from world_models.robotics import ModelBatch, RoboticsWorldModel
-from world_models.training import sparse_reward_error
+from world_models.training import sparse_reward_error, termination_bce
 
 
 def _member_tagged_model(ensemble_size: int) -> RoboticsWorldModel:
@@ -247,3 +247,16 @@ def test_sparse_reward_weight_makes_a_rare_reward_visible() -> None:
     paid, far = predicted[30.0]
     assert paid > 0.5 and far < 0.1, predicted
     assert paid > predicted[0.0][0] + 0.2, predicted
+
+
+def test_termination_bce_weights_terminal_rows() -> None:
+    logit = torch.tensor([0.0, 2.0, -1.0])
+    terminated = torch.tensor([True, False, False])
+    plain = torch.nn.functional.binary_cross_entropy_with_logits(logit, torch.tensor([0.0, 1.0, 1.0]))
+    assert torch.isclose(termination_bce(logit, terminated, 0.0), plain)
+    per_row = torch.nn.functional.binary_cross_entropy_with_logits(
+        logit, torch.tensor([0.0, 1.0, 1.0]), reduction="none")
+    weighted = (per_row * torch.tensor([5.0, 1.0, 1.0])).mean() / (7.0 / 3)
+    assert torch.isclose(termination_bce(logit, terminated, 4.0), weighted)
+    with pytest.raises(ValueError, match="termination_weight"):
+        RoboticsWorldModel(2, 1, termination_weight=float("nan"))

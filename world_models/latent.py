@@ -38,7 +38,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from world_models.base import Rollout
-from world_models.training import optimisation_step, sparse_reward_error
+from world_models.training import optimisation_step, sparse_reward_error, termination_bce
 
 Observation = torch.Tensor | Mapping[str, torch.Tensor]
 """Pixels ``(..., Hp, Wp, C)`` uint8, or ``{"pixels": ..., "state": (..., S)}``."""
@@ -206,6 +206,7 @@ class LatentWorldModel(nn.Module):
         covariance_weight: float = 0.04,
         smoothness_weight: float = 1.0,
         sparse_reward_weight: float = 0.0,
+        termination_weight: float = 0.0,
     ) -> None:
         """Build the networks and an Adam optimizer over the trainable parameters.
 
@@ -232,6 +233,8 @@ class LatentWorldModel(nn.Module):
                 almost independently).
             sparse_reward_weight: steps with a non-zero reward count ``1 + sparse_reward_weight``
                 times in the reward loss (:func:`~world_models.training.sparse_reward_error`).
+            termination_weight: terminal steps count ``1 + termination_weight`` times in the
+                continuation loss (:func:`~world_models.training.termination_bce`).
         """
         super().__init__()
         _check_config(image_size, channels, objective, ema_tau)
@@ -241,9 +244,10 @@ class LatentWorldModel(nn.Module):
         self.grad_clip, self.ema_tau = grad_clip, ema_tau
         self.variance_weight, self.covariance_weight = variance_weight, covariance_weight
         self.smoothness_weight = smoothness_weight
-        if not (math.isfinite(sparse_reward_weight) and sparse_reward_weight >= 0):
-            raise ValueError(f"sparse_reward_weight must be a finite number >= 0, got {sparse_reward_weight}")
-        self.sparse_reward_weight = sparse_reward_weight
+        for name, value in (("sparse_reward_weight", sparse_reward_weight), ("termination_weight", termination_weight)):
+            if not (math.isfinite(value) and value >= 0):
+                raise ValueError(f"{name} must be a finite number >= 0, got {value}")
+        self.sparse_reward_weight, self.termination_weight = sparse_reward_weight, termination_weight
         self.encoder = ConvEncoder(image_size, channels, depth, state_dim, latent_dim)
         self.dynamics = mlp(latent_dim + action_dim, hidden_dim, latent_dim)
         self.num_heads = 3 if safety_head else 2  # [reward, continuation logit, cost logit]
@@ -418,7 +422,7 @@ class LatentWorldModel(nn.Module):
         rewards = batch.rewards.to(torch.float32)
         reward = sparse_reward_error(self.reward(out), rewards, rewards, self.sparse_reward_weight)
         alive = 1.0 - batch.terminated.to(torch.float32)
-        continuation = F.binary_cross_entropy_with_logits(out[..., 1], alive)
+        continuation = termination_bce(out[..., 1], batch.terminated, self.termination_weight)
         total = reward + continuation
         metrics = {"world_model/reward_loss": reward.item(), "world_model/continuation_loss": continuation.item()}
         if self.num_heads == 3:

@@ -19,7 +19,7 @@ from torch import nn
 from world_models.base import Rollout
 from world_models.ensemble import EnsembleMLP, to_members
 from world_models.normalizer import Normalizer
-from world_models.training import optimisation_step, sparse_reward_error
+from world_models.training import optimisation_step, sparse_reward_error, termination_bce
 
 
 class ModelBatch(NamedTuple):
@@ -70,14 +70,18 @@ class RoboticsWorldModel(nn.Module):
         discount: float = 0.99,
         value_tau: float = 0.005,
         sparse_reward_weight: float = 0.0,
+        termination_weight: float = 0.0,
     ) -> None:
         """``sparse_reward_weight > 0`` adds a squared error on the reward mean to the Gaussian NLL in
         which transitions with a non-zero reward count ``1 + sparse_reward_weight`` times (see
-        :func:`~world_models.training.sparse_reward_error`); 0 leaves the NLL alone."""
+        :func:`~world_models.training.sparse_reward_error`); 0 leaves the NLL alone.
+        ``termination_weight``: terminal transitions count ``1 + termination_weight`` times in the
+        continuation loss (:func:`~world_models.training.termination_bce`)."""
         super().__init__()
-        if not (math.isfinite(sparse_reward_weight) and sparse_reward_weight >= 0):
-            raise ValueError(f"sparse_reward_weight must be a finite number >= 0, got {sparse_reward_weight}")
-        self.sparse_reward_weight = sparse_reward_weight
+        for name, value in (("sparse_reward_weight", sparse_reward_weight), ("termination_weight", termination_weight)):
+            if not (math.isfinite(value) and value >= 0):
+                raise ValueError(f"{name} must be a finite number >= 0, got {value}")
+        self.sparse_reward_weight, self.termination_weight = sparse_reward_weight, termination_weight
         self.state_dim = state_dim + embed_dim  # z = [state, embedding]
         self.action_dim = action_dim
         self.ensemble_size = ensemble_size
@@ -235,8 +239,7 @@ class RoboticsWorldModel(nn.Module):
         assert pred.logvar is not None
         nll = (sq_err * torch.exp(-pred.logvar) + pred.logvar).mean()
         bound = self.logvar_bound_weight * (self.max_logvar.sum() - self.min_logvar.sum())
-        cont_target = (~batch.terminated).to(torch.float32)
-        cont_bce = F.binary_cross_entropy_with_logits(pred.continuation_logit, cont_target)
+        cont_bce = termination_bce(pred.continuation_logit, batch.terminated, self.termination_weight)
         cost_bce = F.binary_cross_entropy_with_logits(pred.cost_logit, (batch.costs > 0).to(torch.float32))
         total = nll + bound + cont_bce + cost_bce
         if self.sparse_reward_weight:

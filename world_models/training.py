@@ -5,9 +5,10 @@ from __future__ import annotations
 from collections.abc import Iterable
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
-__all__ = ["optimisation_step", "sparse_reward_error"]
+__all__ = ["optimisation_step", "sparse_reward_error", "termination_bce"]
 
 
 def optimisation_step(
@@ -45,3 +46,15 @@ def sparse_reward_error(pred: torch.Tensor, target: torch.Tensor, rewards: torch
     """
     weights = 1.0 + weight * (rewards != 0).to(pred.dtype)
     return (weights * (pred - target) ** 2).mean() / weights.mean()
+
+
+def termination_bce(logit: torch.Tensor, terminated: torch.Tensor, weight: float) -> torch.Tensor:
+    """Continuation BCE (target: the episode goes on) in which terminal rows count ``1 + weight`` times.
+
+    ``logit``, ``terminated`` (bool): the same shape. Divided by the mean weight, so
+    ``weight = 0`` is the plain BCE. An episode ends once in hundreds of steps: unweighted,
+    a model can blur where it ends and a planner walks into the end it did not foresee.
+    """
+    rare = terminated.to(logit.dtype)
+    weights = 1.0 + weight * rare
+    return F.binary_cross_entropy_with_logits(logit, 1.0 - rare, weight=weights) / weights.mean()
