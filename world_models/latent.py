@@ -38,7 +38,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from world_models.base import Rollout
-from world_models.training import optimisation_step, sparse_reward_error, termination_bce
+from world_models.training import check_loss_weights, optimisation_step, sparse_reward_error, termination_bce
 
 Observation = torch.Tensor | Mapping[str, torch.Tensor]
 """Pixels ``(..., Hp, Wp, C)`` uint8, or ``{"pixels": ..., "state": (..., S)}``."""
@@ -244,9 +244,7 @@ class LatentWorldModel(nn.Module):
         self.grad_clip, self.ema_tau = grad_clip, ema_tau
         self.variance_weight, self.covariance_weight = variance_weight, covariance_weight
         self.smoothness_weight = smoothness_weight
-        for name, value in (("sparse_reward_weight", sparse_reward_weight), ("termination_weight", termination_weight)):
-            if not (math.isfinite(value) and value >= 0):
-                raise ValueError(f"{name} must be a finite number >= 0, got {value}")
+        check_loss_weights(sparse_reward_weight=sparse_reward_weight, termination_weight=termination_weight)
         self.sparse_reward_weight, self.termination_weight = sparse_reward_weight, termination_weight
         self.encoder = ConvEncoder(image_size, channels, depth, state_dim, latent_dim)
         self.dynamics = mlp(latent_dim + action_dim, hidden_dim, latent_dim)
@@ -421,12 +419,11 @@ class LatentWorldModel(nn.Module):
         out = self.head_outputs(latents[:-1], batch.actions)  # (T, B, heads)
         rewards = batch.rewards.to(torch.float32)
         reward = sparse_reward_error(self.reward(out), rewards, rewards, self.sparse_reward_weight)
-        alive = 1.0 - batch.terminated.to(torch.float32)
         continuation = termination_bce(out[..., 1], batch.terminated, self.termination_weight)
         total = reward + continuation
         metrics = {"world_model/reward_loss": reward.item(), "world_model/continuation_loss": continuation.item()}
         if self.num_heads == 3:
-            unsafe = torch.zeros_like(alive) if batch.costs is None else (batch.costs > 0).to(torch.float32)
+            unsafe = torch.zeros_like(out[..., 2]) if batch.costs is None else (batch.costs > 0).to(torch.float32)
             cost = F.binary_cross_entropy_with_logits(out[..., 2], unsafe)
             total = total + cost
             metrics["safety/cost_bce"] = cost.item()

@@ -19,7 +19,7 @@ from torch import nn
 from world_models.base import Rollout
 from world_models.ensemble import EnsembleMLP, to_members
 from world_models.normalizer import Normalizer
-from world_models.training import optimisation_step, sparse_reward_error, termination_bce
+from world_models.training import check_loss_weights, optimisation_step, sparse_reward_error, termination_bce
 
 
 class ModelBatch(NamedTuple):
@@ -78,9 +78,7 @@ class RoboticsWorldModel(nn.Module):
         ``termination_weight``: terminal transitions count ``1 + termination_weight`` times in the
         continuation loss (:func:`~world_models.training.termination_bce`)."""
         super().__init__()
-        for name, value in (("sparse_reward_weight", sparse_reward_weight), ("termination_weight", termination_weight)):
-            if not (math.isfinite(value) and value >= 0):
-                raise ValueError(f"{name} must be a finite number >= 0, got {value}")
+        check_loss_weights(sparse_reward_weight=sparse_reward_weight, termination_weight=termination_weight)
         self.sparse_reward_weight, self.termination_weight = sparse_reward_weight, termination_weight
         self.state_dim = state_dim + embed_dim  # z = [state, embedding]
         self.action_dim = action_dim

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterable
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-__all__ = ["optimisation_step", "sparse_reward_error", "termination_bce"]
+__all__ = ["check_loss_weights", "optimisation_step", "sparse_reward_error", "termination_bce"]
 
 
 def optimisation_step(
@@ -33,6 +34,13 @@ def optimisation_step(
     norm = float(nn.utils.clip_grad_norm_(clip[0], clip[1])) if clip is not None else None
     optimizer.step()
     return norm
+
+
+def check_loss_weights(**weights: float) -> None:
+    """Raise ``ValueError`` naming the first weight that is not a finite number >= 0."""
+    for name, value in weights.items():
+        if not (math.isfinite(value) and value >= 0):
+            raise ValueError(f"{name} must be a finite number >= 0, got {value}")
 
 
 def sparse_reward_error(pred: torch.Tensor, target: torch.Tensor, rewards: torch.Tensor, weight: float) -> torch.Tensor:
