@@ -65,7 +65,9 @@ class Sequences(NamedTuple):
 
     ``obs[t]`` is the observation before ``actions[t]``; ``obs[T]`` is the
     observation after the last action. Only the last step of a window may be
-    terminated or truncated.
+    terminated or truncated, unless it was sampled ``across_episodes``: then
+    ``mask`` marks the steps up to and including the first end, and the steps
+    after it (the next episode's) are to be left out of every loss.
     """
 
     obs: np.ndarray  # (T+1, B, *obs_shape), obs dtype
@@ -74,6 +76,7 @@ class Sequences(NamedTuple):
     costs: np.ndarray  # (T, B) float32
     terminated: np.ndarray  # (T, B) bool
     truncated: np.ndarray  # (T, B) bool
+    mask: np.ndarray | None = None  # (T, B) float32: 1 up to the window's first end, 0 after; None: all 1
 
 
 def available_memory_bytes() -> int | None:
@@ -302,11 +305,19 @@ class ReplayBuffer:
             next_obs=self._next_obs[idx],
         )
 
-    def sample_sequences(self, batch_size: int, length: int, rng: np.random.Generator) -> Sequences:
+    def sample_sequences(
+        self, batch_size: int, length: int, rng: np.random.Generator, *, across_episodes: bool = False
+    ) -> Sequences:
         """``B`` windows of ``T = length`` consecutive transitions of one episode each.
 
         A window never crosses the oldest/newest boundary of the data, and none
         of its first ``T-1`` steps is terminated or truncated (the last may be).
+
+        ``across_episodes=True`` draws every start uniformly instead, so episodes
+        shorter than ``T`` and the last steps of every episode are drawn as often as
+        any other step. A window may then run past an episode's end: ``obs[t+1]``
+        is always the observation that followed ``actions[t]``, and ``mask`` is 0
+        for the steps after the first end.
 
         Returns:
             :class:`Sequences`, time-major: obs ``(T+1, B, *obs_shape)``,
@@ -322,6 +333,8 @@ class ReplayBuffer:
         n_starts = self._size - length + 1
         if n_starts < 1:
             raise ValueError(f"cannot sample sequences of length {length}: buffer holds only {self._size} transitions")
+        if across_episodes:
+            return self._sample_across_episodes(rng.integers(0, n_starts, size=batch_size), length)
         # (B,) logical starts (0 = oldest stored) -> (T, B) array slots
         starts = self._draw_window_starts(batch_size, length, n_starts, rng)
         idx = self._physical(starts[None, :] + np.arange(length)[:, None])
@@ -333,6 +346,21 @@ class ReplayBuffer:
             costs=self._costs[idx],
             terminated=self._terminated[idx],
             truncated=self._truncated[idx],
+        )
+
+    def _sample_across_episodes(self, starts: np.ndarray, length: int) -> Sequences:
+        """Windows at logical ``starts (B,)`` that may run past an episode's end (masked after it)."""
+        idx = self._physical(starts[None, :] + np.arange(length)[:, None])  # (T, B)
+        done = self._terminated[idx] | self._truncated[idx]
+        ended_before = np.cumsum(done, axis=0) - done  # (T, B): ends strictly before step t
+        return Sequences(
+            obs=np.concatenate([self._obs[idx[:1]], self._next_obs[idx]], axis=0),
+            actions=self._actions[idx],
+            rewards=self._rewards[idx],
+            costs=self._costs[idx],
+            terminated=self._terminated[idx],
+            truncated=self._truncated[idx],
+            mask=(ended_before == 0).astype(np.float32),
         )
 
     def _physical(self, logical: np.ndarray) -> np.ndarray:

@@ -60,6 +60,10 @@ class ModelConfig:
     """Latent model: jepa (EMA-target embedding prediction) or reconstruction (pixel decoder)."""
     sequence_length: int = 8
     """Latent model: length T of the training windows (open-loop rollout steps)."""
+    windows_across_episodes: bool = False
+    """Latent model: start training windows at any stored step, leaving the steps after an
+    episode's end out of the losses. false: only windows inside one episode, so episodes shorter
+    than sequence_length never reach the model and each episode's last steps are drawn rarely."""
 
 
 @dataclass

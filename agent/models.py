@@ -115,15 +115,22 @@ class LatentAdapter(_OnDevice):
                 "render at 64x64 (the default of pixels: true) or resize the frames"
             )
         m = config.model
+        if m.value_function and m.value_window:
+            raise ConfigError(
+                "model.value_window is for the robotics model; the latent model learns its value on "
+                "its training windows: set model.value_window: 0"
+            )
         self.model = LatentWorldModel(
             action_dim, image_size=height, channels=channels, latent_dim=m.latent_dim, depth=m.depth,
             hidden_dim=m.hidden_dim, objective=m.objective,  # type: ignore[arg-type]  # checked by validate
             learning_rate=m.learning_rate, sparse_reward_weight=m.sparse_reward_weight,
-            termination_weight=m.termination_weight,
+            termination_weight=m.termination_weight, value_function=m.value_function,
+            discount=config.planner.discount, value_tau=m.value_tau,
         ).to(device)
         self.model.eval()
         self.obs_shape, self.device = tuple(obs_shape), device
         self.batch_size, self.sequence_length = config.train.batch_size, m.sequence_length
+        self.across_episodes = m.windows_across_episodes
 
     def as_obs(self, obs: Any) -> np.ndarray:
         return np.asarray(obs, dtype=np.uint8)
@@ -136,11 +143,13 @@ class LatentAdapter(_OnDevice):
         """Nothing to fit: the encoder scales pixels itself."""
 
     def train_step(self, buffer: ReplayBuffer, rng: np.random.Generator) -> dict[str, float]:
-        seq = buffer.sample_sequences(self.batch_size, self.sequence_length, rng)
+        seq = buffer.sample_sequences(self.batch_size, self.sequence_length, rng,
+                                      across_episodes=self.across_episodes)
         t = self._tensor
         return self.model.update(SequenceBatch(
             obs=t(seq.obs, torch.uint8), actions=t(seq.actions), rewards=t(seq.rewards),
             terminated=t(seq.terminated, torch.bool), costs=t(seq.costs),
+            mask=None if seq.mask is None else t(seq.mask),
         ))
 
 

@@ -140,7 +140,7 @@ def sample_windows(buffer: ReplayBuffer, length: int, count: int, seed: int) -> 
     keys = [drawn.obs[0, i].tobytes() + drawn.actions[:, i].tobytes() for i in range(2 * count)]
     first = {key: i for i, key in reversed(list(enumerate(keys)))}  # key -> its first index
     keep = np.array(sorted(first.values())[:count])
-    return Sequences(*(field[:, keep] for field in drawn))
+    return drawn._replace(**{name: field[:, keep] for name, field in drawn._asdict().items() if field is not None})
 
 
 # ---------------------------------------------------------------- errors

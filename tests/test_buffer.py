@@ -402,3 +402,20 @@ def test_uint8_frames_stay_uint8_and_estimate_matches() -> None:
     assert stored == ReplayBuffer.estimate_bytes(6, frame_shape, A, np.uint8)
     assert buf.nbytes == stored
     assert ReplayBuffer.estimate_bytes(6, frame_shape, A, np.float32) > 3 * stored
+
+
+def test_sequences_across_episodes_draw_every_start_and_mask_after_the_end() -> None:
+    buf = ReplayBuffer(100, OBS_SHAPE, A)
+    ends = _fill_episodes(buf, [(3, "term"), (7, "trunc"), (2, "term"), (10, "open")])  # 22 steps
+    length = 4
+    seq = buf.sample_sequences(800, length, np.random.default_rng(6), across_episodes=True)
+    starts = seq.obs[0, :, 0].astype(int)
+    assert set(starts) == set(range(22 - length + 1))  # short episodes and episode ends included
+    # obs[t+1] is always what followed actions[t], even past an end
+    np.testing.assert_array_equal(seq.obs[..., 0], starts[None] + np.arange(length + 1)[:, None])
+    assert seq.mask is not None and seq.mask.shape == (length, 800) and seq.mask.dtype == np.float32
+    for b, start in enumerate(starts):
+        first_end = next((t for t in range(length) if start + t in ends), length)
+        expected = (np.arange(length) <= first_end).astype(np.float32)
+        np.testing.assert_array_equal(seq.mask[:, b], expected)
+    assert buf.sample_sequences(8, length, np.random.default_rng(6)).mask is None  # the default: no mask

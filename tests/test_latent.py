@@ -267,3 +267,56 @@ def test_bad_batches_and_shapes_are_refused() -> None:
         LatentWorldModel(2, image_size=60)
     with pytest.raises(ValueError, match="objective"):
         LatentWorldModel(2, objective="pixels")  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize("objective", ["reconstruction", "jepa"])
+def test_masked_steps_leave_every_loss_unchanged(objective: Objective) -> None:
+    torch.manual_seed(0)
+    model = _model(objective)
+    batch = _random_batch(horizon=4, batch=3)
+    mask = torch.ones(4, 3)
+    mask[2:, 0] = 0.0  # window 0 ends at step 1: steps 2 and 3 belong to the next episode
+    masked = batch._replace(mask=mask)
+    # what happens after the end (frames, rewards, ends, costs) must not matter
+    changed_obs = batch.obs.clone()
+    changed_obs[3:, 0] = 255 - changed_obs[3:, 0]
+    changed = masked._replace(obs=changed_obs, rewards=batch.rewards.clone(), terminated=batch.terminated.clone())
+    changed.rewards[2:, 0] = 100.0
+    changed.terminated[2:, 0] = True
+    with torch.no_grad():
+        base, base_metrics = model.loss(masked)
+        other, other_metrics = model.loss(changed)
+        unmasked, unmasked_metrics = model.loss(batch)
+        all_ones, _ = model.loss(batch._replace(mask=torch.ones(4, 3)))
+    skip = {"world_model/variance_loss", "world_model/covariance_loss", "world_model/embedding_std",
+            "world_model/embedding_rank", "world_model/loss"}  # the collapse guard sees every real frame
+    for key, value in base_metrics.items():
+        if key not in skip:
+            assert other_metrics[key] == pytest.approx(value, rel=1e-5), key
+    if objective == "reconstruction":
+        assert other.item() == pytest.approx(base.item(), rel=1e-5)
+    assert all_ones.item() == pytest.approx(unmasked.item(), rel=1e-5)
+    assert unmasked_metrics["world_model/reward_loss"] != pytest.approx(base_metrics["world_model/reward_loss"])
+    with pytest.raises(ValueError, match="mask"):
+        model.update(batch._replace(mask=torch.ones(3, 3)))
+
+
+def test_value_function_learns_the_discounted_return_and_reaches_imagine() -> None:
+    torch.manual_seed(0)
+    model = _model("jepa", value_function=True, discount=0.5, value_tau=0.5, learning_rate=3e-3)
+    batch = _random_batch(horizon=3, batch=4)
+    ends = torch.zeros(3, 4, dtype=torch.bool)
+    ends[-1] = True  # every window ends with its episode: V = 1.75, 1.5, 1 at steps 0, 1, 2
+    batch = batch._replace(rewards=torch.ones(3, 4), terminated=ends)
+    for _ in range(200):  # the latents move as the model learns, so the value chases them
+        model.update(batch)
+    with torch.no_grad():
+        latents = model.rollout(model.encode(batch.obs[0]), batch.actions)
+        values = model.value(latents[:-1])  # (T, B)
+    torch.testing.assert_close(values, torch.tensor([1.75, 1.5, 1.0])[:, None].expand(3, 4), atol=0.25, rtol=0.0)
+    assert (values[:-1] > values[1:]).all()  # further from the end is worth more
+    rollout = model.imagine(torch.zeros(5, 16), torch.zeros(2, 5, 2))
+    assert rollout.terminal_value is not None and rollout.terminal_value.shape == (5,)
+    assert _model("jepa").imagine(torch.zeros(5, 16), torch.zeros(2, 5, 2)).terminal_value is None
+    with pytest.raises(ValueError, match="discount"):
+        _model(value_function=True, discount=1.0)

@@ -38,7 +38,13 @@ import torch.nn.functional as F
 from torch import nn
 
 from world_models.base import Rollout
-from world_models.training import check_loss_weights, optimisation_step, sparse_reward_error, termination_bce
+from world_models.training import (
+    check_loss_weights,
+    masked_mean,
+    optimisation_step,
+    sparse_reward_error,
+    termination_bce,
+)
 
 Observation = torch.Tensor | Mapping[str, torch.Tensor]
 """Pixels ``(..., Hp, Wp, C)`` uint8, or ``{"pixels": ..., "state": (..., S)}``."""
@@ -49,7 +55,9 @@ Objective = Literal["reconstruction", "jepa"]
 class SequenceBatch(NamedTuple):
     """Time-major training windows (``obs[t]`` is seen before ``actions[t]``).
 
-    ``costs=None`` means no cost was recorded: every step counts as safe.
+    ``costs=None`` means no cost was recorded: every step counts as safe. ``mask=None``
+    means every step counts; else steps with mask 0 (after an episode's end inside the
+    window) are left out of every loss.
     """
 
     obs: Observation  # (T+1, B, Hp, Wp, C) uint8, or a dict with "pixels" and "state" (T+1, B, S)
@@ -57,6 +65,7 @@ class SequenceBatch(NamedTuple):
     rewards: torch.Tensor  # (T, B)
     terminated: torch.Tensor  # (T, B) bool or float
     costs: torch.Tensor | None = None  # (T, B)
+    mask: torch.Tensor | None = None  # (T, B) float, 1: the step counts
 
 
 def symlog(x: torch.Tensor) -> torch.Tensor:
@@ -207,6 +216,9 @@ class LatentWorldModel(nn.Module):
         smoothness_weight: float = 1.0,
         sparse_reward_weight: float = 0.0,
         termination_weight: float = 0.0,
+        value_function: bool = False,
+        discount: float = 0.99,
+        value_tau: float = 0.02,
     ) -> None:
         """Build the networks and an Adam optimizer over the trainable parameters.
 
@@ -235,6 +247,11 @@ class LatentWorldModel(nn.Module):
                 times in the reward loss (:func:`~world_models.training.sparse_reward_error`).
             termination_weight: terminal steps count ``1 + termination_weight`` times in the
                 continuation loss (:func:`~world_models.training.termination_bce`).
+            value_function: learn a terminal value ``V(z) = u(z) / (1 - discount)`` by TD(0) on
+                the open-loop latents of the training windows (the discounted return of the
+                data's behaviour); :meth:`imagine` adds it after the last imagined step.
+            discount: the value's discount, in ``[0, 1)`` (the planner's).
+            value_tau: EMA rate of the value's target network.
         """
         super().__init__()
         _check_config(image_size, channels, objective, ema_tau)
@@ -250,6 +267,14 @@ class LatentWorldModel(nn.Module):
         self.dynamics = mlp(latent_dim + action_dim, hidden_dim, latent_dim)
         self.num_heads = 3 if safety_head else 2  # [reward, continuation logit, cost logit]
         self.heads = mlp(latent_dim + action_dim, hidden_dim, self.num_heads)
+        if value_function and not 0.0 <= discount < 1.0:
+            raise ValueError(f"discount must be in [0, 1) with value_function=True, got {discount}")
+        self.discount, self.value_tau = discount, value_tau
+        self.value_net: nn.Sequential | None = None
+        self.value_target: nn.Sequential | None = None
+        if value_function:
+            self.value_net = mlp(latent_dim, hidden_dim, 1)
+            self.value_target = copy.deepcopy(self.value_net).requires_grad_(False)
         self.decoder: ConvDecoder | None = None
         self.target_encoder: ConvEncoder | None = None
         if objective == "reconstruction":
@@ -280,6 +305,13 @@ class LatentWorldModel(nn.Module):
     def continuation(self, out: torch.Tensor) -> torch.Tensor:
         """Probability ``(...)`` that the episode goes on after the step."""
         return torch.sigmoid(out[..., 1])
+
+    def value(self, z: torch.Tensor, net: nn.Module | None = None) -> torch.Tensor:
+        """Terminal value ``(...)`` of latents ``(..., Z)`` (needs ``value_function=True``)."""
+        net = self.value_net if net is None else net
+        if net is None:
+            raise RuntimeError("value() needs a model built with value_function=True")
+        return net(z)[..., 0] / (1.0 - self.discount)
 
     def safety(self, out: torch.Tensor) -> torch.Tensor:
         """Probability ``(...)`` that the step is unsafe (zeros without a safety head)."""
@@ -320,7 +352,7 @@ class LatentWorldModel(nn.Module):
             continuation=self.continuation(out),
             latents=latents,
             disagreement=torch.zeros_like(rewards),
-            terminal_value=None,
+            terminal_value=None if self.value_net is None else self.value(latents[-1]),
         )
 
     # ----------------------------------------------------------------- training
@@ -335,6 +367,10 @@ class LatentWorldModel(nn.Module):
                                       (self.trainable, self.grad_clip))
         if self.target_encoder is not None:
             self.update_target()
+        if self.value_net is not None and self.value_target is not None:
+            with torch.no_grad():
+                for online, target in zip(self.value_net.parameters(), self.value_target.parameters(), strict=True):
+                    target.lerp_(online, self.value_tau)
         self.eval()
         metrics["world_model/grad_norm"] = float(grad_norm or 0.0)
         return metrics
@@ -353,12 +389,16 @@ class LatentWorldModel(nn.Module):
         z = self._encode_window(pixels, state)  # (T+1, B, Z)
         latents = self.rollout(z[0], batch.actions)  # (T+1, B, Z), open loop from z_0
         if self.objective == "reconstruction":
-            total, metrics = self._reconstruction_terms(pixels, state, z, latents)
+            total, metrics = self._reconstruction_terms(pixels, state, z, latents, batch.mask)
         else:
-            total, metrics = self._jepa_terms(pixels, state, z, latents)
+            total, metrics = self._jepa_terms(pixels, state, z, latents, batch.mask)
         head_total, head_metrics = self._head_terms(batch, latents)
         total = total + head_total
         metrics.update(head_metrics)
+        if self.value_net is not None:
+            value_loss = self._value_loss(batch, latents.detach())
+            total = total + value_loss
+            metrics["world_model/value_loss"] = value_loss.item()
         metrics.update(self._collapse_metrics(z))
         metrics["world_model/loss"] = total.item()
         return total, metrics
@@ -378,32 +418,40 @@ class LatentWorldModel(nn.Module):
         return torch.cat([z0[None], rest.unflatten(0, pixels[1:].shape[:2])])
 
     def _reconstruction_terms(
-        self, pixels: torch.Tensor, state: torch.Tensor | None, z: torch.Tensor, latents: torch.Tensor
+        self, pixels: torch.Tensor, state: torch.Tensor | None, z: torch.Tensor, latents: torch.Tensor,
+        mask: torch.Tensor | None,
     ) -> tuple[torch.Tensor, dict[str, float]]:
         """Squared pixel error (summed over each frame, so a small object's pixels weigh as much
         as the latent terms) of the frames decoded from ``latents (T+1, B, Z)`` (``z_0``, then
-        the open-loop prediction), + state MSE, + latent consistency with the encodings ``z (T+1, B, Z)``."""
+        the open-loop prediction), + state MSE, + latent consistency with the encodings ``z (T+1, B, Z)``.
+        ``mask (T, B)``: which predicted frames ``1..T`` count (frame 0 always does)."""
         assert self.decoder is not None
+        frames = pixels.shape[:2]  # (T+1, B)
+        frame_mask = None if mask is None else torch.cat([torch.ones_like(mask[:1]), mask])
         images, state_pred = self.decoder(latents.flatten(0, 1))
-        recon = (images - pixels_to_float(pixels.flatten(0, 1))).pow(2).sum(dim=(1, 2, 3)).mean()  # per frame
+        error = (images - pixels_to_float(pixels.flatten(0, 1))).pow(2).sum(dim=(1, 2, 3))  # per frame
+        recon = masked_mean(error.unflatten(0, frames), frame_mask)
         if state is not None and state_pred is not None:
-            recon = recon + F.mse_loss(state_pred, symlog(state.flatten(0, 1).to(torch.float32)))
-        consistency = F.mse_loss(latents[1:], z[1:].detach())
+            state_error = (state_pred - symlog(state.flatten(0, 1).to(torch.float32))).pow(2)
+            recon = recon + masked_mean(state_error.unflatten(0, frames), frame_mask)
+        consistency = masked_mean((latents[1:] - z[1:].detach()).pow(2), mask)
         metrics = {"world_model/reconstruction_loss": recon.item(), "world_model/consistency_loss": consistency.item()}
         return recon + consistency, metrics
 
     def _jepa_terms(
-        self, pixels: torch.Tensor, state: torch.Tensor | None, z: torch.Tensor, latents: torch.Tensor
+        self, pixels: torch.Tensor, state: torch.Tensor | None, z: torch.Tensor, latents: torch.Tensor,
+        mask: torch.Tensor | None,
     ) -> tuple[torch.Tensor, dict[str, float]]:
-        """MSE of the rollout against EMA-target embeddings of frames ``1..T`` + VICReg guard."""
+        """MSE of the rollout against EMA-target embeddings of frames ``1..T`` (the steps that
+        ``mask (T, B)`` keeps) + VICReg guard on every frame."""
         assert self.target_encoder is not None
         horizon, batch_size = pixels.shape[0] - 1, pixels.shape[1]
         with torch.no_grad():
             target = self.target_encoder(pixels[1:].flatten(0, 1), _flat(None if state is None else state[1:]))
         target = target.unflatten(0, (horizon, batch_size))  # (T, B, Z)
-        prediction = F.mse_loss(latents[1:], target)
+        prediction = masked_mean((latents[1:] - target).pow(2), mask)
         variance, covariance, _ = variance_covariance(z.flatten(0, 1))
-        smoothness = (z[1:] - z[:-1]).pow(2).mean()
+        smoothness = masked_mean((z[1:] - z[:-1]).pow(2), mask)
         total = (prediction + self.variance_weight * variance + self.covariance_weight * covariance
                  + self.smoothness_weight * smoothness)
         metrics = {
@@ -418,16 +466,28 @@ class LatentWorldModel(nn.Module):
         """Reward MSE, continuation BCE and cost BCE on the open-loop latents ``(T+1, B, Z)``."""
         out = self.head_outputs(latents[:-1], batch.actions)  # (T, B, heads)
         rewards = batch.rewards.to(torch.float32)
-        reward = sparse_reward_error(self.reward(out), rewards, rewards, self.sparse_reward_weight)
-        continuation = termination_bce(out[..., 1], batch.terminated, self.termination_weight)
+        reward = sparse_reward_error(self.reward(out), rewards, rewards, self.sparse_reward_weight, batch.mask)
+        continuation = termination_bce(out[..., 1], batch.terminated, self.termination_weight, batch.mask)
         total = reward + continuation
         metrics = {"world_model/reward_loss": reward.item(), "world_model/continuation_loss": continuation.item()}
         if self.num_heads == 3:
             unsafe = torch.zeros_like(out[..., 2]) if batch.costs is None else (batch.costs > 0).to(torch.float32)
-            cost = F.binary_cross_entropy_with_logits(out[..., 2], unsafe)
+            cost = masked_mean(F.binary_cross_entropy_with_logits(out[..., 2], unsafe, reduction="none"), batch.mask)
             total = total + cost
             metrics["safety/cost_bce"] = cost.item()
         return total, metrics
+
+    def _value_loss(self, batch: SequenceBatch, latents: torch.Tensor) -> torch.Tensor:
+        """TD(0) on the open-loop latents ``(T+1, B, Z)`` (no gradient into them) against the EMA
+        target, on the reward scale; bootstraps through truncation, not through termination."""
+        assert self.value_target is not None
+        scale = 1.0 - self.discount
+        with torch.no_grad():
+            alive = (~batch.terminated.to(torch.bool)).to(torch.float32)
+            target = scale * batch.rewards.to(torch.float32) + self.discount * alive * scale * self.value(
+                latents[1:], self.value_target
+            )
+        return masked_mean((scale * self.value(latents[:-1]) - target).pow(2), batch.mask)
 
     @torch.no_grad()
     def _collapse_metrics(self, z: torch.Tensor) -> dict[str, float]:
@@ -485,6 +545,8 @@ class LatentWorldModel(nn.Module):
                     "terminated": (horizon, batch_size)}
         if batch.costs is not None:
             expected["costs"] = (horizon, batch_size)
+        if batch.mask is not None:
+            expected["mask"] = (horizon, batch_size)
         for name, shape in expected.items():
             got = tuple(getattr(batch, name).shape)
             if got != shape or horizon < 1:

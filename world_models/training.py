@@ -9,7 +9,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-__all__ = ["check_loss_weights", "optimisation_step", "sparse_reward_error", "termination_bce"]
+__all__ = ["check_loss_weights", "masked_mean", "optimisation_step", "sparse_reward_error", "termination_bce"]
 
 
 def optimisation_step(
@@ -43,26 +43,47 @@ def check_loss_weights(**weights: float) -> None:
             raise ValueError(f"{name} must be a finite number >= 0, got {value}")
 
 
-def sparse_reward_error(pred: torch.Tensor, target: torch.Tensor, rewards: torch.Tensor, weight: float) -> torch.Tensor:
+def sparse_reward_error(
+    pred: torch.Tensor, target: torch.Tensor, rewards: torch.Tensor, weight: float, mask: torch.Tensor | None = None
+) -> torch.Tensor:
     """Mean squared reward error in which rows with a non-zero reward count ``1 + weight`` times.
 
-    ``pred``, ``target``, ``rewards``: the same shape (``target`` may be ``rewards``
-    normalised); the weighted mean is divided by the mean weight, so ``weight = 0`` is the
-    plain mean squared error. Sparse rewards (a catch, a goal reached) are a few rows in
-    thousands: unweighted, a model learns to predict zero everywhere and a planner sees
-    no reward to aim for.
+    ``pred``, ``target``, ``rewards`` (and ``mask``, 1 for the rows that count and 0 for
+    the rest): the same shape (``target`` may be ``rewards`` normalised); the weighted mean
+    is divided by the mean weight, so ``weight = 0`` without a mask is the plain mean
+    squared error. Sparse rewards (a catch, a goal reached) are a few rows in thousands:
+    unweighted, a model learns to predict zero everywhere and a planner sees no reward to
+    aim for.
     """
     weights = 1.0 + weight * (rewards != 0).to(pred.dtype)
-    return (weights * (pred - target) ** 2).mean() / weights.mean()
+    if mask is not None:
+        weights = weights * mask
+    return (weights * (pred - target) ** 2).mean() / weights.mean().clamp_min(1e-12)
 
 
-def termination_bce(logit: torch.Tensor, terminated: torch.Tensor, weight: float) -> torch.Tensor:
+def termination_bce(
+    logit: torch.Tensor, terminated: torch.Tensor, weight: float, mask: torch.Tensor | None = None
+) -> torch.Tensor:
     """Continuation BCE (target: the episode goes on) in which terminal rows count ``1 + weight`` times.
 
-    ``logit``, ``terminated`` (bool): the same shape. Divided by the mean weight, so
-    ``weight = 0`` is the plain BCE. An episode ends once in hundreds of steps: unweighted,
-    a model can blur where it ends and a planner walks into the end it did not foresee.
+    ``logit``, ``terminated`` (bool), ``mask`` (as in :func:`sparse_reward_error`): the
+    same shape. Divided by the mean weight, so ``weight = 0`` without a mask is the plain
+    BCE. An episode ends once in hundreds of steps: unweighted, a model can blur where it
+    ends and a planner walks into the end it did not foresee.
     """
     rare = terminated.to(logit.dtype)
     weights = 1.0 + weight * rare
-    return F.binary_cross_entropy_with_logits(logit, 1.0 - rare, weight=weights) / weights.mean()
+    if mask is not None:
+        weights = weights * mask
+    return F.binary_cross_entropy_with_logits(logit, 1.0 - rare, weight=weights) / weights.mean().clamp_min(1e-12)
+
+
+def masked_mean(x: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor:
+    """Mean of ``x`` over the entries where ``mask`` (broadcast over ``x``'s trailing axes) is 1.
+
+    Without a mask: the plain mean.
+    """
+    if mask is None:
+        return x.mean()
+    weights = mask.reshape(*mask.shape, *([1] * (x.dim() - mask.dim()))).expand_as(x)
+    return (x * weights).sum() / weights.sum().clamp_min(1.0)
