@@ -333,12 +333,25 @@ class ReplayBuffer:
         n_starts = self._size - length + 1
         if n_starts < 1:
             raise ValueError(f"cannot sample sequences of length {length}: buffer holds only {self._size} transitions")
+        # (B,) logical starts (0 = oldest stored)
         if across_episodes:
-            return self._sample_across_episodes(rng.integers(0, n_starts, size=batch_size), length)
-        # (B,) logical starts (0 = oldest stored) -> (T, B) array slots
-        starts = self._draw_window_starts(batch_size, length, n_starts, rng)
-        idx = self._physical(starts[None, :] + np.arange(length)[:, None])
-        obs = np.concatenate([self._obs[idx], self._next_obs[idx[-1]][None]], axis=0)
+            starts = rng.integers(0, n_starts, size=batch_size)
+        else:
+            starts = self._draw_window_starts(batch_size, length, n_starts, rng)
+        return self._windows(starts, length, across_episodes)
+
+    def _windows(self, starts: np.ndarray, length: int, across_episodes: bool) -> Sequences:
+        """The windows at logical ``starts (B,)``; ``across_episodes``: they may run past an
+        episode's end, so ``obs[t+1]`` is read from ``next_obs[t]`` and a mask is returned."""
+        idx = self._physical(starts[None, :] + np.arange(length)[:, None])  # (T, B) array slots
+        mask = None
+        if across_episodes:
+            obs = np.concatenate([self._obs[idx[:1]], self._next_obs[idx]], axis=0)
+            done = self._terminated[idx] | self._truncated[idx]
+            ended_before = np.cumsum(done, axis=0) - done  # (T, B): ends strictly before step t
+            mask = (ended_before == 0).astype(np.float32)
+        else:
+            obs = np.concatenate([self._obs[idx], self._next_obs[idx[-1]][None]], axis=0)
         return Sequences(
             obs=obs,
             actions=self._actions[idx],
@@ -346,21 +359,7 @@ class ReplayBuffer:
             costs=self._costs[idx],
             terminated=self._terminated[idx],
             truncated=self._truncated[idx],
-        )
-
-    def _sample_across_episodes(self, starts: np.ndarray, length: int) -> Sequences:
-        """Windows at logical ``starts (B,)`` that may run past an episode's end (masked after it)."""
-        idx = self._physical(starts[None, :] + np.arange(length)[:, None])  # (T, B)
-        done = self._terminated[idx] | self._truncated[idx]
-        ended_before = np.cumsum(done, axis=0) - done  # (T, B): ends strictly before step t
-        return Sequences(
-            obs=np.concatenate([self._obs[idx[:1]], self._next_obs[idx]], axis=0),
-            actions=self._actions[idx],
-            rewards=self._rewards[idx],
-            costs=self._costs[idx],
-            terminated=self._terminated[idx],
-            truncated=self._truncated[idx],
-            mask=(ended_before == 0).astype(np.float32),
+            mask=mask,
         )
 
     def _physical(self, logical: np.ndarray) -> np.ndarray:

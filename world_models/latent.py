@@ -40,9 +40,11 @@ from torch import nn
 from world_models.base import Rollout
 from world_models.training import (
     check_loss_weights,
+    ema_update,
     masked_mean,
     optimisation_step,
     sparse_reward_error,
+    td0_target,
     termination_bce,
 )
 
@@ -368,9 +370,7 @@ class LatentWorldModel(nn.Module):
         if self.target_encoder is not None:
             self.update_target()
         if self.value_net is not None and self.value_target is not None:
-            with torch.no_grad():
-                for online, target in zip(self.value_net.parameters(), self.value_target.parameters(), strict=True):
-                    target.lerp_(online, self.value_tau)
+            ema_update(self.value_target, self.value_net, self.value_tau)
         self.eval()
         metrics["world_model/grad_norm"] = float(grad_norm or 0.0)
         return metrics
@@ -380,8 +380,7 @@ class LatentWorldModel(nn.Module):
         """EMA step of the JEPA target encoder: ``target <- target + tau (online - target)``."""
         if self.target_encoder is None:
             raise RuntimeError("update_target() is only for objective='jepa' (reconstruction has no target encoder)")
-        for online, target in zip(self.encoder.parameters(), self.target_encoder.parameters(), strict=True):
-            target.lerp_(online, self.ema_tau)
+        ema_update(self.target_encoder, self.encoder, self.ema_tau)
 
     def loss(self, batch: SequenceBatch) -> tuple[torch.Tensor, dict[str, float]]:
         """Total loss and metrics (floats) for one :class:`SequenceBatch`."""
@@ -483,10 +482,8 @@ class LatentWorldModel(nn.Module):
         assert self.value_target is not None
         scale = 1.0 - self.discount
         with torch.no_grad():
-            alive = (~batch.terminated.to(torch.bool)).to(torch.float32)
-            target = scale * batch.rewards.to(torch.float32) + self.discount * alive * scale * self.value(
-                latents[1:], self.value_target
-            )
+            target = td0_target(batch.rewards, batch.terminated, self.value(latents[1:], self.value_target),
+                                self.discount)
         return masked_mean((scale * self.value(latents[:-1]) - target).pow(2), batch.mask)
 
     @torch.no_grad()

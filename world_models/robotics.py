@@ -19,7 +19,14 @@ from torch import nn
 from world_models.base import Rollout
 from world_models.ensemble import EnsembleMLP, to_members
 from world_models.normalizer import Normalizer
-from world_models.training import check_loss_weights, optimisation_step, sparse_reward_error, termination_bce
+from world_models.training import (
+    check_loss_weights,
+    ema_update,
+    optimisation_step,
+    sparse_reward_error,
+    td0_target,
+    termination_bce,
+)
 
 
 class ModelBatch(NamedTuple):
@@ -266,10 +273,8 @@ class RoboticsWorldModel(nn.Module):
         obs, next_obs = batch.obs.flatten(0, 1), batch.next_obs.flatten(0, 1)
         scale = 1.0 - self.discount
         with torch.no_grad():
-            alive = (~batch.terminated.flatten()).to(torch.float32)
-            target = scale * batch.rewards.flatten() + self.discount * alive * scale * self.value(
-                next_obs, self.value_target
-            )
+            target = td0_target(batch.rewards.flatten(), batch.terminated.flatten(),
+                                self.value(next_obs, self.value_target), self.discount)
         return F.mse_loss(scale * self.value(obs), target)
 
     def update(self, batch: ModelBatch, value_batch: ModelBatch | None = None) -> dict[str, float]:
@@ -278,8 +283,6 @@ class RoboticsWorldModel(nn.Module):
         total, metrics = self.loss(batch, value_batch)
         optimisation_step(self.optimizer, total, metrics, "world-model")
         if self.value_net is not None and self.value_target is not None:
-            with torch.no_grad():
-                for p, q in zip(self.value_net.parameters(), self.value_target.parameters(), strict=True):
-                    q.lerp_(p, self.value_tau)
+            ema_update(self.value_target, self.value_net, self.value_tau)
         self.eval()
         return metrics

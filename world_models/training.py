@@ -9,7 +9,15 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-__all__ = ["check_loss_weights", "masked_mean", "optimisation_step", "sparse_reward_error", "termination_bce"]
+__all__ = [
+    "check_loss_weights",
+    "ema_update",
+    "masked_mean",
+    "optimisation_step",
+    "sparse_reward_error",
+    "td0_target",
+    "termination_bce",
+]
 
 
 def optimisation_step(
@@ -34,6 +42,26 @@ def optimisation_step(
     norm = float(nn.utils.clip_grad_norm_(clip[0], clip[1])) if clip is not None else None
     optimizer.step()
     return norm
+
+
+@torch.no_grad()
+def ema_update(target: nn.Module, online: nn.Module, tau: float) -> None:
+    """One EMA step of a target network: ``target <- target + tau (online - target)``, parameter by parameter."""
+    for online_param, target_param in zip(online.parameters(), target.parameters(), strict=True):
+        target_param.lerp_(online_param, tau)
+
+
+def td0_target(
+    rewards: torch.Tensor, terminated: torch.Tensor, next_value: torch.Tensor, discount: float
+) -> torch.Tensor:
+    """TD(0) target on the reward scale, ``(1 - discount) (r + discount (1 - terminated) V(s'))``.
+
+    All of the same shape; ``next_value`` is the target network's value of the next state.
+    Bootstraps through truncation (only ``terminated`` stops it).
+    """
+    alive = (~terminated.to(torch.bool)).to(torch.float32)
+    scale = 1.0 - discount
+    return scale * rewards.to(torch.float32) + discount * alive * scale * next_value
 
 
 def check_loss_weights(**weights: float) -> None:
