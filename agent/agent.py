@@ -35,6 +35,7 @@ from agent.config import (
 from agent.evaluation import EvalResult, evaluate, evaluate_lockstep
 from agent.logger import RunLogger, truncate_outputs
 from agent.models import ModelAdapter, make_adapter
+from agent.runtime import keep_freed_memory
 from envs import env_shapes, make_env, wrap_env
 from planners import SamplingConfig, make_objective, make_planner
 from planners.base import Planner
@@ -142,6 +143,7 @@ class MBRLAgent:
         self.model_kind = model_kind(config, image_obs=len(self.obs_shape) == 3)
         validate(config, kind=self.model_kind)
 
+        keep_freed_memory()  # planning reuses freed memory instead of faulting in fresh pages (agent/runtime.py)
         torch.manual_seed(config.seed)
         self.adapter: ModelAdapter = make_adapter(config, self.model_kind, self.obs_shape, self.action_dim, self.device)
         self.model = self.adapter.model

@@ -4,7 +4,9 @@
 
 Configurations: ``pets`` (400 candidates, horizon 30, 5 CEM iterations, 20 particles,
 5-member ensemble of 4x200 MLPs on HalfCheetah's 17-dim state and 6-dim action) and
-every preset named with ``--presets``.
+every preset named with ``--presets``; with ``--lockstep B`` (default 10, the evaluation
+episodes) each preset also as ``B`` problems in one batched plan, as evaluation plans its
+side-by-side episodes. Milliseconds per action are then the batched plan's time over ``B``.
 """
 
 from __future__ import annotations
@@ -13,12 +15,13 @@ import argparse
 import platform
 import sys
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import torch
 
 from agent.config import resolve_config
+from agent.runtime import keep_freed_memory
 from planners import SamplingConfig, make_objective, make_planner
 from world_models.robotics import RoboticsWorldModel
 
@@ -37,6 +40,7 @@ class SpeedCase:
     iterations: int
     particles: int
     num_elites: int
+    problems: int = 1  # planning problems in one batched call (evaluation's side-by-side episodes)
 
 
 PETS = SpeedCase("pets", 17, 6, 5, 200, 4, "cem", 30, 400, 5, 20, 40)
@@ -71,12 +75,12 @@ def flops_per_plan(case: SpeedCase) -> float:
     """
     widths = [case.state_dim + case.action_dim] + [case.hidden_dim] * case.num_layers + [case.state_dim + 3]
     per_row = sum(2 * i * o for i, o in zip(widths[:-1], widths[1:], strict=True))
-    rows = (case.num_candidates + 1) * case.particles
+    rows = (case.num_candidates + 1) * case.particles  # per problem
     return float(per_row * rows * case.horizon * case.iterations)
 
 
 def time_case(case: SpeedCase, repeats: int) -> tuple[float, float]:
-    """Median and best seconds per plan (one action) for ``case``.
+    """Median and best seconds per action for ``case``: one plan, or one batched plan over ``problems``.
 
     The best is what the machine can do when nothing else holds its cores (a shared virtual
     machine's speed varies from minute to minute); it is compared with the matmul peak,
@@ -88,15 +92,15 @@ def time_case(case: SpeedCase, repeats: int) -> tuple[float, float]:
     sampling = SamplingConfig(num_candidates=case.num_candidates, iterations=case.iterations,
                               num_elites=case.num_elites)
     planner = make_planner(case.planner, sampling, case.action_dim, torch.Generator().manual_seed(0))
-    z0 = torch.randn(case.state_dim)
+    z0 = torch.randn(case.state_dim) if case.problems == 1 else torch.randn(case.problems, case.state_dim)
     objective = make_objective(model, z0, particles=case.particles, discount=0.99, cost_weight=0.0)
-    init = torch.zeros(case.horizon, case.action_dim)
+    init = torch.zeros(*z0.shape[:-1], case.horizon, case.action_dim)
     planner.plan(objective, init)  # warm-up
     times = []
     for _ in range(repeats):
         start = time.perf_counter()
         planner.plan(objective, init)
-        times.append(time.perf_counter() - start)
+        times.append((time.perf_counter() - start) / case.problems)
     return sorted(times)[len(times) // 2], min(times)
 
 
@@ -105,24 +109,30 @@ def main() -> int:
     parser.add_argument("--presets", nargs="*", default=["HalfCheetah-v5", "Hopper-v5", "InvertedPendulum-v5",
                                                          "Pendulum-v1"])
     parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--lockstep", type=int, default=10,
+                        help="also time each preset as this many problems in one batched plan (0: skip)")
     parser.add_argument("--out", type=Path, default=None, help="write a markdown table here")
     args = parser.parse_args()
+    keep_freed_memory()  # as the agent does
     peak = matmul_peak_gflops()
     lines = [
         f"Command: `python -m benchmarks.plan_speed {' '.join(sys.argv[1:])}`",
         f"Machine: {platform.processor() or platform.machine()}, torch {torch.__version__}, "
         f"{torch.get_num_threads()} threads; measured fp32 matmul peak {peak:.1f} GFLOP/s",
         "",
-        "| config | N | H | iters | P | E | MLP | ms / action: median | best | GFLOP / action | GFLOP/s (best) "
+        "| config | B | N | H | iters | P | E | MLP | ms / action: median | best | GFLOP / action | GFLOP/s (best) "
         "| % of peak (best) |",
-        "|---|---|---|---|---|---|---|---|---|---|---|---|",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
-    for case in [PETS] + [preset_case(e) for e in args.presets if e in ENV_DIMS]:
+    presets = [preset_case(e) for e in args.presets if e in ENV_DIMS]
+    batched = [replace(c, problems=args.lockstep) for c in presets] if args.lockstep > 1 else []
+    for case in [PETS, *presets, *batched]:
         median, best = time_case(case, args.repeats)
         gflop = flops_per_plan(case) / 1e9
         lines.append(
-            f"| {case.name} | {case.num_candidates} | {case.horizon} | {case.iterations} | {case.particles} | "
-            f"{case.ensemble_size} | {case.num_layers}x{case.hidden_dim} | {1000 * median:.1f} | {1000 * best:.1f} | "
+            f"| {case.name} | {case.problems} | {case.num_candidates} | {case.horizon} | {case.iterations} | "
+            f"{case.particles} | {case.ensemble_size} | {case.num_layers}x{case.hidden_dim} | "
+            f"{1000 * median:.1f} | {1000 * best:.1f} | "
             f"{gflop:.2f} | {gflop / best:.1f} | {100 * gflop / best / peak:.0f}% |"
         )
         print(lines[-1], flush=True)

@@ -9,6 +9,7 @@ from __future__ import annotations
 import math
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 
@@ -48,7 +49,11 @@ class EnsembleMLP(nn.Module):
         self.net = nn.Sequential(*layers)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.net(x)  # type: ignore[no-any-return]
+        # in-place activations where no backward needs their input (planning, targets): one buffer less per layer
+        inplace = not torch.is_grad_enabled()
+        for layer in self.net:
+            x = F.silu(x, inplace=inplace) if isinstance(layer, nn.SiLU) else layer(x)
+        return x
 
     @property
     def first(self) -> EnsembleLinear:

@@ -173,7 +173,8 @@ class RoboticsWorldModel(nn.Module):
         w_out, b_out = self._fold_output_layer()
         layers = [(w_in, b_in), *((layer.weight, layer.bias) for layer in self.net.hidden_after_first()),
                   (w_out, b_out)]
-        layers = [(w.repeat_interleave(k, dim=0), b.repeat_interleave(k, dim=0)) for w, b in layers]
+        if k > 1:
+            layers = [(w.repeat_interleave(k, dim=0), b.repeat_interleave(k, dim=0)) for w, b in layers]
         inplace = not torch.is_grad_enabled()  # in-place activations only where no backward needs their input
         latents, heads = [z], []
         for t in range(horizon):
