@@ -36,7 +36,7 @@ from agent.evaluation import EvalResult, evaluate, evaluate_lockstep
 from agent.logger import RunLogger, truncate_outputs
 from agent.models import ModelAdapter, make_adapter
 from agent.runtime import keep_freed_memory
-from envs import env_shapes, make_env, wrap_env
+from envs import EpisodeRecorder, env_shapes, make_env, wrap_env
 from planners import SamplingConfig, make_objective, make_planner
 from planners.base import Planner
 
@@ -175,9 +175,10 @@ class MBRLAgent:
             self._restore(load_checkpoint(self.run_dir / CHECKPOINT_NAME), self.run_dir / CHECKPOINT_NAME)
 
     # ----------------------------------------------------------------- building blocks
-    def _make_env(self, check: bool | None = None) -> gym.Env:
+    def _make_env(self, check: bool | None = None, render_mode: str | None = None) -> gym.Env:
         c = self.config
-        return make_env(c.env_id, c.env_kwargs, check=check, pixels=c.pixels, frame_stack=c.frame_stack)
+        return make_env(c.env_id, c.env_kwargs, check=check, render_mode=render_mode, pixels=c.pixels,
+                        frame_stack=c.frame_stack)
 
     def _make_buffer(self, capacity: int) -> ReplayBuffer:
         return ReplayBuffer(capacity, self.obs_shape, self.action_dim, obs_dtype=self.adapter.obs_dtype)
@@ -262,7 +263,11 @@ class MBRLAgent:
             t = self.config.train
             count = t.eval_episodes if t.eval_lockstep else 1
             # the first is checked like any env we make; its copies need not be
-            self._eval_envs = [self._make_env(check=False if k else None) for k in range(count)]
+            video = "rgb_array" if t.eval_video else None
+            self._eval_envs = [self._make_env(check=False if k else None, render_mode=None if k else video)
+                               for k in range(count)]
+        if self.config.train.eval_video and not isinstance(self._eval_envs[0], EpisodeRecorder):
+            self._eval_envs[0] = EpisodeRecorder(self._eval_envs[0])  # plays episode 0 of every evaluation
         self._start_time, self._start_steps = time.time(), self.num_timesteps
 
     def _elapsed(self) -> float:
@@ -355,7 +360,12 @@ class MBRLAgent:
         seed = self.config.seed + 100_000 + 1000 * self._evals_done
         planner = self._make_planner(torch.Generator().manual_seed(seed))
         started = time.time()
+        recorder = self._eval_envs[0] if isinstance(self._eval_envs[0], EpisodeRecorder) else None
+        if recorder is not None:
+            recorder.arm()
         result = self._run_evaluation(planner, seed)
+        if recorder is not None:
+            self.logger.video(self.num_timesteps, recorder.take(), recorder.fps)
         self._eval_seconds += time.time() - started
         self._evals_done += 1
         self.last_eval_return = float(result.returns.mean())

@@ -126,6 +126,9 @@ class TrainConfig:
     """Deterministic episodes per evaluation."""
     eval_lockstep: bool = True
     """Play the evaluation episodes side by side (one env each, one batched plan per step); false: one by one."""
+    eval_video: bool = False
+    """Record each evaluation's first episode as ``videos/eval-<step>.gif`` (the env must render ``rgb_array``).
+    Costs a rendered frame per step: MuJoCo renders in software here at about 4 frames/s at its default size."""
     log_interval: int = 1000
     """Write progress.csv / TensorBoard every this many steps."""
     checkpoint_freq: int = 1000

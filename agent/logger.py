@@ -76,8 +76,44 @@ class RunLogger:
         """Append one evaluation (K episodes) to evaluations.npz (see :func:`append_evaluation`)."""
         append_evaluation(self._evaluations, step, result, wall_seconds, eval_seconds)
 
+    def video(self, step: int, frames: np.ndarray, fps: float) -> Path | None:
+        """Write ``frames (T, Hr, Wr, 3)`` uint8 to ``videos/eval-<step>.gif`` (see :func:`write_gif`).
+
+        Returns the path, or ``None`` (nothing written) when there are no frames."""
+        if len(frames) == 0:
+            return None
+        path = self.run_dir / "videos" / f"eval-{step:08d}.gif"
+        write_gif(path, frames, fps)
+        return path
+
     def close(self) -> None:
         self._writer.close()
+
+
+VIDEO_SIDE = 240
+"""Videos are scaled down so that their longer side is at most this many pixels."""
+
+
+def write_gif(path: str | Path, frames: np.ndarray, fps: float) -> None:
+    """An animated GIF of ``frames (T, Hr, Wr, 3)`` uint8 at ``fps``, looping, written atomically.
+
+    Frames larger than :data:`VIDEO_SIDE` on their longer side are scaled down (aspect kept).
+    GIF rather than MP4: Pillow (already installed with Gymnasium's imageio) writes it, where
+    MP4 needs an ffmpeg binary of about 170 MB.
+    """
+    from PIL import Image
+
+    frames = np.asarray(frames)
+    if frames.ndim != 4 or frames.shape[-1] != 3 or frames.dtype != np.uint8 or len(frames) == 0:
+        raise ValueError(f"write_gif needs frames (T >= 1, H, W, 3) uint8, got {frames.dtype} {frames.shape}")
+    height, width = frames.shape[1:3]
+    scale = min(1.0, VIDEO_SIDE / max(height, width))
+    size = (max(1, round(width * scale)), max(1, round(height * scale)))
+    images = [Image.fromarray(f) if scale == 1.0 else Image.fromarray(f).resize(size, Image.Resampling.BILINEAR)
+              for f in frames]
+    duration = max(10, round(1000 / fps))  # ms per frame; GIF counts in hundredths of a second
+    atomic_write(path, lambda handle: images[0].save(handle, format="GIF", save_all=True,
+                                                      append_images=images[1:], duration=duration, loop=0))
 
 
 def append_evaluation(

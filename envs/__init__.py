@@ -13,13 +13,14 @@ from envs.ball_catch import BallCatchEnv
 from envs.errors import EnvironmentSpecError, NonFiniteError
 from envs.make import env_dims, env_shapes, is_image_space, make_env, parse_env_kwargs, wrap_env
 from envs.toy import PointMassEnv
-from envs.wrappers import CostInfo, FiniteCheck, FrameStack
+from envs.wrappers import CostInfo, EpisodeRecorder, FiniteCheck, FrameStack
 
 __all__ = [
     "BALL_CATCH_ID",
     "POINT_MASS_ID",
     "BallCatchEnv",
     "CostInfo",
+    "EpisodeRecorder",
     "EnvironmentSpecError",
     "FiniteCheck",
     "FrameStack",

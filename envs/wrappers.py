@@ -173,3 +173,67 @@ class FrameStack(gym.Wrapper[Any, Any, Any, Any]):
 
     def _stacked(self) -> np.ndarray:
         return np.concatenate(list(self._frames), axis=-1)
+
+
+class EpisodeRecorder(gym.Wrapper[Any, Any, Any, Any]):
+    """Keep the rendered frames of one episode on request (evaluation videos).
+
+    After :meth:`arm`, the next ``reset`` starts a recording: the frame after the reset and
+    after every step, until the episode terminates or is truncated. :meth:`take` returns
+    them as ``(T + 1, Hr, Wr, 3)`` uint8 for a ``T``-step episode and forgets them. When not
+    armed the wrapper renders nothing and costs nothing.
+
+    Raises:
+        EnvironmentSpecError: when the env does not render ``rgb_array`` frames (make it
+            with ``render_mode="rgb_array"``), or a frame is not an ``(Hr, Wr, 3)`` image.
+    """
+
+    def __init__(self, env: gym.Env[Any, Any]) -> None:
+        """Wrap ``env``, which must have ``render_mode="rgb_array"``."""
+        super().__init__(env)
+        if env.render_mode != "rgb_array":
+            raise EnvironmentSpecError(
+                f"recording {env_name(env)} needs render_mode='rgb_array', got {env.render_mode!r}; make the "
+                "evaluation env with render_mode='rgb_array' (one whose metadata lists it), or turn videos off."
+            )
+        self._armed = self._recording = False
+        self._frames: list[np.ndarray] = []
+
+    @property
+    def fps(self) -> float:
+        """Frames per second of the env's rendering (``metadata["render_fps"]``; 30 when it gives none)."""
+        return float(self.env.metadata.get("render_fps") or 30)
+
+    def arm(self) -> None:
+        """Record the episode that the next ``reset`` starts."""
+        self._armed, self._frames = True, []
+
+    def take(self) -> np.ndarray:
+        """The recorded frames ``(T + 1, Hr, Wr, 3)`` uint8 (``(0, 0, 0, 3)`` when none); forgets them."""
+        frames = np.stack(self._frames) if self._frames else np.zeros((0, 0, 0, 3), dtype=np.uint8)
+        self._frames, self._recording = [], False
+        return frames
+
+    def reset(self, *, seed: int | None = None, options: dict[str, Any] | None = None) -> tuple[Any, dict[str, Any]]:
+        """Reset the env; start recording if armed."""
+        obs, info = self.env.reset(seed=seed, options=options)
+        self._recording, self._armed = self._armed, False
+        if self._recording:
+            self._capture()
+        return obs, info
+
+    def step(self, action: Any) -> tuple[Any, SupportsFloat, bool, bool, dict[str, Any]]:
+        """Step the env; keep its frame while recording, and stop at the episode's end."""
+        obs, reward, terminated, truncated, info = self.env.step(action)
+        if self._recording:
+            self._capture()
+            self._recording = not (terminated or truncated)
+        return obs, reward, terminated, truncated, info
+
+    def _capture(self) -> None:
+        frame = np.asarray(self.env.render())
+        if frame.ndim != 3 or frame.shape[-1] != 3:
+            raise EnvironmentSpecError(
+                f"{env_name(self)} rendered a frame of shape {frame.shape}; a video needs (H, W, 3) RGB images."
+            )
+        self._frames.append(frame.astype(np.uint8, copy=False))

@@ -286,3 +286,74 @@ def test_value_window_trains_the_value_on_the_newest_transitions(monkeypatch: py
     adapter.train_step(buffer, np.random.default_rng(0))
     assert set(seen["value_batch"].obs[..., 0].unique().tolist()) <= {25.0, 26.0, 27.0, 28.0, 29.0}
     assert seen["batch"].obs[..., 0].min() < 25  # the model itself still learns from everything
+
+
+def test_eval_video_records_each_evaluations_first_episode(tmp_path: Path) -> None:
+    from PIL import Image
+
+    config = debug_config(**{"train.eval_video": True, "train.eval_episodes": 2})  # lockstep: episode 0 on env 0
+    MBRLAgent(POINT_MASS_ID, config, run_dir=tmp_path).learn(200, progress_bar=False)
+    with np.load(tmp_path / "evaluations.npz") as data:
+        steps, lengths = data["timesteps"], data["ep_lengths"]
+    videos = sorted((tmp_path / "videos").glob("*.gif"))
+    assert [v.name for v in videos] == [f"eval-{int(s):08d}.gif" for s in steps]
+    for video, length in zip(videos, lengths[:, 0], strict=True):
+        with Image.open(video) as gif:
+            frame_ms = [gif.info["duration"] for _ in _gif_frames(gif)]
+        # PointMass renders at 10 frames/s: the reset frame and one per step, 100 ms each (Pillow may merge
+        # identical neighbours into one longer frame, so compare the total)
+        assert sum(frame_ms) == 100 * (int(length) + 1)
+
+
+def _gif_frames(gif: Any) -> Any:
+    for k in range(gif.n_frames):
+        gif.seek(k)
+        yield k
+
+
+def test_eval_video_needs_an_env_that_renders(tmp_path: Path) -> None:
+    from envs import EnvironmentSpecError, EpisodeRecorder
+
+    env = make_env(POINT_MASS_ID)  # render_mode None
+    with pytest.raises(EnvironmentSpecError, match="render_mode='rgb_array'"):
+        EpisodeRecorder(env)
+    config = debug_config(**{"train.eval_video": True})
+    agent = MBRLAgent(POINT_MASS_ID, config, eval_env=make_env(POINT_MASS_ID), run_dir=tmp_path)
+    with pytest.raises(EnvironmentSpecError, match="render_mode='rgb_array'"):
+        agent.learn(10, progress_bar=False)
+
+
+def test_episode_recorder_keeps_one_episode_only_when_armed() -> None:
+    from envs import EpisodeRecorder
+
+    recorder = EpisodeRecorder(make_env(POINT_MASS_ID, render_mode="rgb_array"))
+    recorder.reset(seed=0)
+    recorder.step(np.zeros(recorder.action_space.shape, dtype=np.float32))
+    assert recorder.take().shape[0] == 0  # not armed: nothing rendered
+    recorder.arm()
+    recorder.reset(seed=0)
+    steps, done = 0, False
+    while not done:
+        _, _, terminated, truncated, _ = recorder.step(np.ones(recorder.action_space.shape, dtype=np.float32))
+        steps, done = steps + 1, terminated or truncated
+    recorder.reset(seed=1)  # the next episode is not recorded
+    recorder.step(np.zeros(recorder.action_space.shape, dtype=np.float32))
+    frames = recorder.take()
+    assert frames.dtype == np.uint8 and frames.ndim == 4 and frames.shape[-1] == 3
+    assert frames.shape[0] == steps + 1
+
+
+def test_write_gif_scales_large_frames_and_refuses_bad_input(tmp_path: Path) -> None:
+    from PIL import Image
+
+    from agent.logger import VIDEO_SIDE, write_gif
+
+    frames = np.zeros((3, 480, 320, 3), dtype=np.uint8)
+    frames[1, :, :, 0] = 255
+    write_gif(tmp_path / "v.gif", frames, fps=25)
+    with Image.open(tmp_path / "v.gif") as gif:
+        assert gif.size == (VIDEO_SIDE * 320 // 480, VIDEO_SIDE)
+        assert gif.n_frames == 3 and gif.info["duration"] == 40
+    with pytest.raises(ValueError, match=r"\(T >= 1, H, W, 3\) uint8"):
+        write_gif(tmp_path / "w.gif", frames.astype(np.float32), fps=25)
+    assert not (tmp_path / "w.gif").exists()
