@@ -7,6 +7,10 @@ Runs (one after another, each resumable) go to ``<out>/runs/rehearse/seed<k>``; 
 (``summary.md``, ``summary.json``) holds the command, per-seed curves, mean and IQM with
 a 95% bootstrap interval at every evaluation step, steps and wall-clock to reach the
 threshold, and peak memory. Extra flags after ``--`` go to train_agent.py unchanged.
+
+The summary covers the seeds asked for and every other seed already under ``<out>/runs/rehearse``
+(with an evaluation), so seeds trained as separate processes, one ``--seeds k`` each, leave one
+summary of all of them; the report names the seeds that came from other commands.
 """
 
 from __future__ import annotations
@@ -89,6 +93,24 @@ def summarise(env_id: str, runs: dict[int, dict[str, Any]], threshold: float | N
     return "\n".join(lines) + "\n"
 
 
+def run_dir_of(out: Path, seed: int) -> Path:
+    """Where seed ``seed``'s run lives: ``<out>/runs/rehearse/seed<seed>`` (the layout benchmarks.compare uses)."""
+    return out / "runs" / "rehearse" / f"seed{seed}"
+
+
+def seeds_to_summarise(out: Path, requested: list[int]) -> tuple[list[int], list[int]]:
+    """``(all seeds, the others)``: ``requested`` plus every other ``seed<k>`` under ``out`` with an evaluation."""
+    others = []
+    parent = out / "runs" / "rehearse"
+    if parent.is_dir():
+        for path in parent.iterdir():
+            name = path.name.removeprefix("seed")
+            if path.name.startswith("seed") and name.isdigit() and (path / "evaluations.npz").exists():
+                others.append(int(name))
+    others = sorted(set(others) - set(requested))
+    return sorted([*requested, *others]), others
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--env", required=True)
@@ -102,18 +124,21 @@ def main() -> int:
     args = parser.parse_args()
     extra = [a for a in args.train_args if a != "--"]
     command = "python -m benchmarks.returns " + " ".join(shlex.quote(a) for a in sys.argv[1:])
-    runs: dict[int, dict[str, Any]] = {}
-    for seed in args.seeds:
-        run_dir = args.out / "runs" / "rehearse" / f"seed{seed}"  # the layout benchmarks.compare uses
-        if not args.summary_only:
+    if not args.summary_only:
+        for seed in args.seeds:
             cmd = [sys.executable, "train_agent.py", "--env", args.env, "--seed", str(seed), "--run-dir",
-                   str(run_dir), "--no-progress-bar", *extra]
+                   str(run_dir_of(args.out, seed)), "--no-progress-bar", *extra]
             if args.total_timesteps is not None:
                 cmd += ["--total-timesteps", str(args.total_timesteps)]
             print("$", " ".join(shlex.quote(c) for c in cmd), flush=True)
             subprocess.run(cmd, check=True)
-        runs[seed] = read_run(run_dir)
+    seeds, others = seeds_to_summarise(args.out, args.seeds)
+    runs = {seed: read_run(run_dir_of(args.out, seed)) for seed in seeds}
     report = summarise(args.env, runs, args.threshold, command)
+    if others:
+        found = ", ".join(map(str, others))
+        report = report.replace("\n\n", f"\n\nAlso summarised: seed(s) {found}, found in the run directory "
+                                f"(produced by other commands, possibly still running)\n\n", 1)
     if args.how:
         report = report.replace("\n\n", f"\n\nRuns produced by: {args.how}\n\n", 1)
     args.out.mkdir(parents=True, exist_ok=True)

@@ -7,7 +7,7 @@ from pathlib import Path
 import numpy as np
 
 from benchmarks.plan_speed import PETS, flops_per_plan
-from benchmarks.returns import first_reach, read_run, summarise
+from benchmarks.returns import first_reach, read_run, run_dir_of, seeds_to_summarise, summarise
 from benchmarks.stats import bootstrap_ci, iqm
 
 
@@ -41,6 +41,18 @@ def test_summary_reports_wall_clock_evaluation_share_and_memory(tmp_path: Path) 
     table = summarise("Toy-v0", {0: run}, 1000.0, "cmd")
     assert "| 2000 | 1000.0 | 1000.0 | 1000.0 [1000.0, 1000.0] |" in table
     assert "| 0 | 1000.0 | 100 | 36 | 420 | 2000 | 100 |" in table
+
+
+def test_summary_takes_in_seeds_trained_by_other_commands(tmp_path: Path) -> None:
+    for seed in (0, 2, 7):
+        run_dir_of(tmp_path, seed).mkdir(parents=True)
+    for seed in (2, 7):  # seed 0 has not evaluated yet; "seedx" and "other" are not seeds
+        np.savez(run_dir_of(tmp_path, seed) / "evaluations.npz", timesteps=np.array([1]), results=np.ones((1, 1)))
+    (tmp_path / "runs" / "rehearse" / "seedx").mkdir()
+    (tmp_path / "runs" / "rehearse" / "other").mkdir()
+    assert seeds_to_summarise(tmp_path, [1]) == ([1, 2, 7], [2, 7])
+    assert seeds_to_summarise(tmp_path, [7, 2]) == ([2, 7], [])
+    assert seeds_to_summarise(tmp_path / "absent", [3]) == ([3], [])
 
 
 def test_pets_flop_count() -> None:
