@@ -8,6 +8,8 @@
 
 Every field of the preset (agent/presets/<env>.yaml) has a flag ``--<section>-<field>``.
 Re-running with the same run directory (or ``--resume``) continues where it stopped.
+``--evaluate N`` plays N deterministic episodes with the run directory's checkpoint instead
+of training (its saved configuration is used; the preset flags are ignored).
 """
 
 from __future__ import annotations
@@ -42,6 +44,10 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--device", choices=["auto", "cpu", "cuda"], default="auto")
     parser.add_argument("--resume", action="store_true", help="require a checkpoint in --run-dir and continue it")
     parser.add_argument("--no-progress-bar", action="store_true")
+    parser.add_argument("--evaluate", type=int, default=None, metavar="N",
+                        help="do not train: play N deterministic episodes with --run-dir's checkpoint and print them")
+    parser.add_argument("--evaluate-seed", type=int, default=0, metavar="S",
+                        help="with --evaluate: episode j starts from reset seed S + j")
     group = parser.add_argument_group("preset overrides (any preset value)")
     for section, cls in SECTIONS.items():
         for field in dataclasses.fields(cls):
@@ -65,8 +71,35 @@ def overrides_from_args(args: argparse.Namespace) -> dict[str, Any]:
     return overrides
 
 
+def evaluate_run(run_dir: Path, episodes: int, seed: int) -> str:
+    """Play ``episodes`` deterministic episodes with ``run_dir``'s checkpoint; a printable report."""
+    path = run_dir / CHECKPOINT_NAME
+    if not path.exists():
+        raise CheckpointError(f"--evaluate needs a trained run: {path} does not exist (train with --run-dir {run_dir})")
+    agent = MBRLAgent.load(path)
+    result = agent.evaluate(episodes, seed=seed)
+    returns = ", ".join(f"{r:.1f}" for r in result.returns)
+    return (
+        f"{agent.config.env_id}, checkpoint at step {agent.num_timesteps} ({path}), {episodes} deterministic "
+        f"episode(s), reset seeds {seed} to {seed + episodes - 1}:\n"
+        f"mean return {result.returns.mean():.1f} +/- {result.returns.std():.1f}, "
+        f"mean length {result.lengths.mean():.1f}, mean cost {result.costs.mean():.1f}\nreturns: {returns}"
+    )
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    if args.evaluate is not None:
+        if args.evaluate < 1:
+            print(f"error: --evaluate needs at least one episode, got {args.evaluate}", file=sys.stderr)
+            return 2
+        try:
+            print(evaluate_run(args.run_dir or default_run_dir(args.env, args.seed), args.evaluate,
+                               args.evaluate_seed), flush=True)
+        except (ConfigError, CheckpointError, EnvironmentSpecError, NonFiniteError) as exc:
+            print(f"error: {exc}", file=sys.stderr)
+            return 2
+        return 0
     try:
         config = resolve_config(args.env, overrides_from_args(args), preset=args.preset)
         run_dir = args.run_dir or default_run_dir(args.env, args.seed)

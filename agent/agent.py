@@ -139,6 +139,7 @@ class MBRLAgent:
         self._eval_envs: list[gym.Env] = (
             [] if eval_env is None else [eval_env] if isinstance(eval_env, gym.Env) else list(eval_env)
         )
+        self._own_eval_envs = False  # made by the agent (more are made when an evaluation needs them)
         self.obs_shape, self.action_dim = env_shapes(self.env)
         self.model_kind = model_kind(config, image_obs=len(self.obs_shape) == 3)
         validate(config, kind=self.model_kind)
@@ -259,16 +260,23 @@ class MBRLAgent:
         self.run_dir.mkdir(parents=True, exist_ok=True)
         (self.run_dir / "config.yaml").write_text(yaml.safe_dump(config_to_dict(self.config), sort_keys=False))
         self.logger = RunLogger(self.run_dir, self.config.env_id)
-        if not self._eval_envs:
-            t = self.config.train
-            count = t.eval_episodes if t.eval_lockstep else 1
-            # the first is checked like any env we make; its copies need not be
-            video = "rgb_array" if t.eval_video else None
-            self._eval_envs = [self._make_env(check=False if k else None, render_mode=None if k else video)
-                               for k in range(count)]
+        self._ensure_eval_envs(self.config.train.eval_episodes)
         if self.config.train.eval_video and not isinstance(self._eval_envs[0], EpisodeRecorder):
             self._eval_envs[0] = EpisodeRecorder(self._eval_envs[0])  # plays episode 0 of every evaluation
         self._start_time, self._start_steps = time.time(), self.num_timesteps
+
+    def _ensure_eval_envs(self, episodes: int) -> None:
+        """Make evaluation envs for ``episodes`` episodes (one per episode with ``train.eval_lockstep``,
+        else one), unless the caller gave its own (``eval_env``) or enough exist."""
+        if self._eval_envs and not self._own_eval_envs:
+            return
+        t = self.config.train
+        count = episodes if t.eval_lockstep else 1
+        video = "rgb_array" if t.eval_video else None
+        # the first is checked like any env we make; its copies need not be
+        self._eval_envs += [self._make_env(check=False if k else None, render_mode=None if k else video)
+                            for k in range(len(self._eval_envs), count)]
+        self._own_eval_envs = True
 
     def _elapsed(self) -> float:
         """Wall-clock seconds of this run so far, summed over resumed sessions."""
@@ -337,10 +345,23 @@ class MBRLAgent:
         """The first evaluation env (the only one when episodes run one by one)."""
         return self._eval_envs[0] if self._eval_envs else None
 
-    def _run_evaluation(self, planner: Planner, seed: int) -> EvalResult:
-        """The evaluation episodes: side by side with one batched plan per step when there is an env per
-        episode (and ``train.eval_lockstep``), else one by one on the first env."""
-        horizon, episodes = self.config.planner.horizon, self.config.train.eval_episodes
+    def evaluate(self, n_episodes: int | None = None, seed: int = 0) -> EvalResult:
+        """Play ``n_episodes`` (default ``train.eval_episodes``) deterministic episodes and return
+        their returns, lengths and costs, as the training loop's evaluations do (Stable-Baselines3's
+        ``evaluate_policy``): separate evaluation envs, episode ``j`` reset with seed ``seed + j``,
+        the planner's mean plan without exploration noise. Nothing is trained or logged."""
+        episodes = self.config.train.eval_episodes if n_episodes is None else n_episodes
+        if episodes < 1:
+            raise ValueError(f"evaluate: n_episodes must be >= 1, got {episodes}")
+        self._ensure_eval_envs(episodes)
+        return self._run_evaluation(self._make_planner(torch.Generator().manual_seed(seed)), seed, episodes)
+
+    def _run_evaluation(self, planner: Planner, seed: int, episodes: int | None = None) -> EvalResult:
+        """The evaluation episodes (default ``train.eval_episodes``): side by side with one batched plan
+        per step when there is an env per episode (and ``train.eval_lockstep``), else one by one on the
+        first env."""
+        horizon = self.config.planner.horizon
+        episodes = self.config.train.eval_episodes if episodes is None else episodes
         if self.config.train.eval_lockstep and len(self._eval_envs) >= episodes:
             warm = WarmStart(horizon, self.action_dim, self.device, batch=episodes)
 

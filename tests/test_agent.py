@@ -272,6 +272,23 @@ def test_agent_evaluates_in_lockstep(tmp_path: Path) -> None:
     assert len(agent._eval_envs) == 1 and set(sizes) == {0}
 
 
+def test_public_evaluate_matches_the_training_loops_evaluation(tmp_path: Path) -> None:
+    config = debug_config(**{"train.eval_episodes": 2, "train.eval_freq": 100})
+    agent = MBRLAgent(POINT_MASS_ID, config, run_dir=tmp_path / "run")
+    agent.learn(100, progress_bar=False)  # evaluates once, at step 100, with seed + 100_000
+    logged = np.load(tmp_path / "run" / "evaluations.npz")["results"][-1]
+    steps, stored = agent.num_timesteps, len(agent.buffer)
+    result = agent.evaluate(seed=config.seed + 100_000)
+    np.testing.assert_array_equal(result.returns, logged)  # the same episodes, the same plans
+    assert (agent.num_timesteps, len(agent.buffer)) == (steps, stored)  # nothing gathered or trained
+
+    more = agent.evaluate(5, seed=3)  # more episodes than eval envs so far: more envs, still in lockstep
+    assert more.returns.shape == (5,) and len(agent._eval_envs) == 5
+    np.testing.assert_array_equal(more.returns, agent.evaluate(5, seed=3).returns)  # seeded: repeatable
+    with pytest.raises(ValueError, match="n_episodes"):
+        agent.evaluate(0)
+
+
 def test_value_window_trains_the_value_on_the_newest_transitions(monkeypatch: pytest.MonkeyPatch) -> None:
     config = debug_config(**{"model.value_function": True, "model.value_window": 5})
     adapter = RoboticsAdapter(config, state_dim=2, action_dim=1, device=torch.device("cpu"))

@@ -76,3 +76,22 @@ def test_truncated_checkpoint_gives_clear_error_and_is_kept(
     code, _, err = run(capsys, *args)
     assert code == 2 and "truncated" in err and "Nothing was changed" in err
     assert path.read_bytes() == damaged
+
+
+def test_evaluate_plays_a_trained_run_without_training_it(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    run_dir = tmp_path / "run"
+    code, _, err = run(capsys, "--run-dir", str(run_dir), "--evaluate", "3")
+    assert code == 2 and "does not exist" in err and "--run-dir" in err
+    assert run(capsys, "--env", "rehearse/PointMass-v0", "--total-timesteps", "100", "--run-dir", str(run_dir),
+               *DEBUG)[0] == 0
+    before = (run_dir / CHECKPOINT_NAME).read_bytes()
+    code, out, _ = run(capsys, "--run-dir", str(run_dir), "--evaluate", "3", "--evaluate-seed", "7")
+    assert code == 0 and "rehearse/PointMass-v0, checkpoint at step 100" in out
+    assert "3 deterministic episode(s), reset seeds 7 to 9" in out
+    returns = out.split("returns: ")[1].split(", ")
+    assert len(returns) == 3 and all(float(r) <= 0 for r in returns)  # PointMass pays minus the distance
+    assert run(capsys, "--run-dir", str(run_dir), "--evaluate", "3", "--evaluate-seed", "7")[1] == out  # repeatable
+    assert (run_dir / CHECKPOINT_NAME).read_bytes() == before
+    assert run(capsys, "--run-dir", str(run_dir), "--evaluate", "0")[0] == 2
