@@ -209,7 +209,13 @@ class MBRLAgent:
             cost_weight=p.cost_weight, pessimism=p.pessimism,
         )
         start = time.perf_counter()
-        plan = planner.plan(objective, warm.init())
+        proposals = None
+        if p.policy_proposals:  # the learned policy's own plans (model.value_kind policy), among the candidates
+            generator = getattr(planner, "generator", None) or torch.Generator().manual_seed(0)
+            with torch.inference_mode():
+                proposals = self.model.propose(z0, p.horizon, p.policy_proposals, p.policy_noise, generator)
+            proposals = proposals if batched else proposals[0]  # (B, n, H, A) or (n, H, A)
+        plan = planner.plan(objective, warm.init(), proposals)
         self._plan_ms += [1000 * (time.perf_counter() - start) / len(z0)] * len(z0)
         warm.store(plan)
         return plan[..., 0, :].cpu().numpy().astype(np.float32)

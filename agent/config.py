@@ -20,6 +20,7 @@ PRESET_DIR = Path(__file__).parent / "presets"
 
 MODEL_KINDS = ("auto", "robotics", "latent")
 LATENT_OBJECTIVES = ("jepa", "reconstruction")
+VALUE_KINDS = ("state", "policy")
 
 
 @dataclass
@@ -46,6 +47,11 @@ class ModelConfig:
     value_window: int = 0
     """Train the value on the most recent N transitions only (0: all stored): the current planner's
     behaviour rather than the random warm-up's."""
+    value_kind: str = "state"
+    """Robotics model, with value_function: ``state``, V(z) by TD(0) on stored transitions (the value
+    of the behaviour that filled the buffer); or ``policy``, a learned deterministic policy pi(z) and
+    twin Q(z, a) trained off-policy (TD3's clipped double Q, without target smoothing), the terminal
+    value then being min Q(z_H, pi(z_H)): the value of acting by the learned policy after the horizon."""
     sparse_reward_weight: float = 0.0
     """Extra weight of transitions with a non-zero reward in the reward loss (each counts 1 + this):
     for sparse rewards, which a model otherwise learns to predict as zero everywhere. 0: off."""
@@ -96,6 +102,12 @@ class PlannerConfig:
     """Penalty per unit of predicted unsafe probability."""
     pessimism: float = 0.0
     """Subtract this many standard deviations of the particles' returns (ensemble disagreement)."""
+    policy_proposals: int = 0
+    """With model.value_kind policy: sequences proposed by rolling the learned policy through the model
+    (the first without noise, the rest with noise policy_noise on every action), scored with the
+    planner's own candidates. 0: none."""
+    policy_noise: float = 0.1
+    """Std of the noise on the policy's actions in all proposals but the first."""
 
 
 @dataclass
@@ -295,6 +307,15 @@ def validate(config: Config, kind: str | None = None) -> None:
         raise ConfigError(
             f"planner.discount must be in [0, 1) when model.value_function is on, got {config.planner.discount}"
         )
+    if config.model.value_kind == "policy" and not config.model.value_function:
+        raise ConfigError("model.value_kind policy needs model.value_function: true")
+    if config.planner.policy_proposals and config.model.value_kind != "policy":
+        raise ConfigError(
+            f"planner.policy_proposals ({config.planner.policy_proposals}) needs a learned policy: "
+            "set model.value_kind: policy (with model.value_function: true), or planner.policy_proposals: 0"
+        )
+    if config.planner.policy_proposals < 0 or not config.planner.policy_noise >= 0:
+        raise ConfigError("planner.policy_proposals and planner.policy_noise must be >= 0")
     if config.device not in ("auto", "cpu", "cuda") and not config.device.startswith("cuda:"):
         raise ConfigError(f"device must be auto, cpu or cuda, got {config.device!r}")
 
@@ -308,6 +329,8 @@ def _validate_model(m: ModelConfig) -> None:
         value = getattr(m, name)
         if not (math.isfinite(value) and value >= 0):
             raise ConfigError(f"model.{name} must be a finite number >= 0 (0: off), got {value}")
+    if m.value_kind not in VALUE_KINDS:
+        raise ConfigError(f"model.value_kind must be one of {', '.join(VALUE_KINDS)}, got {m.value_kind!r}")
     if m.value_window < 0:
         raise ConfigError(f"model.value_window must be >= 0 (0: all stored transitions), got {m.value_window}")
     for name in ("latent_dim", "depth", "sequence_length", "hidden_dim", "ensemble_size"):

@@ -67,6 +67,7 @@ class RoboticsAdapter(_OnDevice):
             num_layers=m.num_layers, learning_rate=m.learning_rate, weight_decay=m.weight_decay,
             value_function=m.value_function, discount=config.planner.discount, value_tau=m.value_tau,
             sparse_reward_weight=m.sparse_reward_weight, termination_weight=m.termination_weight,
+            value_kind=m.value_kind,
         ).to(device)
         self.value_window = m.value_window if m.value_function else 0
         self.model.eval()
@@ -92,7 +93,11 @@ class RoboticsAdapter(_OnDevice):
             value_batch = self._batch(
                 buffer.sample(self.batch_size, rng, ensemble_size=self.ensemble_size, recent=self.value_window)
             )
-        return self.model.update(batch, value_batch)
+        noise = None
+        if self.model.actor is not None:  # TD3's target smoothing: N(0, 0.2) clipped to +-0.5, from the run's rng
+            shape = (self.ensemble_size, self.batch_size, self.model.action_dim)
+            noise = self._tensor(np.clip(0.2 * rng.standard_normal(shape), -0.5, 0.5))
+        return self.model.update(batch, value_batch, noise)
 
     def _batch(self, batch: Transitions) -> ModelBatch:
         t = self._tensor
@@ -115,6 +120,11 @@ class LatentAdapter(_OnDevice):
                 "render at 64x64 (the default of pixels: true) or resize the frames"
             )
         m = config.model
+        if m.value_kind != "state":
+            raise ConfigError(
+                f"model.value_kind {m.value_kind} is for the robotics model (state observations); "
+                "the latent model learns a state value: set model.value_kind: state"
+            )
         if m.value_function and m.value_window:
             raise ConfigError(
                 "model.value_window is for the robotics model; the latent model learns its value on "

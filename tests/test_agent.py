@@ -23,8 +23,13 @@ def debug_config(**overrides: object) -> Config:
     return resolve_config(POINT_MASS_ID, {"device": "cpu", **overrides}, preset="debug")
 
 
-def test_resume_continues_exactly(tmp_path: Path) -> None:
-    config = debug_config(**{"train.eval_episodes": 3})  # evaluations in lockstep, 3 episodes per plan call
+POLICY = {"model.value_function": True, "model.value_kind": "policy", "planner.policy_proposals": 3}
+
+
+@pytest.mark.parametrize("settings", [{}, POLICY], ids=["preset", "policy"])
+def test_resume_continues_exactly(tmp_path: Path, settings: dict[str, object]) -> None:
+    # evaluations in lockstep, 3 episodes per plan call
+    config = debug_config(**{"train.eval_episodes": 3, **settings})
     straight = MBRLAgent(POINT_MASS_ID, config, run_dir=tmp_path / "a")
     straight.learn(200, progress_bar=False)
 
@@ -114,6 +119,19 @@ def test_resume_with_other_settings_is_refused(tmp_path: Path) -> None:
     MBRLAgent(POINT_MASS_ID, debug_config(), run_dir=tmp_path).learn(50, progress_bar=False)
     with pytest.raises(ConfigError, match="planner.horizon"):
         MBRLAgent(POINT_MASS_ID, debug_config(**{"planner.horizon": 7}), run_dir=tmp_path)
+
+
+def test_policy_value_settings_are_checked() -> None:
+    with pytest.raises(ConfigError, match="value_kind must be one of"):
+        validate(debug_config(**{"model.value_kind": "greedy"}))
+    with pytest.raises(ConfigError, match="needs model.value_function: true"):
+        validate(debug_config(**{"model.value_kind": "policy"}))
+    with pytest.raises(ConfigError, match="policy_proposals .* needs a learned policy"):
+        validate(debug_config(**{"planner.policy_proposals": 4}))
+    validate(debug_config(**POLICY))
+    config = debug_config(**POLICY, **{"env_kwargs": {"obs_mode": "pixels"}})
+    with pytest.raises(ConfigError, match="is for the robotics model"):
+        MBRLAgent("rehearse/BallCatch-v0", config)
 
 
 def test_config_overrides_and_validation() -> None:
@@ -298,7 +316,7 @@ def test_value_window_trains_the_value_on_the_newest_transitions(monkeypatch: py
                    terminated=False, truncated=False, next_obs=np.full(2, step + 1, np.float32))
     adapter.fit_normalizers(buffer)
     seen: dict[str, Any] = {}
-    monkeypatch.setattr(adapter.model, "update", lambda batch, value_batch=None: seen.update(
+    monkeypatch.setattr(adapter.model, "update", lambda batch, value_batch=None, target_noise=None: seen.update(
         batch=batch, value_batch=value_batch) or {})
     adapter.train_step(buffer, np.random.default_rng(0))
     assert set(seen["value_batch"].obs[..., 0].unique().tolist()) <= {25.0, 26.0, 27.0, 28.0, 29.0}

@@ -260,3 +260,60 @@ def test_termination_bce_weights_terminal_rows() -> None:
     assert torch.isclose(termination_bce(logit, terminated, 4.0), weighted)
     with pytest.raises(ValueError, match="termination_weight"):
         RoboticsWorldModel(2, 1, termination_weight=float("nan"))
+
+
+def _policy_model(discount: float = 0.0) -> RoboticsWorldModel:
+    return RoboticsWorldModel(2, 1, ensemble_size=1, hidden_dim=32, num_layers=1, learning_rate=3e-3,
+                              value_function=True, value_kind="policy", value_tau=0.1, discount=discount)
+
+
+def test_policy_value_learns_the_best_action_not_the_stored_ones() -> None:
+    # The same bandit as above: the stored (uniform) actions return -4/3 on average, the best action
+    # a = 0.5 returns 1. The learned policy finds it, and the terminal value is its return.
+    torch.manual_seed(0)
+    gen = torch.Generator().manual_seed(0)
+    model = _policy_model()
+    data = _bandit(4000, gen)
+    model.fit_normalizers(data.obs[0], data.actions[0], data.rewards[0], data.next_obs[0])
+    for _ in range(600):  # the policy first runs to the edge (a = 1), then comes back as the critic learns
+        idx = torch.randint(0, 4000, (1, 128), generator=gen)
+        model.update(ModelBatch(*(x[:, idx[0]] for x in data)))
+    with torch.no_grad():
+        z = torch.randn(200, 2, generator=gen)
+        actions, value = model.policy(z), model.terminal_value(z)
+    assert actions.shape == (200, 1) and value is not None and value.shape == (200,)
+    assert abs(actions.mean().item() - 0.5) < 0.1, actions.mean().item()
+    assert 0.6 < value.mean().item() < 1.1, value.mean().item()  # the min of two critics: a little low
+
+
+def test_actor_term_trains_the_actor_only() -> None:
+    model = _policy_model(discount=0.9)
+    data = _bandit(64, torch.Generator().manual_seed(0))
+    model.actor_loss(data).backward()
+    assert model.critic is not None and model.actor is not None
+    assert all(p.grad is None for p in model.critic.parameters())
+    assert all(p.requires_grad for p in model.critic.parameters())  # unfrozen again
+    assert any(p.grad is not None and p.grad.abs().sum() > 0 for p in model.actor.parameters())
+
+
+def test_policy_proposals_roll_the_policy_through_the_model() -> None:
+    torch.manual_seed(0)
+    model = RoboticsWorldModel(3, 2, ensemble_size=2, hidden_dim=16, num_layers=1, value_function=True,
+                               value_kind="policy").eval()
+    z0 = torch.randn(4, 3)
+    props = model.propose(z0, 5, 3, 0.3, torch.Generator().manual_seed(1))
+    assert props.shape == (4, 3, 5, 2) and props.abs().max() <= 1.0
+    again = model.propose(z0, 5, 3, 0.3, torch.Generator().manual_seed(1))
+    torch.testing.assert_close(props, again, rtol=0, atol=0)  # seeded
+    # sequence 0 is the policy's own: its first action is pi(z0), and noise-free proposals all equal it
+    torch.testing.assert_close(props[:, 0, 0], model.policy(z0))
+    clean = model.propose(z0, 5, 3, 0.0, torch.Generator().manual_seed(1))
+    torch.testing.assert_close(clean, clean[:, :1].expand_as(clean))
+    torch.testing.assert_close(clean[:, 0], props[:, 0])
+    assert not torch.allclose(props[:, 1], props[:, 0])
+    # its second action is pi of the ensemble's mean next state
+    with torch.no_grad():
+        a0 = model.policy(z0)
+        members = z0.expand(2, 4, 3), a0.expand(2, 4, 2)
+        z1 = model.next(members[0], model.predict(*members, with_variance=False)).mean(0)
+        torch.testing.assert_close(props[:, 0, 1], model.policy(z1))

@@ -78,8 +78,12 @@ class RoboticsWorldModel(nn.Module):
         value_tau: float = 0.005,
         sparse_reward_weight: float = 0.0,
         termination_weight: float = 0.0,
+        value_kind: str = "state",
     ) -> None:
-        """``sparse_reward_weight > 0`` adds a squared error on the reward mean to the Gaussian NLL in
+        """``value_kind`` (with ``value_function``): ``state``, a value ``V(z)`` learned by TD(0) on
+        stored transitions; ``policy``, a deterministic policy ``pi(z)`` and twin ``Q(z, a)`` learned
+        off-policy, terminal value ``min Q(z, pi(z))`` (see :meth:`policy_loss`).
+        ``sparse_reward_weight > 0`` adds a squared error on the reward mean to the Gaussian NLL in
         which transitions with a non-zero reward count ``1 + sparse_reward_weight`` times (see
         :func:`~world_models.training.sparse_reward_error`); 0 leaves the NLL alone.
         ``termination_weight``: terminal transitions count ``1 + termination_weight`` times in the
@@ -100,11 +104,22 @@ class RoboticsWorldModel(nn.Module):
         self.input_norm = Normalizer(self.state_dim + action_dim)
         self.target_norm = Normalizer(self.target_dim)
         self.discount, self.value_tau = discount, value_tau
+        if value_kind not in ("state", "policy"):
+            raise ValueError(f"value_kind must be state or policy, got {value_kind!r}")
         self.value_net: EnsembleMLP | None = None
         self.value_target: EnsembleMLP | None = None
-        if value_function:  # a terminal value V(z) = u(z) / (1 - discount), u on the reward scale
+        self.actor: EnsembleMLP | None = None
+        self.actor_target: EnsembleMLP | None = None
+        self.critic: EnsembleMLP | None = None
+        self.critic_target: EnsembleMLP | None = None
+        if value_function and value_kind == "state":  # V(z) = u(z) / (1 - discount), u on the reward scale
             self.value_net = EnsembleMLP(1, self.state_dim, 1, hidden_dim, 2)
             self.value_target = copy.deepcopy(self.value_net).requires_grad_(False)
+        elif value_function:  # pi(z) in [-1, 1]^A and twin Q(z, a) = u(z, a) / (1 - discount)
+            self.actor = EnsembleMLP(1, self.state_dim, action_dim, hidden_dim, 2)
+            self.actor_target = copy.deepcopy(self.actor).requires_grad_(False)
+            self.critic = EnsembleMLP(2, self.state_dim + action_dim, 1, hidden_dim, 2)
+            self.critic_target = copy.deepcopy(self.critic).requires_grad_(False)
         trainable = [p for p in self.parameters() if p.requires_grad]
         self.optimizer = torch.optim.AdamW(trainable, lr=learning_rate, weight_decay=weight_decay)
 
@@ -149,6 +164,49 @@ class RoboticsWorldModel(nn.Module):
         assert net is not None, "value() needs value_function=True"
         z_norm = (z - self.input_norm.mean[: self.state_dim]) / self.input_norm.std[: self.state_dim]
         return net(z_norm[None])[0, :, 0] / (1.0 - self.discount)
+
+    def policy(self, z: torch.Tensor, net: EnsembleMLP | None = None) -> torch.Tensor:
+        """The learned policy's action ``(B, A)`` in ``[-1, 1]`` for latents ``(B, Z)`` (``value_kind`` policy)."""
+        net = self.actor if net is None else net
+        assert net is not None, "policy() needs value_kind='policy'"
+        z_norm = (z - self.input_norm.mean[: self.state_dim]) / self.input_norm.std[: self.state_dim]
+        return torch.tanh(net(z_norm[None])[0])
+
+    def q_values(self, z: torch.Tensor, action: torch.Tensor, net: EnsembleMLP | None = None) -> torch.Tensor:
+        """Both critics' ``Q(z, a)`` ``(2, B)`` for latents ``(B, Z)`` and actions ``(B, A)``, in return units."""
+        net = self.critic if net is None else net
+        assert net is not None, "q_values() needs value_kind='policy'"
+        x = self.input_norm.normalize(torch.cat([z, action], dim=-1))
+        return net(x.expand(2, *x.shape))[..., 0] / (1.0 - self.discount)
+
+    def terminal_value(self, z: torch.Tensor) -> torch.Tensor | None:
+        """The value ``(B,)`` added after the planning horizon to latents ``(B, Z)``; ``None`` without one."""
+        if self.value_net is not None:
+            return self.value(z)
+        if self.actor is not None:
+            return self.q_values(z, self.policy(z)).amin(dim=0)
+        return None
+
+    @torch.no_grad()
+    def propose(self, z0: torch.Tensor, horizon: int, count: int, noise: float,
+                generator: torch.Generator) -> torch.Tensor:
+        """Action sequences ``(B, count, H, A)`` from rolling the learned policy through the model from
+        ``z0 (B, Z)``: the ensemble's mean next latent after each action. Sequence 0 of each problem is
+        the policy's own; the others add Gaussian noise of std ``noise`` (from ``generator``) to every
+        action, clamped to ``[-1, 1]``."""
+        batch = z0.shape[0]
+        z = z0.repeat_interleave(count, dim=0)  # (B * count, Z), row b * count + k
+        eps = torch.randn((horizon, batch, count, self.action_dim), generator=generator,
+                          device=generator.device).to(z0)
+        eps[:, :, 0] = 0.0
+        actions = []
+        for t in range(horizon):
+            a = (self.policy(z) + noise * eps[t].reshape(batch * count, -1)).clamp(-1.0, 1.0)
+            actions.append(a)
+            members_z = z.expand(self.ensemble_size, *z.shape)
+            members_a = a.expand(self.ensemble_size, *a.shape)
+            z = self.next(members_z, self.predict(members_z, members_a, with_variance=False)).mean(dim=0)
+        return torch.stack(actions, dim=1).reshape(batch, count, horizon, self.action_dim)
 
     def safety(self, pred: StepPrediction) -> torch.Tensor:
         """Probability ``(E, M)`` that the step is unsafe (incurs cost)."""
@@ -199,7 +257,7 @@ class RoboticsWorldModel(nn.Module):
             continuation=torch.sigmoid(head_rows[..., 1]),
             latents=latent_rows,
             disagreement=torch.zeros_like(reward_rows),
-            terminal_value=self.value(latent_rows[-1]) if self.value_net is not None else None,
+            terminal_value=self.terminal_value(latent_rows[-1]),
         )
 
     def _fold_output_layer(self) -> tuple[torch.Tensor, torch.Tensor]:
@@ -232,10 +290,13 @@ class RoboticsWorldModel(nn.Module):
         self.input_norm.fit(torch.cat([obs, actions], dim=-1))
         self.target_norm.fit(torch.cat([next_obs - obs, rewards[:, None]], dim=-1))
 
-    def loss(self, batch: ModelBatch, value_batch: ModelBatch | None = None) -> tuple[torch.Tensor, dict[str, float]]:
+    def loss(
+        self, batch: ModelBatch, value_batch: ModelBatch | None = None, target_noise: torch.Tensor | None = None
+    ) -> tuple[torch.Tensor, dict[str, float]]:
         """Gaussian NLL on normalised targets + continuation and safety BCE; ``(E, B)`` batch.
 
-        The value function (if any) learns from ``value_batch`` when given, else from ``batch``.
+        The value function (if any) learns from ``value_batch`` when given, else from ``batch``;
+        ``target_noise`` is for :meth:`critic_loss`.
         """
         pred = self.predict(batch.obs, batch.actions)
         target = self.target_norm.normalize(
@@ -252,8 +313,11 @@ class RoboticsWorldModel(nn.Module):
             # the NLL alone explains a rare reward as noise (a wide variance) and predicts ~0 everywhere
             total = total + sparse_reward_error(pred.mean[..., -1], target[..., -1], batch.rewards,
                                                 self.sparse_reward_weight)
-        if self.value_net is not None:
-            value_loss = self.value_loss(batch if value_batch is None else value_batch)
+        has_value = self.value_net is not None or self.actor is not None
+        if has_value:
+            value_batch = batch if value_batch is None else value_batch
+            value_loss = (self.value_loss(value_batch) if self.value_net is not None
+                          else self.policy_loss(value_batch, target_noise))
             total = total + value_loss
         reward_std = self.target_norm.std[-1]
         metrics = {
@@ -264,7 +328,7 @@ class RoboticsWorldModel(nn.Module):
             "world_model/continuation_bce": cont_bce.item(),
             "safety/cost_bce": cost_bce.item(),
         }
-        if self.value_net is not None:
+        if has_value:
             metrics["world_model/value_loss"] = value_loss.item()
         return total, metrics
 
@@ -278,12 +342,52 @@ class RoboticsWorldModel(nn.Module):
                                 self.value(next_obs, self.value_target), self.discount)
         return F.mse_loss(scale * self.value(obs), target)
 
-    def update(self, batch: ModelBatch, value_batch: ModelBatch | None = None) -> dict[str, float]:
-        """One optimisation step on an ``(E, B)`` batch (``value_batch``: see :meth:`loss`); returns metrics."""
+    def policy_loss(self, batch: ModelBatch, target_noise: torch.Tensor | None = None) -> torch.Tensor:
+        """Twin-critic TD(0) loss plus the actor's ``-Q1(z, pi(z))`` on stored transitions (reward scale).
+
+        The critics regress ``(1 - discount) r + discount (1 - terminated) min Q'(z', pi'(z') + noise)``
+        with the EMA targets ``Q'`` and ``pi'`` (TD3's clipped double Q; ``target_noise (E, B, A)``,
+        if given, smooths the target policy's actions); the actor's term reaches the actor only
+        (the critics are frozen for it).
+        """
+        return self.critic_loss(batch, target_noise) + self.actor_loss(batch)
+
+    def critic_loss(self, batch: ModelBatch, target_noise: torch.Tensor | None = None) -> torch.Tensor:
+        """Both critics' squared TD(0) error against the targets' clipped double Q (see :meth:`policy_loss`)."""
+        assert self.actor_target is not None and self.critic_target is not None
+        obs, next_obs = batch.obs.flatten(0, 1), batch.next_obs.flatten(0, 1)
+        with torch.no_grad():
+            next_action = self.policy(next_obs, self.actor_target)
+            if target_noise is not None:
+                next_action = (next_action + target_noise.flatten(0, 1)).clamp(-1.0, 1.0)
+            next_q = self.q_values(next_obs, next_action, self.critic_target).amin(0)
+            target = td0_target(batch.rewards.flatten(), batch.terminated.flatten(), next_q, self.discount)
+        scale = 1.0 - self.discount
+        return F.mse_loss(scale * self.q_values(obs, batch.actions.flatten(0, 1)), target.expand(2, -1))
+
+    def actor_loss(self, batch: ModelBatch) -> torch.Tensor:
+        """``-(1 - discount) Q1(z, pi(z))`` on the stored states; its gradient reaches the actor only."""
+        assert self.critic is not None
+        obs = batch.obs.flatten(0, 1)
+        self.critic.requires_grad_(False)
+        try:
+            return -((1.0 - self.discount) * self.q_values(obs, self.policy(obs))[0]).mean()
+        finally:
+            self.critic.requires_grad_(True)
+
+    def update(
+        self, batch: ModelBatch, value_batch: ModelBatch | None = None, target_noise: torch.Tensor | None = None
+    ) -> dict[str, float]:
+        """One optimisation step on an ``(E, B)`` batch (``value_batch``, ``target_noise``: see :meth:`loss`);
+        returns metrics."""
         self.train()
-        total, metrics = self.loss(batch, value_batch)
+        total, metrics = self.loss(batch, value_batch, target_noise)
         optimisation_step(self.optimizer, total, metrics, "world-model")
         if self.value_net is not None and self.value_target is not None:
             ema_update(self.value_target, self.value_net, self.value_tau)
+        if self.actor is not None and self.actor_target is not None:
+            assert self.critic is not None and self.critic_target is not None
+            ema_update(self.actor_target, self.actor, self.value_tau)
+            ema_update(self.critic_target, self.critic, self.value_tau)
         self.eval()
         return metrics
