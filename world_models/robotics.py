@@ -82,7 +82,7 @@ class RoboticsWorldModel(nn.Module):
     ) -> None:
         """``value_kind`` (with ``value_function``): ``state``, a value ``V(z)`` learned by TD(0) on
         stored transitions; ``policy``, a deterministic policy ``pi(z)`` and twin ``Q(z, a)`` learned
-        off-policy, terminal value ``min Q(z, pi(z))`` (see :meth:`policy_loss`).
+        off-policy, terminal value ``min Q(z, pi(z))`` (see :meth:`critic_loss`, :meth:`actor_loss`).
         ``sparse_reward_weight > 0`` adds a squared error on the reward mean to the Gaussian NLL in
         which transitions with a non-zero reward count ``1 + sparse_reward_weight`` times (see
         :func:`~world_models.training.sparse_reward_error`); 0 leaves the NLL alone.
@@ -313,12 +313,15 @@ class RoboticsWorldModel(nn.Module):
             # the NLL alone explains a rare reward as noise (a wide variance) and predicts ~0 everywhere
             total = total + sparse_reward_error(pred.mean[..., -1], target[..., -1], batch.rewards,
                                                 self.sparse_reward_weight)
-        has_value = self.value_net is not None or self.actor is not None
-        if has_value:
-            value_batch = batch if value_batch is None else value_batch
-            value_loss = (self.value_loss(value_batch) if self.value_net is not None
-                          else self.policy_loss(value_batch, target_noise))
-            total = total + value_loss
+        value_batch = batch if value_batch is None else value_batch
+        value_terms: dict[str, torch.Tensor] = {}
+        if self.value_net is not None:
+            value_terms["world_model/value_loss"] = self.value_loss(value_batch)
+        elif self.actor is not None:
+            value_terms["world_model/critic_loss"] = self.critic_loss(value_batch, target_noise)
+            value_terms["world_model/actor_loss"] = self.actor_loss(value_batch)  # minus the policy's Q1, reward scale
+        if value_terms:
+            total = total + sum(value_terms.values())  # (critic + actor): one term added to the model's
         reward_std = self.target_norm.std[-1]
         metrics = {
             "world_model/loss": total.item(),
@@ -328,8 +331,7 @@ class RoboticsWorldModel(nn.Module):
             "world_model/continuation_bce": cont_bce.item(),
             "safety/cost_bce": cost_bce.item(),
         }
-        if has_value:
-            metrics["world_model/value_loss"] = value_loss.item()
+        metrics.update({key: term.item() for key, term in value_terms.items()})
         return total, metrics
 
     def value_loss(self, batch: ModelBatch) -> torch.Tensor:
@@ -342,18 +344,13 @@ class RoboticsWorldModel(nn.Module):
                                 self.value(next_obs, self.value_target), self.discount)
         return F.mse_loss(scale * self.value(obs), target)
 
-    def policy_loss(self, batch: ModelBatch, target_noise: torch.Tensor | None = None) -> torch.Tensor:
-        """Twin-critic TD(0) loss plus the actor's ``-Q1(z, pi(z))`` on stored transitions (reward scale).
+    def critic_loss(self, batch: ModelBatch, target_noise: torch.Tensor | None = None) -> torch.Tensor:
+        """Both critics' squared TD(0) error on stored transitions (reward scale, ``value_kind`` policy).
 
         The critics regress ``(1 - discount) r + discount (1 - terminated) min Q'(z', pi'(z') + noise)``
-        with the EMA targets ``Q'`` and ``pi'`` (TD3's clipped double Q; ``target_noise (E, B, A)``,
-        if given, smooths the target policy's actions); the actor's term reaches the actor only
-        (the critics are frozen for it).
+        with the EMA targets ``Q'`` and ``pi'``: TD3's clipped double Q, and ``target_noise (E, B, A)``,
+        if given, smooths the target policy's actions.
         """
-        return self.critic_loss(batch, target_noise) + self.actor_loss(batch)
-
-    def critic_loss(self, batch: ModelBatch, target_noise: torch.Tensor | None = None) -> torch.Tensor:
-        """Both critics' squared TD(0) error against the targets' clipped double Q (see :meth:`policy_loss`)."""
         assert self.actor_target is not None and self.critic_target is not None
         obs, next_obs = batch.obs.flatten(0, 1), batch.next_obs.flatten(0, 1)
         with torch.no_grad():
