@@ -50,7 +50,7 @@ class ModelConfig:
     value_kind: str = "state"
     """Robotics model, with value_function: ``state``, V(z) by TD(0) on stored transitions (the value
     of the behaviour that filled the buffer); or ``policy``, a learned deterministic policy pi(z) and
-    twin Q(z, a) trained off-policy (TD3's clipped double Q, without target smoothing), the terminal
+    twin Q(z, a) trained off-policy (TD3's clipped double Q and target smoothing), the terminal
     value then being min Q(z_H, pi(z_H)): the value of acting by the learned policy after the horizon."""
     sparse_reward_weight: float = 0.0
     """Extra weight of transitions with a non-zero reward in the reward loss (each counts 1 + this):

@@ -47,7 +47,7 @@ from typing import Any
 import numpy as np
 from tqdm import tqdm
 
-from benchmarks.returns import progress_times
+from benchmarks.returns import progress_times, run_dir_of
 
 __all__ = ["ALGORITHMS", "RunSpec", "collect_rows", "is_finished", "main", "plan_runs", "run_one"]
 
@@ -149,7 +149,7 @@ def plan_runs(env_id: str, algos: Sequence[str], seeds: Sequence[int], budgets: 
     unknown = [a for a in algos if a not in ALGORITHMS]
     if unknown:
         raise ValueError(f"unknown algorithm(s) {unknown}; choose from {list(ALGORITHMS)}")
-    return [RunSpec(algo, env_id, seed, budgets[algo], str(out / "runs" / algo / f"seed{seed}"), eval_freq,
+    return [RunSpec(algo, env_id, seed, budgets[algo], str(run_dir_of(out, seed, algo)), eval_freq,
                     eval_episodes, threads, rehearse_preset)
             for seed in seeds for algo in algos]
 

@@ -93,15 +93,20 @@ def summarise(env_id: str, runs: dict[int, dict[str, Any]], threshold: float | N
     return "\n".join(lines) + "\n"
 
 
-def run_dir_of(out: Path, seed: int) -> Path:
-    """Where seed ``seed``'s run lives: ``<out>/runs/rehearse/seed<seed>`` (the layout benchmarks.compare uses)."""
-    return out / "runs" / "rehearse" / f"seed{seed}"
+def algo_runs_dir(out: Path, algo: str = "rehearse") -> Path:
+    """Where an algorithm's runs live under a results directory: ``<out>/runs/<algo>`` (also benchmarks.compare's)."""
+    return out / "runs" / algo
+
+
+def run_dir_of(out: Path, seed: int, algo: str = "rehearse") -> Path:
+    """Where one run lives: ``<out>/runs/<algo>/seed<seed>``."""
+    return algo_runs_dir(out, algo) / f"seed{seed}"
 
 
 def seeds_to_summarise(out: Path, requested: list[int]) -> tuple[list[int], list[int]]:
     """``(all seeds, the others)``: ``requested`` plus every other ``seed<k>`` under ``out`` with an evaluation."""
     others = []
-    parent = out / "runs" / "rehearse"
+    parent = algo_runs_dir(out)
     if parent.is_dir():
         for path in parent.iterdir():
             name = path.name.removeprefix("seed")

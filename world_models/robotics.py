@@ -162,15 +162,17 @@ class RoboticsWorldModel(nn.Module):
         """Terminal value ``(B,)`` of latents ``(B, Z)`` (discounted return of the data's behaviour)."""
         net = self.value_net if net is None else net
         assert net is not None, "value() needs value_function=True"
-        z_norm = (z - self.input_norm.mean[: self.state_dim]) / self.input_norm.std[: self.state_dim]
-        return net(z_norm[None])[0, :, 0] / (1.0 - self.discount)
+        return net(self._normalized_state(z)[None])[0, :, 0] / (1.0 - self.discount)
+
+    def _normalized_state(self, z: torch.Tensor) -> torch.Tensor:
+        """Latents ``(B, Z)`` scaled by the state part of the input normaliser (the value and policy nets' input)."""
+        return (z - self.input_norm.mean[: self.state_dim]) / self.input_norm.std[: self.state_dim]
 
     def policy(self, z: torch.Tensor, net: EnsembleMLP | None = None) -> torch.Tensor:
         """The learned policy's action ``(B, A)`` in ``[-1, 1]`` for latents ``(B, Z)`` (``value_kind`` policy)."""
         net = self.actor if net is None else net
         assert net is not None, "policy() needs value_kind='policy'"
-        z_norm = (z - self.input_norm.mean[: self.state_dim]) / self.input_norm.std[: self.state_dim]
-        return torch.tanh(net(z_norm[None])[0])
+        return torch.tanh(net(self._normalized_state(z)[None])[0])
 
     def q_values(self, z: torch.Tensor, action: torch.Tensor, net: EnsembleMLP | None = None) -> torch.Tensor:
         """Both critics' ``Q(z, a)`` ``(2, B)`` for latents ``(B, Z)`` and actions ``(B, A)``, in return units."""
