@@ -7,6 +7,10 @@ Configurations: ``pets`` (400 candidates, horizon 30, 5 CEM iterations, 20 parti
 every preset named with ``--presets``; with ``--lockstep B`` (default 10, the evaluation
 episodes) each preset also as ``B`` problems in one batched plan, as evaluation plans its
 side-by-side episodes. Milliseconds per action are then the batched plan's time over ``B``.
+
+Every configuration is timed with the vectorised inference SiLU (``world_models.activation``)
+and, with ``--silu both`` (the default), also with torch's, the two alternating plan by plan so
+that the machine's drift from one minute to the next falls on both alike.
 """
 
 from __future__ import annotations
@@ -15,6 +19,7 @@ import argparse
 import platform
 import sys
 import time
+from contextlib import nullcontext
 from dataclasses import dataclass, replace
 from pathlib import Path
 
@@ -23,6 +28,7 @@ import torch
 from agent.config import resolve_config
 from agent.runtime import keep_freed_memory
 from planners import SamplingConfig, make_objective, make_planner
+from world_models.activation import fast_silu_status, torch_silu
 from world_models.robotics import RoboticsWorldModel
 
 
@@ -79,8 +85,9 @@ def flops_per_plan(case: SpeedCase) -> float:
     return float(per_row * rows * case.horizon * case.iterations)
 
 
-def time_case(case: SpeedCase, repeats: int) -> tuple[float, float]:
-    """Median and best seconds per action for ``case``: one plan, or one batched plan over ``problems``.
+def time_case(case: SpeedCase, repeats: int, silus: tuple[str, ...] = ("kernel",)) -> dict[str, tuple[float, float]]:
+    """Median and best seconds per action for ``case`` with each SiLU in ``silus`` (``kernel``, ``torch``):
+    one plan, or one batched plan over ``problems``; the SiLUs take turns, one plan each.
 
     The best is what the machine can do when nothing else holds its cores (a shared virtual
     machine's speed varies from minute to minute); it is compared with the matmul peak,
@@ -95,13 +102,17 @@ def time_case(case: SpeedCase, repeats: int) -> tuple[float, float]:
     z0 = torch.randn(case.state_dim) if case.problems == 1 else torch.randn(case.problems, case.state_dim)
     objective = make_objective(model, z0, particles=case.particles, discount=0.99, cost_weight=0.0)
     init = torch.zeros(*z0.shape[:-1], case.horizon, case.action_dim)
-    planner.plan(objective, init)  # warm-up
-    times = []
+    times: dict[str, list[float]] = {silu: [] for silu in silus}
+    for silu in silus:  # warm-up
+        with torch_silu() if silu == "torch" else nullcontext():
+            planner.plan(objective, init)
     for _ in range(repeats):
-        start = time.perf_counter()
-        planner.plan(objective, init)
-        times.append((time.perf_counter() - start) / case.problems)
-    return sorted(times)[len(times) // 2], min(times)
+        for silu in silus:
+            with torch_silu() if silu == "torch" else nullcontext():
+                start = time.perf_counter()
+                planner.plan(objective, init)
+                times[silu].append((time.perf_counter() - start) / case.problems)
+    return {silu: (sorted(t)[len(t) // 2], min(t)) for silu, t in times.items()}
 
 
 def main() -> int:
@@ -111,6 +122,8 @@ def main() -> int:
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--lockstep", type=int, default=10,
                         help="also time each preset as this many problems in one batched plan (0: skip)")
+    parser.add_argument("--silu", choices=["both", "kernel", "torch"], default="both",
+                        help="time with the vectorised inference SiLU, torch's, or both in alternation")
     parser.add_argument("--out", type=Path, default=None, help="write a markdown table here")
     args = parser.parse_args()
     keep_freed_memory()  # as the agent does
@@ -118,24 +131,28 @@ def main() -> int:
     lines = [
         f"Command: `python -m benchmarks.plan_speed {' '.join(sys.argv[1:])}`",
         f"Machine: {platform.processor() or platform.machine()}, torch {torch.__version__}, "
-        f"{torch.get_num_threads()} threads; measured fp32 matmul peak {peak:.1f} GFLOP/s",
+        f"{torch.get_num_threads()} threads; measured fp32 matmul peak {peak:.1f} GFLOP/s; "
+        f"vectorised SiLU {fast_silu_status()}",
         "",
-        "| config | B | N | H | iters | P | E | MLP | ms / action: median | best | GFLOP / action | GFLOP/s (best) "
-        "| % of peak (best) |",
-        "|---|---|---|---|---|---|---|---|---|---|---|---|---|",
+        "| config | B | N | H | iters | P | E | MLP | SiLU | ms / action: median | best | GFLOP / action "
+        "| GFLOP/s (best) | % of peak (best) |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
+    silus = ("kernel", "torch") if args.silu == "both" else (args.silu,)
+    if not fast_silu_status().startswith("on"):
+        silus = ("torch",)  # the kernel could not be built here: torch's SiLU is what planning uses
     presets = [preset_case(e) for e in args.presets if e in ENV_DIMS]
     batched = [replace(c, problems=args.lockstep) for c in presets] if args.lockstep > 1 else []
     for case in [PETS, *presets, *batched]:
-        median, best = time_case(case, args.repeats)
         gflop = flops_per_plan(case) / 1e9
-        lines.append(
-            f"| {case.name} | {case.problems} | {case.num_candidates} | {case.horizon} | {case.iterations} | "
-            f"{case.particles} | {case.ensemble_size} | {case.num_layers}x{case.hidden_dim} | "
-            f"{1000 * median:.1f} | {1000 * best:.1f} | "
-            f"{gflop:.2f} | {gflop / best:.1f} | {100 * gflop / best / peak:.0f}% |"
-        )
-        print(lines[-1], flush=True)
+        for silu, (median, best) in time_case(case, args.repeats, silus).items():
+            lines.append(
+                f"| {case.name} | {case.problems} | {case.num_candidates} | {case.horizon} | {case.iterations} | "
+                f"{case.particles} | {case.ensemble_size} | {case.num_layers}x{case.hidden_dim} | {silu} | "
+                f"{1000 * median:.1f} | {1000 * best:.1f} | "
+                f"{gflop:.2f} | {gflop / best:.1f} | {100 * gflop / best / peak:.0f}% |"
+            )
+            print(lines[-1], flush=True)
     text = "\n".join(lines) + "\n"
     print(text)
     if args.out is not None:

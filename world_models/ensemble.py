@@ -12,6 +12,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from world_models.activation import silu_
+
 
 class EnsembleLinear(nn.Module):
     """``E`` linear maps at once: ``(E, M, in) -> (E, M, out)``; weights ``(E, in, out)``."""
@@ -49,10 +51,11 @@ class EnsembleMLP(nn.Module):
         self.net = nn.Sequential(*layers)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        # in-place activations where no backward needs their input (planning, targets): one buffer less per layer
-        inplace = not torch.is_grad_enabled()
+        # in-place activations where no backward needs their input (planning, targets): one buffer less per
+        # layer, and the vectorised kernel (world_models.activation)
+        activation = F.silu if torch.is_grad_enabled() else silu_
         for layer in self.net:
-            x = F.silu(x, inplace=inplace) if isinstance(layer, nn.SiLU) else layer(x)
+            x = activation(x) if isinstance(layer, nn.SiLU) else layer(x)
         return x
 
     @property

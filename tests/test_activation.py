@@ -1,0 +1,116 @@
+"""The inference SiLU (world_models.activation): same values as torch's, same contract as an in-place op."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+import world_models.activation as activation
+from world_models.activation import fast_silu_status, silu_
+
+KERNEL_ON = fast_silu_status().startswith("on")
+needs_kernel = pytest.mark.skipif(not KERNEL_ON, reason=f"vectorised SiLU not in use here: {fast_silu_status()}")
+
+
+@pytest.fixture
+def torch_threads() -> Iterator[None]:
+    threads = torch.get_num_threads()
+    yield
+    torch.set_num_threads(threads)
+
+
+def _exact(x: torch.Tensor) -> torch.Tensor:
+    return F.silu(x.double())
+
+
+@needs_kernel
+@pytest.mark.parametrize("size", [1, 7, 8, 9, 1000, 40_003])  # tails shorter than a vector; the threaded path
+def test_matches_exact_silu_as_closely_as_torch(size: int) -> None:
+    torch.manual_seed(size)
+    x = torch.cat([torch.randn(size) * 6, torch.tensor([0.0, -0.0, 1e-30, -1e-30, 87.5, -86.5, 30.0, -30.0])])
+    ours = silu_(x.clone()).double()
+    exact = _exact(x)
+    tolerance = 3e-7 * exact.abs() + 1e-37
+    assert ((ours - exact).abs() <= tolerance).all()
+    torch_error = (F.silu(x).double() - exact).abs() / exact.abs().clamp_min(1e-30)
+    our_error = (ours - exact).abs() / exact.abs().clamp_min(1e-30)
+    assert our_error.max() <= 2 * torch_error.max() + 1e-7
+
+
+@needs_kernel
+def test_saturates_beyond_the_exp_range_and_keeps_nan() -> None:
+    x = torch.tensor([100.0, 1e6, -100.0, -1e6, float("nan"), float("inf")] + [0.5] * 10)
+    out = silu_(x.clone())
+    assert out[0] == 100.0 and out[1] == 1e6
+    assert out[2].abs() < 1e-30 and out[3].abs() < 1e-30 and out[2] <= 0 and out[3] <= 0
+    assert torch.isnan(out[4]) and out[5] == float("inf")
+    assert torch.allclose(out[6:], F.silu(torch.full((10,), 0.5)))
+
+
+@needs_kernel
+def test_result_does_not_depend_on_the_thread_count(torch_threads: None) -> None:
+    x = torch.randn(5, 97, 200)
+    torch.set_num_threads(1)
+    one = silu_(x.clone())
+    torch.set_num_threads(2)
+    two = silu_(x.clone())
+    assert torch.equal(one, two)
+
+
+def test_works_in_place_and_returns_its_input() -> None:
+    x = torch.randn(3, 50, 20)
+    expected = F.silu(x)
+    y = silu_(x)
+    assert y is x
+    assert torch.allclose(x, expected, rtol=3e-7, atol=1e-7)
+
+
+def test_non_contiguous_and_other_dtypes_use_torch() -> None:
+    base = torch.randn(40, 30)
+    view = base.t()
+    expected = F.silu(view)
+    assert torch.equal(silu_(view), expected)
+    doubles = torch.randn(100, dtype=torch.float64)
+    assert torch.equal(silu_(doubles.clone()), F.silu(doubles))
+
+
+def test_a_tensor_that_needs_its_gradient_keeps_autograd_working() -> None:
+    w = torch.randn(16, requires_grad=True)
+    x = w * 2.0  # requires grad: silu_ must go through torch so backward sees it
+    y = silu_(x.clone())
+    y.sum().backward()
+    assert w.grad is not None and torch.isfinite(w.grad).all()
+
+
+def test_bumps_the_version_so_autograd_refuses_a_stale_saved_tensor() -> None:
+    w = torch.randn(64, requires_grad=True)
+    x = torch.randn(64)
+    y = (x * w).sum()  # saves x for w's gradient
+    with torch.no_grad():
+        silu_(x)
+    with pytest.raises(RuntimeError, match="modified by an inplace operation"):
+        y.backward()
+
+
+def test_can_be_turned_off(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("REHEARSE_FAST_SILU", "0")
+    monkeypatch.setattr(activation, "_state", {})
+    assert fast_silu_status() == "off (REHEARSE_FAST_SILU=0)"
+    x = torch.randn(1000)
+    assert torch.equal(silu_(x.clone()), F.silu(x))
+
+
+def test_a_failed_build_falls_back_to_torch_and_says_why(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
+    monkeypatch.setenv("CC", str(tmp_path / "no-such-compiler"))
+    monkeypatch.setattr(activation, "_state", {})
+    status = fast_silu_status()
+    if torch.backends.cpu.get_cpu_capability() in ("AVX2", "AVX512"):
+        assert status.startswith("off (building") and "no-such-compiler" in status
+    x = torch.randn(1000)
+    assert torch.equal(silu_(x.clone()), F.silu(x))
+    assert not list(tmp_path.rglob("*.so*"))  # nothing half-written is left behind

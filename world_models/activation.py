@@ -1,0 +1,114 @@
+"""In-place SiLU for inference: a vectorised CPU kernel where it can be built, torch's otherwise.
+
+Planning is matrix products and SiLU: the products run near the machine's peak, and SiLU (one
+``exp`` per hidden unit) took about a sixth of a plan's time with torch's kernel
+(``benchmarks/results/plan_speed.md``). ``silu_avx2.c`` does the same in about half the time on one
+thread (AVX2 and FMA, a polynomial ``exp``, within 3e-7 relative of the exact value as torch's
+is) and splits large tensors over torch's threads through the OpenMP runtime torch itself uses.
+
+It is compiled on first use with the system C compiler (``$CC``, else ``cc`` or ``gcc``) into
+``$XDG_CACHE_HOME/rehearse`` (default ``~/.cache/rehearse``), named by a hash of the source and
+flags, written atomically. Where that is not possible (no compiler, a CPU without AVX2/FMA, or
+``REHEARSE_FAST_SILU=0``) :func:`silu_` is ``F.silu(x, inplace=True)``; :func:`fast_silu_status`
+says which is in use and why. Only inference uses it: training's forward passes keep torch's
+SiLU, whose backward autograd needs.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import hashlib
+import os
+import shutil
+import subprocess
+import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+from torch.autograd.graph import increment_version
+
+_SOURCE = Path(__file__).with_name("silu_avx2.c")
+_FLAGS = ("-O3", "-mavx2", "-mfma", "-fopenmp", "-shared", "-fPIC")
+_state: dict[str, object] = {}
+
+
+def _cache_dir() -> Path:
+    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
+    return Path(base) / "rehearse"
+
+
+def _compile(compiler: str, target: Path) -> None:
+    """Build the kernel into ``target`` atomically (a temporary file in the same folder, then renamed)."""
+    target.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(suffix=".so", dir=target.parent)
+    os.close(fd)
+    try:
+        subprocess.run([compiler, *_FLAGS, str(_SOURCE), "-o", tmp, "-lm"], check=True, capture_output=True,
+                       text=True, timeout=120)
+        os.replace(tmp, target)
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+
+
+def _load() -> tuple[ctypes.CDLL | None, str]:
+    """The kernel's library, or ``None`` and the reason it is not used."""
+    if os.environ.get("REHEARSE_FAST_SILU", "1") == "0":
+        return None, "off (REHEARSE_FAST_SILU=0)"
+    if torch.backends.cpu.get_cpu_capability() not in ("AVX2", "AVX512"):
+        return None, f"off (this CPU's capability is {torch.backends.cpu.get_cpu_capability()}, not AVX2)"
+    compiler = os.environ.get("CC") or shutil.which("cc") or shutil.which("gcc")
+    if compiler is None:
+        return None, "off (no C compiler: set CC or install gcc)"
+    digest = hashlib.sha256(_SOURCE.read_bytes() + " ".join((compiler, *_FLAGS)).encode()).hexdigest()[:16]
+    target = _cache_dir() / f"silu_avx2-{digest}.so"
+    try:
+        if not target.exists():
+            _compile(compiler, target)
+        lib = ctypes.CDLL(str(target))
+    except (OSError, subprocess.SubprocessError) as exc:
+        detail = getattr(exc, "stderr", None) or exc
+        return None, f"off (building {target.name} with {compiler} failed: {str(detail).strip()[:300]})"
+    lib.rehearse_silu_.argtypes = [ctypes.c_void_p, ctypes.c_int64, ctypes.c_int]
+    lib.rehearse_silu_.restype = None
+    return lib, f"on ({target})"
+
+
+def _kernel() -> ctypes.CDLL | None:
+    if "lib" not in _state:
+        _state["lib"], _state["status"] = _load()
+    lib = _state["lib"]
+    return lib if isinstance(lib, ctypes.CDLL) else None
+
+
+def fast_silu_status() -> str:
+    """Whether :func:`silu_` uses the vectorised kernel (``on (path)``) or torch's (``off (why)``)."""
+    _kernel()
+    return str(_state["status"])
+
+
+@contextmanager
+def torch_silu() -> Iterator[None]:
+    """Within it, :func:`silu_` uses torch's SiLU (to time or compare the kernel against it)."""
+    lib = _kernel()
+    _state["lib"] = None
+    try:
+        yield
+    finally:
+        _state["lib"] = lib
+
+
+def silu_(x: torch.Tensor) -> torch.Tensor:
+    """``F.silu(x, inplace=True)`` for inference: the vectorised kernel on contiguous CPU float32 tensors
+    that need no gradient, torch's SiLU otherwise. Returns ``x``."""
+    lib = _kernel()
+    if (lib is None or x.device.type != "cpu" or x.dtype != torch.float32 or not x.is_contiguous()
+            or (x.requires_grad and torch.is_grad_enabled())):
+        return F.silu(x, inplace=True)
+    lib.rehearse_silu_(x.data_ptr(), x.numel(), torch.get_num_threads())
+    if not x.is_inference():
+        increment_version(x)  # as an in-place torch op would: autograd then refuses a stale saved tensor
+    return x
