@@ -10,7 +10,8 @@ import torch
 import torch.nn.functional as F
 
 import world_models.activation as activation
-from world_models.activation import fast_silu_status, silu_
+from world_models.activation import bias_silu_, fast_silu_status, silu_
+from world_models.ensemble import EnsembleMLP, hidden_layer
 
 KERNEL_ON = fast_silu_status().startswith("on")
 needs_kernel = pytest.mark.skipif(not KERNEL_ON, reason=f"vectorised SiLU not in use here: {fast_silu_status()}")
@@ -114,3 +115,41 @@ def test_a_failed_build_falls_back_to_torch_and_says_why(monkeypatch: pytest.Mon
     x = torch.randn(1000)
     assert torch.equal(silu_(x.clone()), F.silu(x))
     assert not list(tmp_path.rglob("*.so*"))  # nothing half-written is left behind
+
+
+@needs_kernel
+@pytest.mark.parametrize("shape", [(1, 3, 5), (5, 97, 200), (3, 7, 1000), (10, 485, 200)])
+def test_bias_silu_matches_silu_of_the_biased_product(shape: tuple[int, int, int], torch_threads: None) -> None:
+    torch.manual_seed(sum(shape))
+    x, bias = torch.randn(*shape) * 4, torch.randn(shape[0], 1, shape[2])
+    exact = _exact(x + bias)  # the float32 sum, as the kernel forms it
+    results = []
+    for threads in (1, 2):  # the threaded path splits rows across groups: same numbers
+        torch.set_num_threads(threads)
+        results.append(bias_silu_(x.clone(), bias))
+    assert torch.equal(results[0], results[1])
+    assert ((results[0].double() - exact).abs() <= 3e-7 * exact.abs() + 1e-37).all()
+
+
+def test_bias_silu_falls_back_for_what_the_kernel_does_not_take() -> None:
+    x, bias = torch.randn(2, 4, 6, dtype=torch.float64), torch.randn(2, 1, 6, dtype=torch.float64)
+    assert torch.equal(bias_silu_(x.clone(), bias), F.silu(x + bias))
+    x, bias = torch.randn(2, 4, 6), torch.randn(6)  # a bias broadcast another way
+    assert torch.allclose(bias_silu_(x.clone(), bias), F.silu(x + bias), rtol=3e-7, atol=1e-7)
+
+
+def test_hidden_layer_agrees_with_and_without_gradients() -> None:
+    x, w, b = torch.randn(5, 33, 17), torch.randn(5, 17, 40), torch.randn(5, 1, 40)
+    with_grad = hidden_layer(x, w, b)
+    with torch.inference_mode():
+        without = hidden_layer(x, w, b)
+    assert torch.allclose(with_grad, without, rtol=1e-5, atol=1e-6)
+
+
+def test_ensemble_mlp_without_hidden_layers_is_one_linear_map() -> None:
+    mlp = EnsembleMLP(3, 4, 2, hidden_dim=8, num_layers=0)
+    x = torch.randn(3, 5, 4)
+    with torch.no_grad():
+        assert torch.allclose(mlp(x), torch.baddbmm(mlp.last.bias, x, mlp.last.weight))
+    with pytest.raises(ValueError, match="expects"):
+        mlp(torch.randn(2, 5, 4))

@@ -74,6 +74,9 @@ def _load() -> tuple[ctypes.CDLL | None, str]:
         return None, f"off (building {target.name} with {compiler} failed: {str(detail).strip()[:300]})"
     lib.rehearse_silu_.argtypes = [ctypes.c_void_p, ctypes.c_int64, ctypes.c_int]
     lib.rehearse_silu_.restype = None
+    lib.rehearse_bias_silu_.argtypes = [ctypes.c_void_p, ctypes.c_void_p, ctypes.c_int64, ctypes.c_int64,
+                                        ctypes.c_int64, ctypes.c_int]
+    lib.rehearse_bias_silu_.restype = None
     return lib, f"on ({target})"
 
 
@@ -101,14 +104,36 @@ def torch_silu() -> Iterator[None]:
         _state["lib"] = lib
 
 
+def _usable(x: torch.Tensor) -> bool:
+    """Whether the kernel may overwrite ``x``: contiguous CPU float32 that no gradient flows through."""
+    return (x.device.type == "cpu" and x.dtype == torch.float32 and x.is_contiguous()
+            and not (x.requires_grad and torch.is_grad_enabled()))
+
+
+def _written(x: torch.Tensor) -> torch.Tensor:
+    if not x.is_inference():
+        increment_version(x)  # as an in-place torch op would: autograd then refuses a stale saved tensor
+    return x
+
+
+def bias_silu_(x: torch.Tensor, bias: torch.Tensor) -> torch.Tensor:
+    """``F.silu(x.add_(bias), inplace=True)`` in one pass for inference: ``x (G, M, N)`` (a batched
+    linear layer's product), ``bias (G, 1, N)``. Returns ``x``."""
+    lib = _kernel()
+    groups, rows, width = x.shape
+    if lib is None or not _usable(x) or bias.shape != (groups, 1, width) or bias.dtype != torch.float32 \
+            or bias.device != x.device:
+        return F.silu(x.add_(bias), inplace=True)
+    b = bias.contiguous()
+    lib.rehearse_bias_silu_(x.data_ptr(), b.data_ptr(), groups, rows, width, torch.get_num_threads())
+    return _written(x)
+
+
 def silu_(x: torch.Tensor) -> torch.Tensor:
     """``F.silu(x, inplace=True)`` for inference: the vectorised kernel on contiguous CPU float32 tensors
     that need no gradient, torch's SiLU otherwise. Returns ``x``."""
     lib = _kernel()
-    if (lib is None or x.device.type != "cpu" or x.dtype != torch.float32 or not x.is_contiguous()
-            or (x.requires_grad and torch.is_grad_enabled())):
+    if lib is None or not _usable(x):
         return F.silu(x, inplace=True)
     lib.rehearse_silu_(x.data_ptr(), x.numel(), torch.get_num_threads())
-    if not x.is_inference():
-        increment_version(x)  # as an in-place torch op would: autograd then refuses a stale saved tensor
-    return x
+    return _written(x)

@@ -12,7 +12,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from world_models.activation import silu_
+from world_models.activation import bias_silu_
 
 
 class EnsembleLinear(nn.Module):
@@ -35,6 +35,17 @@ class EnsembleLinear(nn.Module):
         return torch.baddbmm(self.bias, x, self.weight)
 
 
+def hidden_layer(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor) -> torch.Tensor:
+    """``silu(x @ weight + bias)``: ``x (G, M, in)``, ``weight (G, in, out)``, ``bias (G, 1, out)`` -> ``(G, M, out)``.
+
+    Without gradients (planning, targets) the bias add and SiLU run in place in one pass on the
+    product (``world_models.activation.bias_silu_``): one buffer and two passes less per layer.
+    """
+    if torch.is_grad_enabled():
+        return F.silu(torch.baddbmm(bias, x, weight))
+    return bias_silu_(torch.bmm(x, weight), bias)
+
+
 class EnsembleMLP(nn.Module):
     """``num_layers`` hidden ensemble layers with SiLU, then a linear head: ``(E, M, in) -> (E, M, out)``."""
 
@@ -49,14 +60,19 @@ class EnsembleMLP(nn.Module):
             width = hidden_dim
         layers.append(EnsembleLinear(ensemble_size, width, out_features))
         self.net = nn.Sequential(*layers)
+        self.num_layers = num_layers
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        # in-place activations where no backward needs their input (planning, targets): one buffer less per
-        # layer, and the vectorised kernel (world_models.activation)
-        activation = F.silu if torch.is_grad_enabled() else silu_
-        for layer in self.net:
-            x = activation(x) if isinstance(layer, nn.SiLU) else layer(x)
-        return x
+        first = self.first
+        if x.dim() != 3 or x.shape[0] != first.ensemble_size or x.shape[2] != first.weight.shape[1]:
+            raise ValueError(
+                f"EnsembleMLP expects (E={first.ensemble_size}, M, {first.weight.shape[1]}) input, "
+                f"got {tuple(x.shape)}"
+            )
+        hidden = [first, *self.hidden_after_first()] if self.num_layers else []
+        for layer in hidden:
+            x = hidden_layer(x, layer.weight, layer.bias)
+        return self.last(x)
 
     @property
     def first(self) -> EnsembleLinear:

@@ -16,9 +16,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from world_models.activation import silu_
 from world_models.base import Rollout
-from world_models.ensemble import EnsembleMLP, to_members
+from world_models.ensemble import EnsembleMLP, hidden_layer, to_members
 from world_models.normalizer import Normalizer
 from world_models.training import (
     check_loss_weights,
@@ -236,13 +235,11 @@ class RoboticsWorldModel(nn.Module):
                   (w_out, b_out)]
         if k > 1:
             layers = [(w.repeat_interleave(k, dim=0), b.repeat_interleave(k, dim=0)) for w, b in layers]
-        # in-place activations (and the vectorised kernel) only where no backward needs their input
-        activation = F.silu if torch.is_grad_enabled() else silu_
         latents, heads = [z], []
         for t in range(horizon):
             h = torch.cat([z, member_actions[:, :, t]], dim=-1)  # (E * k, M / k, Z + A)
             for weight, bias in layers[:-1]:
-                h = activation(torch.baddbmm(bias, h, weight))  # (E * k, M / k, hidden)
+                h = hidden_layer(h, weight, bias)  # (E * k, M / k, hidden)
             out = torch.baddbmm(layers[-1][1], h, layers[-1][0])  # (E * k, M / k, Z + 3) in data units
             z = z + out[..., :width]
             latents.append(z)

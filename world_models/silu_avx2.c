@@ -10,6 +10,7 @@
  */
 #include <immintrin.h>
 #include <math.h>
+#include <omp.h>
 #include <stdint.h>
 
 static inline __m256 exp_avx2(__m256 y) {
@@ -30,6 +31,13 @@ static inline __m256 exp_avx2(__m256 y) {
     return _mm256_mul_ps(p, _mm256_castsi256_ps(scale));
 }
 
+/* Inside a parallel region: this thread's contiguous share [begin, end) of `total` items. */
+static void thread_share(int64_t total, int64_t *begin, int64_t *end) {
+    const int64_t t = omp_get_thread_num(), k = omp_get_num_threads();
+    *begin = total * t / k;
+    *end = total * (t + 1) / k;
+}
+
 static void silu_span(float *x, int64_t begin, int64_t end) {
     const __m256 one = _mm256_set1_ps(1.0f), zero = _mm256_setzero_ps();
     int64_t i = begin;
@@ -39,6 +47,46 @@ static void silu_span(float *x, int64_t begin, int64_t end) {
     }
     for (; i < end; ++i) {
         x[i] = x[i] / (1.0f + expf(-x[i]));
+    }
+}
+
+/* silu(x + b) in place on rows x[0:n) of width `width`, b[0:width) added to every row. */
+static void bias_silu_rows(float *x, const float *b, int64_t rows, int64_t width) {
+    const __m256 one = _mm256_set1_ps(1.0f), zero = _mm256_setzero_ps();
+    for (int64_t r = 0; r < rows; ++r) {
+        float *row = x + r * width;
+        int64_t i = 0;
+        for (; i + 8 <= width; i += 8) {
+            const __m256 v = _mm256_add_ps(_mm256_loadu_ps(row + i), _mm256_loadu_ps(b + i));
+            _mm256_storeu_ps(row + i, _mm256_div_ps(v, _mm256_add_ps(one, exp_avx2(_mm256_sub_ps(zero, v)))));
+        }
+        for (; i < width; ++i) {
+            const float v = row[i] + b[i];
+            row[i] = v / (1.0f + expf(-v));
+        }
+    }
+}
+
+/* x: (groups, rows, width) contiguous floats, overwritten with silu(x + bias[g]) where bias is
+ * (groups, width): the bias add and activation of a batched linear layer in one pass. Rows are
+ * split over the threads in contiguous spans; the result does not depend on the thread count. */
+void rehearse_bias_silu_(float *x, const float *bias, int64_t groups, int64_t rows, int64_t width, int threads) {
+    const int64_t total = groups * rows;
+    if (threads < 2 || total * width < 32768) {
+        for (int64_t g = 0; g < groups; ++g) {
+            bias_silu_rows(x + g * rows * width, bias + g * width, rows, width);
+        }
+        return;
+    }
+#pragma omp parallel num_threads(threads)
+    {
+        int64_t r, end;
+        thread_share(total, &r, &end);
+        while (r < end) {  /* the span may cross groups: run to the end of the group, then the next */
+            const int64_t g = r / rows, stop = (g + 1) * rows < end ? (g + 1) * rows : end;
+            bias_silu_rows(x + r * width, bias + g * width, stop - r, width);
+            r = stop;
+        }
     }
 }
 
@@ -53,14 +101,8 @@ void rehearse_silu_(float *x, int64_t n, int threads) {
     const int64_t blocks = (n + 7) / 8;
 #pragma omp parallel num_threads(threads)
     {
-#ifdef _OPENMP
-        extern int omp_get_thread_num(void);
-        extern int omp_get_num_threads(void);
-        const int64_t t = omp_get_thread_num(), k = omp_get_num_threads();
-#else
-        const int64_t t = 0, k = 1;
-#endif
-        const int64_t begin = blocks * t / k * 8, end = blocks * (t + 1) / k * 8;
-        silu_span(x, begin, end < n ? end : n);
+        int64_t begin, end;
+        thread_share(blocks, &begin, &end);
+        silu_span(x, begin * 8, end * 8 < n ? end * 8 : n);
     }
 }
