@@ -201,13 +201,14 @@ class RoboticsWorldModel(nn.Module):
         eps = torch.randn((horizon, batch, count, self.action_dim), generator=generator,
                           device=generator.device).to(z0)
         eps[:, :, 0] = 0.0
+        layers = self._imagination_layers()
+        members = (self.ensemble_size, batch * count)
         actions = []
         for t in range(horizon):
             a = (self.policy(z) + noise * eps[t].reshape(batch * count, -1)).clamp(-1.0, 1.0)
             actions.append(a)
-            members_z = z.expand(self.ensemble_size, *z.shape)
-            members_a = a.expand(self.ensemble_size, *a.shape)
-            z = self.next(members_z, self.predict(members_z, members_a, with_variance=False)).mean(dim=0)
+            out = self._imagine_step(z.expand(*members, -1), a.expand(*members, -1), layers)  # (E, B * count, Z + 3)
+            z = z + out[..., : self.state_dim].mean(dim=0)
         return torch.stack(actions, dim=1).reshape(batch, count, horizon, self.action_dim)
 
     def safety(self, pred: StepPrediction) -> torch.Tensor:
@@ -229,18 +230,12 @@ class RoboticsWorldModel(nn.Module):
         # so one batched call's E * k products share the threads evenly; each block keeps its member's weights
         z = to_members(z0, e).reshape(e * k, batch // (e * k), width)
         member_actions = to_members(actions.transpose(0, 1), e).reshape(e * k, batch // (e * k), horizon, -1)
-        w_in, b_in = self._fold_input_layer()
-        w_out, b_out = self._fold_output_layer()
-        layers = [(w_in, b_in), *((layer.weight, layer.bias) for layer in self.net.hidden_after_first()),
-                  (w_out, b_out)]
+        layers = self._imagination_layers()
         if k > 1:
             layers = [(w.repeat_interleave(k, dim=0), b.repeat_interleave(k, dim=0)) for w, b in layers]
         latents, heads = [z], []
         for t in range(horizon):
-            h = torch.cat([z, member_actions[:, :, t]], dim=-1)  # (E * k, M / k, Z + A)
-            for weight, bias in layers[:-1]:
-                h = hidden_layer(h, weight, bias)  # (E * k, M / k, hidden)
-            out = torch.baddbmm(layers[-1][1], h, layers[-1][0])  # (E * k, M / k, Z + 3) in data units
+            out = self._imagine_step(z, member_actions[:, :, t], layers)  # (E * k, M / k, Z + 3) in data units
             z = z + out[..., :width]
             latents.append(z)
             heads.append(out[..., width:])
@@ -260,6 +255,27 @@ class RoboticsWorldModel(nn.Module):
             disagreement=torch.zeros_like(reward_rows),
             terminal_value=self.terminal_value(latent_rows[-1]),
         )
+
+    def _imagination_layers(self) -> list[tuple[torch.Tensor, torch.Tensor]]:
+        """The dynamics network as imagination runs it: ``(weight (E, in, out), bias (E, 1, out))`` per
+        layer, the input normalisation folded into the first and the target de-normalisation into the
+        last, which keeps only the columns imagination reads (see ``_fold_output_layer``)."""
+        w_in, b_in = self._fold_input_layer()
+        w_out, b_out = self._fold_output_layer()
+        return [(w_in, b_in), *((layer.weight, layer.bias) for layer in self.net.hidden_after_first()),
+                (w_out, b_out)]
+
+    @staticmethod
+    def _imagine_step(
+        z: torch.Tensor, action: torch.Tensor, layers: list[tuple[torch.Tensor, torch.Tensor]]
+    ) -> torch.Tensor:
+        """One imagined step: raw ``z (G, M, Z)`` and ``action (G, M, A)`` through ``layers`` (one
+        ``(weight, bias)`` per layer, ``G`` groups of weights) -> ``[delta z, reward, continuation logit,
+        cost logit]`` ``(G, M, Z + 3)`` in data units."""
+        h = torch.cat([z, action], dim=-1)
+        for weight, bias in layers[:-1]:
+            h = hidden_layer(h, weight, bias)  # (G, M, hidden)
+        return torch.baddbmm(layers[-1][1], h, layers[-1][0])
 
     def _fold_output_layer(self) -> tuple[torch.Tensor, torch.Tensor]:
         """The output layer cut to what imagination reads, with the target de-normalisation folded in.
