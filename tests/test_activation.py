@@ -153,3 +153,19 @@ def test_ensemble_mlp_without_hidden_layers_is_one_linear_map() -> None:
         assert torch.allclose(mlp(x), torch.baddbmm(mlp.last.bias, x, mlp.last.weight))
     with pytest.raises(ValueError, match="expects"):
         mlp(torch.randn(2, 5, 4))
+
+
+@needs_kernel
+def test_a_damaged_cached_build_is_rebuilt(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "first"))
+    monkeypatch.setattr(activation, "_state", {})
+    assert fast_silu_status().startswith("on")
+    (built,) = (tmp_path / "first" / "rehearse").glob("*.so")
+    damaged = tmp_path / "second" / "rehearse" / built.name  # a build cut short where the next run looks
+    damaged.parent.mkdir(parents=True)
+    damaged.write_bytes(b"not a shared library")
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "second"))
+    monkeypatch.setattr(activation, "_state", {})
+    assert fast_silu_status() == f"on ({damaged})"
+    x = torch.randn(50_000)
+    assert torch.allclose(silu_(x.clone()), F.silu(x), rtol=3e-7, atol=1e-7)

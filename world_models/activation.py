@@ -68,7 +68,11 @@ def _load() -> tuple[ctypes.CDLL | None, str]:
     try:
         if not target.exists():
             _compile(compiler, target)
-        lib = ctypes.CDLL(str(target))
+        try:
+            lib = ctypes.CDLL(str(target))
+        except OSError:  # a damaged cached build: build it again, once
+            _compile(compiler, target)
+            lib = ctypes.CDLL(str(target))
     except (OSError, subprocess.SubprocessError) as exc:
         detail = getattr(exc, "stderr", None) or exc
         return None, f"off (building {target.name} with {compiler} failed: {str(detail).strip()[:300]})"
