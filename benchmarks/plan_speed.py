@@ -19,7 +19,7 @@ import argparse
 import platform
 import sys
 import time
-from contextlib import nullcontext
+from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass, replace
 from pathlib import Path
 
@@ -28,7 +28,7 @@ import torch
 from agent.config import resolve_config
 from agent.runtime import keep_freed_memory
 from planners import SamplingConfig, make_objective, make_planner
-from world_models.activation import fast_silu_status, torch_silu
+from world_models.activation import fast_silu_on, fast_silu_status, torch_silu
 from world_models.robotics import RoboticsWorldModel
 
 
@@ -93,6 +93,11 @@ def flops_per_plan(case: SpeedCase) -> float:
     return float(per_row * rows * case.horizon * case.iterations)
 
 
+def _silu_in_use(silu: str) -> AbstractContextManager[None]:
+    """Plan with the SiLU named ``kernel`` (the default) or ``torch`` inside this context."""
+    return torch_silu() if silu == "torch" else nullcontext()
+
+
 def time_case(case: SpeedCase, repeats: int, silus: tuple[str, ...] = ("kernel",)) -> CaseTimes:
     """Median and best seconds per action for ``case`` with each SiLU in ``silus`` (``kernel``, ``torch``):
     one plan, or one batched plan over ``problems``; the SiLUs take turns, one plan each.
@@ -112,13 +117,13 @@ def time_case(case: SpeedCase, repeats: int, silus: tuple[str, ...] = ("kernel",
     init = torch.zeros(*z0.shape[:-1], case.horizon, case.action_dim)
     times: dict[str, list[float]] = {silu: [] for silu in silus}
     for silu in silus:  # warm-up
-        with torch_silu() if silu == "torch" else nullcontext():
+        with _silu_in_use(silu):
             planner.plan(objective, init)
     peak = 0.0
     for _ in range(repeats):
         peak = max(peak, matmul_peak_gflops(repeats=1))
         for silu in silus:
-            with torch_silu() if silu == "torch" else nullcontext():
+            with _silu_in_use(silu):
                 start = time.perf_counter()
                 planner.plan(objective, init)
                 times[silu].append((time.perf_counter() - start) / case.problems)
@@ -150,7 +155,7 @@ def main() -> int:
         "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     silus = ("kernel", "torch") if args.silu == "both" else (args.silu,)
-    if not fast_silu_status().startswith("on"):
+    if not fast_silu_on():
         silus = ("torch",)  # the kernel could not be built here: torch's SiLU is what planning uses
     presets = [preset_case(e) for e in args.presets if e in ENV_DIMS]
     batched = [replace(c, problems=args.lockstep) for c in presets] if args.lockstep > 1 else []

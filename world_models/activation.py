@@ -91,6 +91,11 @@ def _kernel() -> ctypes.CDLL | None:
     return lib if isinstance(lib, ctypes.CDLL) else None
 
 
+def fast_silu_on() -> bool:
+    """Whether :func:`silu_` and :func:`bias_silu_` use the vectorised kernel."""
+    return _kernel() is not None
+
+
 def fast_silu_status() -> str:
     """Whether :func:`silu_` uses the vectorised kernel (``on (path)``) or torch's (``off (why)``)."""
     _kernel()

@@ -60,7 +60,6 @@ class EnsembleMLP(nn.Module):
             width = hidden_dim
         layers.append(EnsembleLinear(ensemble_size, width, out_features))
         self.net = nn.Sequential(*layers)
-        self.num_layers = num_layers
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         first = self.first
@@ -69,8 +68,8 @@ class EnsembleMLP(nn.Module):
                 f"EnsembleMLP expects (E={first.ensemble_size}, M, {first.weight.shape[1]}) input, "
                 f"got {tuple(x.shape)}"
             )
-        hidden = [first, *self.hidden_after_first()] if self.num_layers else []
-        for layer in hidden:
+        linear = [layer for layer in self.net if isinstance(layer, EnsembleLinear)]
+        for layer in linear[:-1]:  # each hidden layer with its SiLU; none when num_layers is 0
             x = hidden_layer(x, layer.weight, layer.bias)
         return self.last(x)
 
