@@ -17,6 +17,7 @@ from __future__ import annotations
 import difflib
 import importlib
 import inspect
+import logging
 import re
 import warnings
 from collections.abc import Mapping, Sequence
@@ -32,6 +33,7 @@ from envs.wrappers import CostInfo, FiniteCheck, FrameStack, env_name
 
 __all__ = [
     "close_env_ids", "env_dims", "env_shapes", "is_entry_point", "is_image_space", "make_env", "parse_env_kwargs",
+    "route_mujoco_warnings",
 ]
 
 _ENTRY_POINT_HINT = (
@@ -90,6 +92,41 @@ def _parse_value(key: str, text: str) -> Any:
         ) from exc
 
 
+# ---------------------------------------------------------------- MuJoCo's warnings
+
+_LOG = logging.getLogger(__name__)
+_mujoco_warnings_seen: set[str] = set()
+
+
+def route_mujoco_warnings() -> None:
+    """Send MuJoCo's warnings to this module's logger, each distinct message once per process.
+
+    Left alone, MuJoCo prints every warning to stdout and appends it to ``MUJOCO_LOG.TXT`` in the
+    working directory: Gymnasium's own models give a deprecation warning each time an environment
+    is built (every evaluation environment of every run). A callback that someone else installed
+    is kept. Called by :func:`make_env`; calling it again does nothing.
+    """
+    try:
+        import mujoco
+    except ImportError:  # environments without MuJoCo never warn through it
+        return
+    if mujoco.get_mju_user_warning() is None:
+        mujoco.set_mju_user_warning(_log_mujoco_warning)
+
+
+def _log_mujoco_warning(message: str) -> None:
+    """MuJoCo's warning callback. It must never raise: an exception here aborts the whole process
+    inside MuJoCo's C code (which is why this logs rather than calling ``warnings.warn``, which
+    raises under ``-W error``)."""
+    try:
+        text = message.strip()
+        if text not in _mujoco_warnings_seen:
+            _mujoco_warnings_seen.add(text)
+            _LOG.warning("MuJoCo: %s", text)
+    except BaseException:  # noqa: BLE001 - even KeyboardInterrupt would abort the process here
+        pass
+
+
 # ---------------------------------------------------------------- make_env
 
 
@@ -131,6 +168,7 @@ def make_env(
     """
     if not (isinstance(frame_stack, int) and frame_stack >= 1):
         raise EnvironmentSpecError(f"frame_stack must be an int >= 1, got {frame_stack!r}.")
+    route_mujoco_warnings()
     kwargs = dict(env_kwargs or {})
     if render_mode is not None:
         kwargs["render_mode"] = render_mode

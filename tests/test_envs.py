@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 from gymnasium.utils.env_checker import check_env
 
+import envs.make as envs_make
 from envs import (
     CostInfo,
     EnvironmentSpecError,
@@ -240,3 +241,47 @@ def test_point_mass_is_registered_and_renders() -> None:
     assert obs.shape == (2,) and -1.0 <= obs[0] <= 1.0 and obs[1] == 0.0
     frame = env.render()
     assert isinstance(frame, np.ndarray) and frame.shape == (64, 64, 3)
+
+
+_DEPRECATED_MODEL = (
+    '<mujoco><compiler settotalmass="1"/><worldbody><body><geom size=".1"/><joint type="free"/></body>'
+    "</worldbody></mujoco>"
+)
+
+
+def test_mujoco_warnings_are_logged_once_and_not_written_to_the_working_directory(
+    tmp_path: Any, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    mujoco = pytest.importorskip("mujoco")
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr(envs_make, "_mujoco_warnings_seen", set())
+    make_env("InvertedPendulum-v5").close()  # installs the callback
+    with caplog.at_level("WARNING", logger="envs.make"):
+        for _ in range(3):
+            mujoco.MjModel.from_xml_string(_DEPRECATED_MODEL)
+    messages = [record.getMessage() for record in caplog.records if "settotalmass" in record.getMessage()]
+    assert len(messages) == 1 and messages[0].startswith("MuJoCo: compiler attribute 'settotalmass'")
+    assert not (tmp_path / "MUJOCO_LOG.TXT").exists()
+
+
+def test_mujoco_warning_callback_never_raises(monkeypatch: pytest.MonkeyPatch) -> None:
+    def broken(*args: Any, **kwargs: Any) -> None:
+        raise RuntimeError("a logging handler that fails")
+
+    monkeypatch.setattr(envs_make, "_mujoco_warnings_seen", set())
+    monkeypatch.setattr(envs_make._LOG, "warning", broken)
+    envs_make._log_mujoco_warning("a warning")  # an exception here would abort the process inside MuJoCo
+
+
+def test_a_mujoco_warning_callback_installed_by_the_user_is_kept() -> None:
+    mujoco = pytest.importorskip("mujoco")
+    previous = mujoco.get_mju_user_warning()
+    received: list[str] = []
+    mujoco.set_mju_user_warning(received.append)
+    try:
+        make_env("InvertedPendulum-v5").close()
+        mujoco.MjModel.from_xml_string(_DEPRECATED_MODEL)
+        assert mujoco.get_mju_user_warning() == received.append
+        assert len(received) == 1 and "settotalmass" in received[0]
+    finally:
+        mujoco.set_mju_user_warning(previous)
