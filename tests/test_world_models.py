@@ -169,7 +169,8 @@ def test_row_blocks_balance_members_over_threads(monkeypatch: pytest.MonkeyPatch
 
 
 def test_imagine_cut_into_row_blocks_equals_uncut(monkeypatch: pytest.MonkeyPatch) -> None:
-    """Cutting each member's rows into blocks (to balance threads) changes nothing in what is imagined."""
+    """Cutting each member's rows into blocks (to balance threads) changes nothing in what is imagined, and
+    the in-place path (no gradients) imagines what the traced one does."""
     torch.manual_seed(0)
     model = RoboticsWorldModel(3, 2, ensemble_size=3, hidden_dim=16, num_layers=2)
     z0, actions = torch.randn(3 * 128, 3), torch.rand(4, 3 * 128, 2) * 2 - 1
@@ -179,8 +180,10 @@ def test_imagine_cut_into_row_blocks_equals_uncut(monkeypatch: pytest.MonkeyPatc
         cut = model.imagine(z0, actions)
         monkeypatch.setattr(robotics, "_row_blocks", lambda ensemble_size, rows_per_member: 1)
         whole = model.imagine(z0, actions)
+    traced = model.imagine(z0, actions)  # with gradients: out of place, never cut
     for name in ("rewards", "continuation", "costs", "latents", "terminal_value"):
         torch.testing.assert_close(getattr(cut, name), getattr(whole, name))
+        torch.testing.assert_close(getattr(cut, name), getattr(traced, name).detach())
 
 
 def _bandit(n: int, gen: torch.Generator) -> ModelBatch:

@@ -17,7 +17,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from world_models.base import Rollout
-from world_models.ensemble import EnsembleMLP, hidden_layer, to_members
+from world_models.ensemble import EnsembleMLP, from_members, hidden_layer, to_members
 from world_models.normalizer import Normalizer
 from world_models.training import (
     check_loss_weights,
@@ -224,37 +224,67 @@ class RoboticsWorldModel(nn.Module):
                 f"imagine expects z0 (B, {self.state_dim}) and actions (H, B, {self.action_dim}); "
                 f"got {tuple(z0.shape)} and {tuple(actions.shape)}"
             )
+        layers = self._imagination_layers()
+        imagined = self._imagine_traced if torch.is_grad_enabled() else self._imagine_in_place
+        heads, latents = imagined(z0, actions, layers)  # (H, B, 3), (H+1, B, Z)
+        rewards = heads[..., 0]
+        return Rollout(
+            rewards=rewards,
+            costs=torch.sigmoid(heads[..., 2]),
+            continuation=torch.sigmoid(heads[..., 1]),
+            latents=latents,
+            disagreement=torch.zeros_like(rewards),
+            terminal_value=self.terminal_value(latents[-1]),
+        )
+
+    def _imagine_in_place(
+        self, z0: torch.Tensor, actions: torch.Tensor, layers: list[tuple[torch.Tensor, torch.Tensor]]
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """:meth:`imagine` without gradients, the planner's path -> heads ``(H, B, 3)`` (reward,
+        continuation and cost logits) and latents ``(H+1, B, Z)``.
+
+        Row ``b = (j * rows + r) * E + m`` is member ``m``'s row ``j * rows + r``: block ``j`` of its
+        ``k`` blocks, which one batched product handles as group ``m * k + j`` with member ``m``'s
+        weights (``k > 1`` shares the ``E * k`` products evenly among the threads, see
+        :func:`_row_blocks`). ``inputs[t]`` ``(E * k, rows, Z + A)`` holds every row's ``[z_t, a_t]``:
+        the actions are written once and each step writes ``z_{t+1}`` into the next slot, so no step
+        concatenates or allocates.
+        """
+        horizon, batch, _ = actions.shape
         e, width = self.ensemble_size, self.state_dim
         k = _row_blocks(e, batch // e)
-        # (E * k, M / k, ...): member e's rows cut into k consecutive blocks e * k ... e * k + k - 1,
-        # so one batched call's E * k products share the threads evenly; each block keeps its member's weights
-        z = to_members(z0, e).reshape(e * k, batch // (e * k), width)
-        member_actions = to_members(actions.transpose(0, 1), e).reshape(e * k, batch // (e * k), horizon, -1)
-        layers = self._imagination_layers()
+        rows = batch // (e * k)
+        inputs = z0.new_empty(horizon + 1, e * k, rows, width + self.action_dim)
+        outputs = z0.new_empty(horizon, e * k, rows, width + 3)  # [delta z, reward, continuation, cost logits]
+        by_block = inputs.view(horizon + 1, e, k, rows, -1)
+        by_block[0, ..., :width] = z0.reshape(k, rows, e, width).permute(2, 0, 1, 3)
+        by_block[:horizon, ..., width:] = actions.reshape(horizon, k, rows, e, -1).permute(0, 3, 1, 2, 4)
         if k > 1:
             layers = [(w.repeat_interleave(k, dim=0), b.repeat_interleave(k, dim=0)) for w, b in layers]
-        latents, heads = [z], []
         for t in range(horizon):
-            out = self._imagine_step(z, member_actions[:, :, t], layers)  # (E * k, M / k, Z + 3) in data units
+            self._network_output(inputs[t], layers, out=outputs[t])
+            torch.add(inputs[t, ..., :width], outputs[t, ..., :width], out=inputs[t + 1, ..., :width])
+
+        def in_rows(x: torch.Tensor) -> torch.Tensor:  # (T, E * k, rows, D) -> (T, B, D)
+            steps, size = x.shape[0], x.shape[-1]
+            return x.reshape(steps, e, k, rows, size).permute(0, 2, 3, 1, 4).reshape(steps, batch, size)
+
+        return in_rows(outputs[..., width:]), in_rows(inputs[..., :width])
+
+    def _imagine_traced(
+        self, z0: torch.Tensor, actions: torch.Tensor, layers: list[tuple[torch.Tensor, torch.Tensor]]
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """:meth:`imagine` with gradients: the same heads and latents as :meth:`_imagine_in_place`,
+        out of place so that autograd can follow every step."""
+        e, width = self.ensemble_size, self.state_dim
+        z = to_members(z0, e)  # (E, B / E, Z): row b is member b % E's row b // E
+        heads, latents = [], [z0]
+        for t in range(actions.shape[0]):
+            out = self._imagine_step(z, to_members(actions[t], e), layers)  # (E, B / E, Z + 3)
             z = z + out[..., :width]
-            latents.append(z)
-            heads.append(out[..., width:])
-
-        def rows(xs: list[torch.Tensor]) -> torch.Tensor:  # list of (E * k, M / k, ...) -> (len, M * E, ...)
-            stacked = torch.stack(xs).reshape(len(xs), e, batch // e, *xs[0].shape[2:])  # (len, E, M, ...)
-            stacked = stacked.transpose(1, 2)  # (len, M, E, ...): row b = m * E + e
-            return stacked.reshape(len(xs), batch, *stacked.shape[3:])
-
-        head_rows, latent_rows = rows(heads), rows(latents)  # (H, B, 3), (H+1, B, Z)
-        reward_rows = head_rows[..., 0]
-        return Rollout(
-            rewards=reward_rows,
-            costs=torch.sigmoid(head_rows[..., 2]),
-            continuation=torch.sigmoid(head_rows[..., 1]),
-            latents=latent_rows,
-            disagreement=torch.zeros_like(reward_rows),
-            terminal_value=self.terminal_value(latent_rows[-1]),
-        )
+            heads.append(from_members(out[..., width:]))
+            latents.append(from_members(z))
+        return torch.stack(heads), torch.stack(latents)
 
     def _imagination_layers(self) -> list[tuple[torch.Tensor, torch.Tensor]]:
         """The dynamics network as imagination runs it: ``(weight (E, in, out), bias (E, 1, out))`` per
@@ -265,17 +295,26 @@ class RoboticsWorldModel(nn.Module):
         return [(w_in, b_in), *((layer.weight, layer.bias) for layer in self.net.hidden_after_first()),
                 (w_out, b_out)]
 
-    @staticmethod
+    @classmethod
     def _imagine_step(
-        z: torch.Tensor, action: torch.Tensor, layers: list[tuple[torch.Tensor, torch.Tensor]]
+        cls, z: torch.Tensor, action: torch.Tensor, layers: list[tuple[torch.Tensor, torch.Tensor]]
     ) -> torch.Tensor:
         """One imagined step: raw ``z (G, M, Z)`` and ``action (G, M, A)`` through ``layers`` (one
         ``(weight, bias)`` per layer, ``G`` groups of weights) -> ``[delta z, reward, continuation logit,
         cost logit]`` ``(G, M, Z + 3)`` in data units."""
-        h = torch.cat([z, action], dim=-1)
+        return cls._network_output(torch.cat([z, action], dim=-1), layers)
+
+    @staticmethod
+    def _network_output(
+        x: torch.Tensor, layers: list[tuple[torch.Tensor, torch.Tensor]], out: torch.Tensor | None = None
+    ) -> torch.Tensor:
+        """``layers`` applied to raw ``x = [z, action] (G, M, Z + A)`` -> ``(G, M, Z + 3)``, into ``out``
+        when given (see :meth:`_imagine_step`)."""
+        h = x
         for weight, bias in layers[:-1]:
             h = hidden_layer(h, weight, bias)  # (G, M, hidden)
-        return torch.baddbmm(layers[-1][1], h, layers[-1][0])
+        weight, bias = layers[-1]
+        return torch.baddbmm(bias, h, weight) if out is None else torch.baddbmm(bias, h, weight, out=out)
 
     def _fold_output_layer(self) -> tuple[torch.Tensor, torch.Tensor]:
         """The output layer cut to what imagination reads, with the target de-normalisation folded in.
