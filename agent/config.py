@@ -21,6 +21,7 @@ PRESET_DIR = Path(__file__).parent / "presets"
 MODEL_KINDS = ("auto", "robotics", "latent")
 LATENT_OBJECTIVES = ("jepa", "reconstruction")
 VALUE_KINDS = ("state", "policy")
+CONTINUATION_SOURCES = ("transition", "next_state")
 
 
 @dataclass
@@ -58,6 +59,11 @@ class ModelConfig:
     termination_weight: float = 0.0
     """Extra weight of terminal transitions in the continuation loss (each counts 1 + this), so the
     model marks sharply where episodes end. 0: off."""
+    continuation_from: str = "transition"
+    """Robotics model: where the continuation (the episode goes on) is read from. ``transition``: an
+    output of the dynamics network, from (z, a). ``next_state``: a small network of its own on the
+    next state, applied to every imagined state; for tasks that end when the state leaves a healthy
+    range (Hopper, Walker2d), whose end the dynamics network blurs."""
     latent_dim: int = 64
     """Latent model: latent size Z."""
     depth: int = 16
@@ -331,6 +337,10 @@ def _validate_model(m: ModelConfig) -> None:
             raise ConfigError(f"model.{name} must be a finite number >= 0 (0: off), got {value}")
     if m.value_kind not in VALUE_KINDS:
         raise ConfigError(f"model.value_kind must be one of {', '.join(VALUE_KINDS)}, got {m.value_kind!r}")
+    if m.continuation_from not in CONTINUATION_SOURCES:
+        raise ConfigError(
+            f"model.continuation_from must be one of {', '.join(CONTINUATION_SOURCES)}, got {m.continuation_from!r}"
+        )
     if m.value_window < 0:
         raise ConfigError(f"model.value_window must be >= 0 (0: all stored transitions), got {m.value_window}")
     for name in ("latent_dim", "depth", "sequence_length", "hidden_dim", "ensemble_size"):

@@ -67,7 +67,7 @@ class RoboticsAdapter(_OnDevice):
             num_layers=m.num_layers, learning_rate=m.learning_rate, weight_decay=m.weight_decay,
             value_function=m.value_function, discount=config.planner.discount, value_tau=m.value_tau,
             sparse_reward_weight=m.sparse_reward_weight, termination_weight=m.termination_weight,
-            value_kind=m.value_kind,
+            value_kind=m.value_kind, continuation_from=m.continuation_from,
         ).to(device)
         self.value_window = m.value_window if m.value_function else 0
         self.model.eval()
@@ -124,6 +124,11 @@ class LatentAdapter(_OnDevice):
             raise ConfigError(
                 f"model.value_kind {m.value_kind} is for the robotics model (state observations); "
                 "the latent model learns a state value: set model.value_kind: state"
+            )
+        if m.continuation_from != "transition":
+            raise ConfigError(
+                f"model.continuation_from {m.continuation_from} is for the robotics model (state observations); "
+                "the latent model's heads read (z, a): set model.continuation_from: transition"
             )
         if m.value_function and m.value_window:
             raise ConfigError(

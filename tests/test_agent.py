@@ -24,9 +24,10 @@ def debug_config(**overrides: object) -> Config:
 
 
 POLICY = {"model.value_function": True, "model.value_kind": "policy", "planner.policy_proposals": 3}
+NEXT_STATE = {"model.continuation_from": "next_state"}
 
 
-@pytest.mark.parametrize("settings", [{}, POLICY], ids=["preset", "policy"])
+@pytest.mark.parametrize("settings", [{}, POLICY, NEXT_STATE], ids=["preset", "policy", "next_state"])
 def test_resume_continues_exactly(tmp_path: Path, settings: dict[str, object]) -> None:
     # evaluations in lockstep, 3 episodes per plan call
     config = debug_config(**{"train.eval_episodes": 3, **settings})
@@ -131,6 +132,14 @@ def test_policy_value_settings_are_checked() -> None:
     validate(debug_config(**POLICY))
     config = debug_config(**POLICY, **{"env_kwargs": {"obs_mode": "pixels"}})
     with pytest.raises(ConfigError, match="is for the robotics model"):
+        MBRLAgent("rehearse/BallCatch-v0", config)
+
+
+def test_continuation_source_is_checked() -> None:
+    with pytest.raises(ConfigError, match="continuation_from must be one of transition, next_state"):
+        validate(debug_config(**{"model.continuation_from": "state"}))
+    config = debug_config(**NEXT_STATE, **{"env_kwargs": {"obs_mode": "pixels"}})
+    with pytest.raises(ConfigError, match="continuation_from next_state is for the robotics model"):
         MBRLAgent("rehearse/BallCatch-v0", config)
 
 

@@ -99,11 +99,13 @@ def _linear_system(n: int, generator: torch.Generator) -> ModelBatch:
     return ModelBatch(obs, actions, rewards, (next_obs[:, 1] > 1).float(), next_obs[:, 0].abs() > 1.5, next_obs)
 
 
-def test_model_fits_a_known_linear_system() -> None:
+@pytest.mark.parametrize("continuation_from", robotics.CONTINUATION_SOURCES)
+def test_model_fits_a_known_linear_system(continuation_from: str) -> None:
     torch.manual_seed(0)
     gen = torch.Generator().manual_seed(0)
     data = _linear_system(4000, gen)
-    model = RoboticsWorldModel(2, 2, ensemble_size=2, hidden_dim=64, num_layers=2, learning_rate=3e-3)
+    model = RoboticsWorldModel(2, 2, ensemble_size=2, hidden_dim=64, num_layers=2, learning_rate=3e-3,
+                               continuation_from=continuation_from)
     model.fit_normalizers(data.obs, data.actions, data.rewards, data.next_obs)
     first = None
     for _ in range(600):
@@ -136,10 +138,11 @@ def test_update_refuses_non_finite_loss() -> None:
         raise AssertionError("a NaN loss must stop training with a clear error")
 
 
-def test_imagine_matches_step_by_step_prediction() -> None:
+@pytest.mark.parametrize("continuation_from", robotics.CONTINUATION_SOURCES)
+def test_imagine_matches_step_by_step_prediction(continuation_from: str) -> None:
     """The fused imagination path equals predict() applied step by step to member-routed rows."""
     torch.manual_seed(0)
-    model = RoboticsWorldModel(3, 2, ensemble_size=2, hidden_dim=16, num_layers=2)
+    model = RoboticsWorldModel(3, 2, ensemble_size=2, hidden_dim=16, num_layers=2, continuation_from=continuation_from)
     data = torch.randn(50, 3) * 3 + 1
     model.fit_normalizers(data, torch.rand(50, 2), torch.randn(50), data + torch.randn(50, 3))
     z0, actions = torch.randn(4, 3), torch.rand(5, 4, 2) * 2 - 1
@@ -320,3 +323,18 @@ def test_policy_proposals_roll_the_policy_through_the_model() -> None:
         members = z0.expand(2, 4, 3), a0.expand(2, 4, 2)
         z1 = model.next(members[0], model.predict(*members, with_variance=False)).mean(0)
         torch.testing.assert_close(props[:, 0, 1], model.policy(z1))
+
+
+def test_next_state_continuation_reads_the_next_state_only() -> None:
+    """With continuation_from next_state, the continuation of a step depends on where it lands, not on
+    the state and action that led there; it is learned from the stored next states."""
+    torch.manual_seed(0)
+    model = RoboticsWorldModel(2, 1, ensemble_size=2, hidden_dim=16, num_layers=1, continuation_from="next_state")
+    assert model.continuation_net is not None
+    z_next = torch.randn(2, 3, 2)
+    logit = model.next_state_continuation_logit(z_next)
+    assert logit.shape == (2, 3)
+    torch.testing.assert_close(logit[1, 2], model.next_state_continuation_logit(z_next[1, 2]))
+    with pytest.raises(ValueError, match="continuation_from must be transition or next_state"):
+        RoboticsWorldModel(2, 1, continuation_from="state")
+    assert RoboticsWorldModel(2, 1).continuation_net is None

@@ -49,6 +49,10 @@ class StepPrediction(NamedTuple):
     cost_logit: torch.Tensor  # (E, M)
 
 
+CONTINUATION_SOURCES = ("transition", "next_state")
+CONTINUATION_HIDDEN = 64  # width of the next-state continuation network: cheap beside the dynamics
+
+
 def _row_blocks(ensemble_size: int, rows_per_member: int, min_rows: int = 64) -> int:
     """Blocks ``k`` to cut each member's rows into for imagination: the smallest ``k`` that makes
     ``ensemble_size * k`` a multiple of torch's thread count (so a batched product over the members
@@ -79,6 +83,7 @@ class RoboticsWorldModel(nn.Module):
         sparse_reward_weight: float = 0.0,
         termination_weight: float = 0.0,
         value_kind: str = "state",
+        continuation_from: str = "transition",
     ) -> None:
         """``value_kind`` (with ``value_function``): ``state``, a value ``V(z)`` learned by TD(0) on
         stored transitions; ``policy``, a deterministic policy ``pi(z)`` and twin ``Q(z, a)`` learned
@@ -87,7 +92,11 @@ class RoboticsWorldModel(nn.Module):
         which transitions with a non-zero reward count ``1 + sparse_reward_weight`` times (see
         :func:`~world_models.training.sparse_reward_error`); 0 leaves the NLL alone.
         ``termination_weight``: terminal transitions count ``1 + termination_weight`` times in the
-        continuation loss (:func:`~world_models.training.termination_bce`)."""
+        continuation loss (:func:`~world_models.training.termination_bce`).
+        ``continuation_from``: ``transition``, the continuation logit is an output of the dynamics
+        network, read from ``(z, a)``; ``next_state``, a small network of its own reads it from the
+        next latent, trained on the stored next states (an episode ends where the next state is
+        out of bounds, as a fallen hopper's is), and imagination applies it to each imagined state."""
         super().__init__()
         check_loss_weights(sparse_reward_weight=sparse_reward_weight, termination_weight=termination_weight)
         self.sparse_reward_weight, self.termination_weight = sparse_reward_weight, termination_weight
@@ -106,6 +115,13 @@ class RoboticsWorldModel(nn.Module):
         self.discount, self.value_tau = discount, value_tau
         if value_kind not in ("state", "policy"):
             raise ValueError(f"value_kind must be state or policy, got {value_kind!r}")
+        if continuation_from not in CONTINUATION_SOURCES:
+            raise ValueError(f"continuation_from must be transition or next_state, got {continuation_from!r}")
+        # continuation logit of the next latent (continuation_from next_state); the dynamics network's
+        # own continuation output is then neither trained nor read
+        self.continuation_net: EnsembleMLP | None = None
+        if continuation_from == "next_state":
+            self.continuation_net = EnsembleMLP(1, self.state_dim, 1, CONTINUATION_HIDDEN, 2)
         self.value_net: EnsembleMLP | None = None
         self.value_target: EnsembleMLP | None = None
         self.actor: EnsembleMLP | None = None
@@ -135,7 +151,16 @@ class RoboticsWorldModel(nn.Module):
 
         ``with_variance=False`` skips the bounded log-variance (imagination uses means only).
         """
-        return self._split(self.net(self.input_norm.normalize(torch.cat([z, action], dim=-1))), with_variance)
+        pred = self._split(self.net(self.input_norm.normalize(torch.cat([z, action], dim=-1))), with_variance)
+        if self.continuation_net is None:
+            return pred
+        return pred._replace(continuation_logit=self.next_state_continuation_logit(self.next(z, pred)))
+
+    def next_state_continuation_logit(self, z_next: torch.Tensor) -> torch.Tensor:
+        """Continuation logit ``(...)`` of next latents ``(..., Z)`` (``continuation_from`` next_state)."""
+        assert self.continuation_net is not None, "needs continuation_from='next_state'"
+        rows = self._normalized_state(z_next.reshape(-1, self.state_dim))
+        return self.continuation_net(rows[None])[0, :, 0].reshape(z_next.shape[:-1])
 
     def _split(self, out: torch.Tensor, with_variance: bool) -> StepPrediction:
         """Network output ``(E, M, 2D + 2)`` = [mean, raw log-variance, continuation, cost] -> prediction."""
@@ -228,10 +253,14 @@ class RoboticsWorldModel(nn.Module):
         imagined = self._imagine_traced if torch.is_grad_enabled() else self._imagine_in_place
         heads, latents = imagined(z0, actions, layers)  # (H, B, 3), (H+1, B, Z)
         rewards = heads[..., 0]
+        if self.continuation_net is None:
+            continuation_logit = heads[..., 1]
+        else:  # all imagined next states at once: (H, B)
+            continuation_logit = self.next_state_continuation_logit(latents[1:])
         return Rollout(
             rewards=rewards,
             costs=torch.sigmoid(heads[..., 2]),
-            continuation=torch.sigmoid(heads[..., 1]),
+            continuation=torch.sigmoid(continuation_logit),
             latents=latents,
             disagreement=torch.zeros_like(rewards),
             terminal_value=self.terminal_value(latents[-1]),
@@ -362,7 +391,10 @@ class RoboticsWorldModel(nn.Module):
         assert pred.logvar is not None
         nll = (sq_err * torch.exp(-pred.logvar) + pred.logvar).mean()
         bound = self.logvar_bound_weight * (self.max_logvar.sum() - self.min_logvar.sum())
-        cont_bce = termination_bce(pred.continuation_logit, batch.terminated, self.termination_weight)
+        # from the stored next state (not the predicted one): the network learns where episodes end
+        cont_logit = pred.continuation_logit if self.continuation_net is None \
+            else self.next_state_continuation_logit(batch.next_obs)
+        cont_bce = termination_bce(cont_logit, batch.terminated, self.termination_weight)
         cost_bce = F.binary_cross_entropy_with_logits(pred.cost_logit, (batch.costs > 0).to(torch.float32))
         total = nll + bound + cont_bce + cost_bce
         if self.sparse_reward_weight:
