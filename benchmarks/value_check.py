@@ -27,7 +27,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from benchmarks.world_model_report import ReportError, load_agent
+from benchmarks.world_model_report import ReportError, load_agent, print_or_refuse
 from world_models.robotics import RoboticsWorldModel
 
 
@@ -76,12 +76,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.blocks < 1:
         parser.error(f"--blocks must be at least 1, got {args.blocks}")
-    try:
-        print(value_table(args.run_dir, args.blocks))
-    except ReportError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
-    return 0
+    return print_or_refuse(lambda: value_table(args.run_dir, args.blocks))
 
 
 if __name__ == "__main__":

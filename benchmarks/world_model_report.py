@@ -36,7 +36,7 @@ import json
 import math
 import shlex
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -116,6 +116,17 @@ def load_agent(run_dir: Path) -> MBRLAgent:
         return MBRLAgent.load(checkpoint)  # no run_dir: loading must not truncate the run's logs
     except (CheckpointError, ConfigError, EnvironmentSpecError) as exc:
         raise ReportError(f"cannot load {checkpoint}: {exc}") from exc
+
+
+def print_or_refuse(table: Callable[[], str]) -> int:
+    """A run check's exit status: print ``table()`` and return 0, or say why it cannot be made (a
+    :class:`ReportError`) on stderr and return 2."""
+    try:
+        print(table())
+    except ReportError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    return 0
 
 
 def longest_window(buffer: ReplayBuffer, horizons: Sequence[int], seed: int) -> int | None:
