@@ -2,7 +2,8 @@
 
 Input ``z = [state (S), visual embedding (V, optional)]`` and an action ``(A)``; the
 network predicts a Gaussian over ``[delta z (S+V), reward (1)]``, a continuation
-logit and a safety (cost) logit. Row ``b`` of any batch handed to :meth:`imagine`
+logit (or a small network reads it from the next state: ``continuation_from``) and a
+safety (cost) logit. Row ``b`` of any batch handed to :meth:`imagine`
 is handled by ensemble member ``b % E`` for the whole horizon (trajectory sampling).
 """
 
@@ -151,10 +152,14 @@ class RoboticsWorldModel(nn.Module):
 
         ``with_variance=False`` skips the bounded log-variance (imagination uses means only).
         """
-        pred = self._split(self.net(self.input_norm.normalize(torch.cat([z, action], dim=-1))), with_variance)
+        pred = self._predict_transition(z, action, with_variance)
         if self.continuation_net is None:
             return pred
         return pred._replace(continuation_logit=self.next_state_continuation_logit(self.next(z, pred)))
+
+    def _predict_transition(self, z: torch.Tensor, action: torch.Tensor, with_variance: bool) -> StepPrediction:
+        """The dynamics network's prediction alone, its own continuation output included."""
+        return self._split(self.net(self.input_norm.normalize(torch.cat([z, action], dim=-1))), with_variance)
 
     def next_state_continuation_logit(self, z_next: torch.Tensor) -> torch.Tensor:
         """Continuation logit ``(...)`` of next latents ``(..., Z)`` (``continuation_from`` next_state)."""
@@ -383,7 +388,7 @@ class RoboticsWorldModel(nn.Module):
         The value function (if any) learns from ``value_batch`` when given, else from ``batch``;
         ``target_noise`` is for :meth:`critic_loss`.
         """
-        pred = self.predict(batch.obs, batch.actions)
+        pred = self._predict_transition(batch.obs, batch.actions, with_variance=True)
         target = self.target_norm.normalize(
             torch.cat([batch.next_obs - batch.obs, batch.rewards[..., None]], dim=-1)
         )
