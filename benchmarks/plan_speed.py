@@ -21,6 +21,7 @@ import sys
 import time
 from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass, replace
+from itertools import pairwise
 from pathlib import Path
 
 import torch
@@ -29,7 +30,7 @@ from agent.config import resolve_config
 from agent.runtime import keep_freed_memory
 from planners import SamplingConfig, make_objective, make_planner
 from world_models.activation import fast_silu_on, fast_silu_status, torch_silu
-from world_models.robotics import RoboticsWorldModel
+from world_models.robotics import CONTINUATION_HIDDEN, RoboticsWorldModel
 
 
 @dataclass(frozen=True)
@@ -47,6 +48,7 @@ class SpeedCase:
     particles: int
     num_elites: int
     problems: int = 1  # planning problems in one batched call (evaluation's side-by-side episodes)
+    continuation_from: str = "transition"  # next_state: the model's continuation network runs on every imagined state
 
 
 PETS = SpeedCase("pets", 17, 6, 5, 200, 4, "cem", 30, 400, 5, 20, 40)
@@ -59,7 +61,8 @@ def preset_case(env_id: str) -> SpeedCase:
     s, a = ENV_DIMS[env_id]
     p, m = c.planner, c.model
     return SpeedCase(f"preset:{env_id}", s, a, m.ensemble_size, m.hidden_dim, m.num_layers, p.name,
-                     p.horizon, p.num_candidates, p.iterations, p.particles, p.num_elites)
+                     p.horizon, p.num_candidates, p.iterations, p.particles, p.num_elites,
+                     continuation_from=m.continuation_from)
 
 
 def matmul_peak_gflops(size: int = 2048, repeats: int = 10) -> float:
@@ -81,6 +84,11 @@ class CaseTimes:
     peak_gflops: float
 
 
+def _mlp_flops(widths: list[int]) -> int:
+    """Multiply-add FLOPs per row of an MLP with these layer widths."""
+    return sum(2 * i * o for i, o in pairwise(widths))
+
+
 def flops_per_plan(case: SpeedCase) -> float:
     """Multiply-add FLOPs of the MLP evaluations in one plan (the mean is scored as an extra candidate).
 
@@ -88,7 +96,9 @@ def flops_per_plan(case: SpeedCase) -> float:
     continuation and cost (not the log-variances, which only training needs).
     """
     widths = [case.state_dim + case.action_dim] + [case.hidden_dim] * case.num_layers + [case.state_dim + 3]
-    per_row = sum(2 * i * o for i, o in zip(widths[:-1], widths[1:], strict=True))
+    per_row = _mlp_flops(widths)
+    if case.continuation_from == "next_state":  # the continuation network on each imagined state
+        per_row += _mlp_flops([case.state_dim, CONTINUATION_HIDDEN, CONTINUATION_HIDDEN, 1])
     rows = (case.num_candidates + 1) * case.particles  # per problem
     return float(per_row * rows * case.horizon * case.iterations)
 
@@ -108,7 +118,8 @@ def time_case(case: SpeedCase, repeats: int, silus: tuple[str, ...] = ("kernel",
     """
     torch.manual_seed(0)
     model = RoboticsWorldModel(case.state_dim, case.action_dim, ensemble_size=case.ensemble_size,
-                               hidden_dim=case.hidden_dim, num_layers=case.num_layers).eval()
+                               hidden_dim=case.hidden_dim, num_layers=case.num_layers,
+                               continuation_from=case.continuation_from).eval()
     sampling = SamplingConfig(num_candidates=case.num_candidates, iterations=case.iterations,
                               num_elites=case.num_elites)
     planner = make_planner(case.planner, sampling, case.action_dim, torch.Generator().manual_seed(0))
