@@ -101,7 +101,7 @@ _mujoco_warnings_seen: set[str] = set()
 def route_mujoco_warnings() -> None:
     """Send MuJoCo's warnings to this module's logger, each distinct message once per process.
 
-    Left alone, MuJoCo prints every warning to stdout and appends it to ``MUJOCO_LOG.TXT`` in the
+    Left alone, MuJoCo prints every warning to stderr and appends it to ``MUJOCO_LOG.TXT`` in the
     working directory: Gymnasium's own models give a deprecation warning each time an environment
     is built (every evaluation environment of every run). A callback that someone else installed
     is kept. Called by :func:`make_env`; calling it again does nothing.
@@ -123,7 +123,7 @@ def _log_mujoco_warning(message: str) -> None:
         if text not in _mujoco_warnings_seen:
             _mujoco_warnings_seen.add(text)
             _LOG.warning("MuJoCo: %s", text)
-    except BaseException:  # noqa: BLE001 - even KeyboardInterrupt would abort the process here
+    except BaseException:  # even a KeyboardInterrupt raised here would abort the process
         pass
 
 
