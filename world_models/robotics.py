@@ -277,31 +277,29 @@ class RoboticsWorldModel(nn.Module):
         """:meth:`imagine` without gradients, the planner's path -> heads ``(H, B, 3)`` (reward,
         continuation and cost logits) and latents ``(H+1, B, Z)``.
 
-        Row ``b = (j * rows + r) * E + m`` is member ``m``'s row ``j * rows + r``: block ``j`` of its
-        ``k`` blocks, which one batched product handles as group ``m * k + j`` with member ``m``'s
-        weights (``k > 1`` shares the ``E * k`` products evenly among the threads, see
-        :func:`_row_blocks`). ``inputs[t]`` ``(E * k, rows, Z + A)`` holds every row's ``[z_t, a_t]``:
-        the actions are written once and each step writes ``z_{t+1}`` into the next slot, so no step
-        concatenates or allocates.
+        Row ``b = i * E + m`` is member ``m``'s row ``i`` (as :func:`to_members` routes it), the rows
+        of each member in one contiguous run of ``inputs[t]``; the batched products see each run as
+        ``k`` blocks of ``rows`` (``k > 1`` shares the ``E * k`` products evenly among the threads, see
+        :func:`_row_blocks`). ``inputs[t]`` holds every row's ``[z_t, a_t]``: the actions are written
+        once and each step writes ``z_{t+1}`` into the next slot, so no step concatenates or allocates.
         """
         horizon, batch, _ = actions.shape
         e, width = self.ensemble_size, self.state_dim
-        k = _row_blocks(e, batch // e)
-        rows = batch // (e * k)
-        inputs = z0.new_empty(horizon + 1, e * k, rows, width + self.action_dim)
-        outputs = z0.new_empty(horizon, e * k, rows, width + 3)  # [delta z, reward, continuation, cost logits]
-        by_block = inputs.view(horizon + 1, e, k, rows, -1)
-        by_block[0, ..., :width] = z0.reshape(k, rows, e, width).permute(2, 0, 1, 3)
-        by_block[:horizon, ..., width:] = actions.reshape(horizon, k, rows, e, -1).permute(0, 3, 1, 2, 4)
+        per_member = batch // e
+        k = _row_blocks(e, per_member)
+        inputs = z0.new_empty(horizon + 1, e, per_member, width + self.action_dim)
+        outputs = z0.new_empty(horizon, e, per_member, width + 3)  # [delta z, reward, continuation, cost logits]
+        inputs[0, ..., :width] = to_members(z0, e)
+        inputs[:horizon, ..., width:] = actions.reshape(horizon, per_member, e, -1).transpose(1, 2)
         if k > 1:
             layers = [(w.repeat_interleave(k, dim=0), b.repeat_interleave(k, dim=0)) for w, b in layers]
+        groups = (e * k, per_member // k, -1)  # (E * k, rows, ...): member m's block j is group m * k + j
         for t in range(horizon):
-            self._network_output(inputs[t], layers, out=outputs[t])
+            self._network_output(inputs[t].view(groups), layers, out=outputs[t].view(groups))
             torch.add(inputs[t, ..., :width], outputs[t, ..., :width], out=inputs[t + 1, ..., :width])
 
-        def in_rows(x: torch.Tensor) -> torch.Tensor:  # (T, E * k, rows, D) -> (T, B, D)
-            steps, size = x.shape[0], x.shape[-1]
-            return x.reshape(steps, e, k, rows, size).permute(0, 2, 3, 1, 4).reshape(steps, batch, size)
+        def in_rows(x: torch.Tensor) -> torch.Tensor:  # (T, E, B / E, D) -> (T, B, D)
+            return x.transpose(1, 2).reshape(x.shape[0], batch, x.shape[-1])
 
         return in_rows(outputs[..., width:]), in_rows(inputs[..., :width])
 
