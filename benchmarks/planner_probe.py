@@ -69,7 +69,6 @@ def probe_table(run_dir: Path, variants: Sequence[Variant], episodes: int, seed:
         r = result.returns
         lines.append(f"| {name} | {settings} | {r.mean():.1f} | {r.std():.1f} | {r.min():.1f} | {r.max():.1f} | "
                      f"{result.lengths.mean():.0f} | {time.time() - started:.0f} |")
-    agent.config = trained
     return "\n".join(lines)
 
 
