@@ -25,6 +25,7 @@ from agent.checkpoint import load_checkpoint, load_module_state, numpy_to_tensor
 from agent.config import (
     Config,
     ConfigError,
+    PlannerConfig,
     config_from_dict,
     config_to_dict,
     default_run_dir,
@@ -106,6 +107,15 @@ def _flat_diff(old: dict[str, Any], new: dict[str, Any], prefix: str = "") -> li
     return keys
 
 
+def build_planner(p: PlannerConfig, action_dim: int, generator: torch.Generator) -> Planner:
+    """The sampling planner that ``p`` describes (``ValueError`` for settings it cannot run with)."""
+    sampling = SamplingConfig(
+        num_candidates=p.num_candidates, iterations=p.iterations, num_elites=p.num_elites,
+        init_std=p.init_std, min_std=p.min_std, momentum=p.momentum, temperature=p.temperature,
+    )
+    return make_planner(p.name, sampling, action_dim, generator)
+
+
 class MBRLAgent:
     """Model-based agent: a world model (RoboticsWorldModel on states, LatentWorldModel on pixels)
     + CEM/MPPI model-predictive control. The model-specific parts live in ``agent.models``."""
@@ -185,12 +195,7 @@ class MBRLAgent:
         return ReplayBuffer(capacity, self.obs_shape, self.action_dim, obs_dtype=self.adapter.obs_dtype)
 
     def _make_planner(self, generator: torch.Generator) -> Planner:
-        p = self.config.planner
-        sampling = SamplingConfig(
-            num_candidates=p.num_candidates, iterations=p.iterations, num_elites=p.num_elites,
-            init_std=p.init_std, min_std=p.min_std, momentum=p.momentum, temperature=p.temperature,
-        )
-        return make_planner(p.name, sampling, self.action_dim, generator)
+        return build_planner(self.config.planner, self.action_dim, generator)
 
     def _plan(self, obs: np.ndarray, planner: Planner, warm: WarmStart) -> np.ndarray:
         """First action of the plan for ``obs``; stores the plan for warm starting.

@@ -23,7 +23,10 @@ import time
 from collections.abc import Sequence
 from pathlib import Path
 
-from agent.config import ConfigError, apply_overrides, validate
+import torch
+
+from agent.agent import build_planner
+from agent.config import apply_overrides, validate
 from benchmarks.world_model_report import ReportError, load_agent, print_or_refuse
 
 Variant = tuple[str, dict[str, str]]
@@ -49,7 +52,8 @@ def probe_table(run_dir: Path, variants: Sequence[Variant], episodes: int, seed:
         try:
             config = apply_overrides(trained, overrides)
             validate(config, kind=agent.model_kind)
-        except ConfigError as exc:
+            build_planner(config.planner, agent.action_dim, torch.Generator())  # the planner's own checks
+        except ValueError as exc:  # ConfigError is one
             raise ReportError(f"--variant {name}: {exc}") from exc
         configs.append((name, ", ".join(f"{k.removeprefix('planner.')}={v}" for k, v in overrides.items()), config))
     p = trained.planner
@@ -62,10 +66,7 @@ def probe_table(run_dir: Path, variants: Sequence[Variant], episodes: int, seed:
     for name, settings, config in [("as trained", own, trained), *configs]:
         agent.config = config
         started = time.time()
-        try:
-            result = agent.evaluate(n_episodes=episodes, seed=seed)
-        except ValueError as exc:  # e.g. the sampling planner's own checks (num_elites > num_candidates)
-            raise ReportError(f"--variant {name}: {exc}") from exc
+        result = agent.evaluate(n_episodes=episodes, seed=seed)
         r = result.returns
         lines.append(f"| {name} | {settings} | {r.mean():.1f} | {r.std():.1f} | {r.min():.1f} | {r.max():.1f} | "
                      f"{result.lengths.mean():.0f} | {time.time() - started:.0f} |")

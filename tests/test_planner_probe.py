@@ -59,6 +59,8 @@ def test_bad_variants_and_runs_are_refused(
         ([str(run_dir), "--variant", "x:horizon=long"], "expected int"),
         ([str(run_dir), "--variant", "x:particles=3"], "--variant x:"),
         ([str(run_dir), "--variant", "x:num_elites=500", "--episodes", "1"], "--variant x:"),
+        ([str(run_dir), "--variant", "x:momentum=1"], "--variant x: SamplingConfig: 0 <= momentum < 1"),
+        ([str(run_dir), "--variant", "x:name=beam"], "--variant x: unknown planner 'beam'"),
     ]
     for argv, message in cases:
         assert planner_probe.main(argv) == 2
