@@ -31,6 +31,7 @@ from agent.config import (
     default_run_dir,
     model_kind,
     resolve_config,
+    sampling_config,
     validate,
 )
 from agent.evaluation import EvalResult, evaluate, evaluate_lockstep
@@ -38,7 +39,7 @@ from agent.logger import RunLogger, truncate_outputs
 from agent.models import ModelAdapter, make_adapter
 from agent.runtime import keep_freed_memory
 from envs import EpisodeRecorder, env_shapes, make_env, wrap_env
-from planners import SamplingConfig, make_objective, make_planner
+from planners import make_objective, make_planner
 from planners.base import Planner
 
 CHECKPOINT_NAME = "checkpoints/latest.pt"
@@ -109,11 +110,7 @@ def _flat_diff(old: dict[str, Any], new: dict[str, Any], prefix: str = "") -> li
 
 def build_planner(p: PlannerConfig, action_dim: int, generator: torch.Generator) -> Planner:
     """The sampling planner that ``p`` describes (``ValueError`` for settings it cannot run with)."""
-    sampling = SamplingConfig(
-        num_candidates=p.num_candidates, iterations=p.iterations, num_elites=p.num_elites,
-        init_std=p.init_std, min_std=p.min_std, momentum=p.momentum, temperature=p.temperature,
-    )
-    return make_planner(p.name, sampling, action_dim, generator)
+    return make_planner(p.name, sampling_config(p), action_dim, generator)
 
 
 class MBRLAgent:

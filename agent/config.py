@@ -15,13 +15,15 @@ from typing import Any, Mapping
 
 import yaml
 
+from planners import PLANNER_NAMES, SamplingConfig
+from world_models.robotics import CONTINUATION_SOURCES
+
 PRESET_DIR = Path(__file__).parent / "presets"
 
 
 MODEL_KINDS = ("auto", "robotics", "latent")
 LATENT_OBJECTIVES = ("jepa", "reconstruction")
 VALUE_KINDS = ("state", "policy")
-CONTINUATION_SOURCES = ("transition", "next_state")
 
 
 @dataclass
@@ -307,8 +309,7 @@ def validate(config: Config, kind: str | None = None) -> None:
             f"model.ensemble_size ({config.model.ensemble_size}) for the robotics ensemble "
             "(the latent model, model.kind latent, is deterministic and takes any number)"
         )
-    if config.planner.num_elites > config.planner.num_candidates:
-        raise ConfigError("planner.num_elites must not exceed planner.num_candidates")
+    _validate_planner(config.planner)
     if config.model.value_function and not 0.0 <= config.planner.discount < 1.0:
         raise ConfigError(
             f"planner.discount must be in [0, 1) when model.value_function is on, got {config.planner.discount}"
@@ -324,6 +325,23 @@ def validate(config: Config, kind: str | None = None) -> None:
         raise ConfigError("planner.policy_proposals and planner.policy_noise must be >= 0")
     if config.device not in ("auto", "cpu", "cuda") and not config.device.startswith("cuda:"):
         raise ConfigError(f"device must be auto, cpu or cuda, got {config.device!r}")
+
+
+def sampling_config(p: PlannerConfig) -> SamplingConfig:
+    """The sampling planner's settings out of ``p`` (``ValueError`` for values it cannot run with)."""
+    return SamplingConfig(
+        num_candidates=p.num_candidates, iterations=p.iterations, num_elites=p.num_elites,
+        init_std=p.init_std, min_std=p.min_std, momentum=p.momentum, temperature=p.temperature,
+    )
+
+
+def _validate_planner(p: PlannerConfig) -> None:
+    if p.name not in PLANNER_NAMES:
+        raise ConfigError(f"planner.name must be one of {', '.join(PLANNER_NAMES)}, got {p.name!r}")
+    try:
+        sampling_config(p)
+    except ValueError as exc:
+        raise ConfigError(f"planner settings: {exc}") from None
 
 
 def _validate_model(m: ModelConfig) -> None:

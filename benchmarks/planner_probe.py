@@ -23,9 +23,6 @@ import time
 from collections.abc import Sequence
 from pathlib import Path
 
-import torch
-
-from agent.agent import build_planner
 from agent.config import apply_overrides, validate
 from benchmarks.world_model_report import ReportError, load_agent, print_or_refuse
 
@@ -33,7 +30,8 @@ Variant = tuple[str, dict[str, str]]
 
 
 def parse_variant(text: str) -> Variant:
-    """``"NAME:key=value,key=value"`` -> ``(NAME, {"planner.key": "value", ...})``."""
+    """``"NAME:key=value,key=value"`` -> ``(NAME, {"planner.key": "value", ...})``; a key may
+    also be written with its section (``planner.horizon``)."""
     name, sep, body = text.partition(":")
     pairs = [item.partition("=") for item in body.split(",")] if body else []
     if not sep or not name or not pairs or any(not key or not eq or not value for key, eq, value in pairs):
@@ -41,7 +39,7 @@ def parse_variant(text: str) -> Variant:
             f"--variant {text!r}: expected NAME:key=value[,key=value...] with planner settings, "
             "e.g. H16:horizon=16 or wide:num_candidates=256,iterations=5"
         )
-    return name, {f"planner.{key.strip()}": value.strip() for key, _, value in pairs}
+    return name, {f"planner.{key.strip().removeprefix('planner.')}": value.strip() for key, _, value in pairs}
 
 
 def probe_table(run_dir: Path, variants: Sequence[Variant], episodes: int, seed: int) -> str:
@@ -51,8 +49,7 @@ def probe_table(run_dir: Path, variants: Sequence[Variant], episodes: int, seed:
     for name, overrides in variants:  # check every variant before playing any episode
         try:
             config = apply_overrides(trained, overrides)
-            validate(config, kind=agent.model_kind)
-            build_planner(config.planner, agent.action_dim, torch.Generator())  # the planner's own checks
+            validate(config, kind=agent.model_kind)  # the planner's own checks among them
         except ValueError as exc:  # ConfigError is one
             raise ReportError(f"--variant {name}: {exc}") from exc
         configs.append((name, ", ".join(f"{k.removeprefix('planner.')}={v}" for k, v in overrides.items()), config))

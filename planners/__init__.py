@@ -16,6 +16,7 @@ __all__ = [
     "PlanningError",
     "Proposer",
     "RandomShooting",
+    "PLANNER_NAMES",
     "SamplingConfig",
     "make_objective",
     "make_planner",
@@ -27,6 +28,8 @@ _PLANNERS: dict[str, type[CEM | MPPI | RandomShooting]] = {
     "mppi": MPPI,
     "random": RandomShooting,
 }
+PLANNER_NAMES: tuple[str, ...] = tuple(sorted(_PLANNERS))
+"""The names :func:`make_planner` accepts."""
 
 
 def make_planner(
@@ -39,5 +42,5 @@ def make_planner(
     try:
         cls = _PLANNERS[name]
     except KeyError:
-        raise ValueError(f"unknown planner {name!r}; valid names: {', '.join(sorted(_PLANNERS))}") from None
+        raise ValueError(f"unknown planner {name!r}; valid names: {', '.join(PLANNER_NAMES)}") from None
     return cls(config, action_dim, generator)

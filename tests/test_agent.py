@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import Any, Callable
 
@@ -158,6 +159,19 @@ def test_config_overrides_and_validation() -> None:
         validate(apply_overrides(config, {"model.value_window": -1}))
     with pytest.raises(ConfigError, match="no preset"):
         resolve_config("Pendulum-v1", preset="nonexistent")
+
+
+@pytest.mark.parametrize(("overrides", "message"), [
+    ({"planner.name": "beam"}, "planner.name must be one of cem, mppi, random, got 'beam'"),
+    ({"planner.momentum": 1.0}, "planner settings: SamplingConfig: 0 <= momentum < 1 does not hold"),
+    ({"planner.num_elites": 500}, "1 <= num_elites <= num_candidates does not hold"),
+    ({"planner.temperature": 0.0}, "temperature > 0 does not hold"),
+])
+def test_planner_settings_are_checked_with_the_config(overrides: dict[str, Any], message: str) -> None:
+    """The sampling planner's own rules fail at validation, as a ConfigError, not later at construction."""
+    config = apply_overrides(resolve_config("Pendulum-v1"), overrides)
+    with pytest.raises(ConfigError, match=re.escape(message)):
+        validate(config)
 
 
 def _returns(env: Any, policy: Callable[[np.ndarray], np.ndarray], episodes: int = 5) -> float:

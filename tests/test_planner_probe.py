@@ -24,6 +24,7 @@ def run_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def test_parse_variant_reads_planner_settings() -> None:
     assert planner_probe.parse_variant("wide:num_candidates=64, iterations=2") == (
         "wide", {"planner.num_candidates": "64", "planner.iterations": "2"})
+    assert planner_probe.parse_variant("H16:planner.horizon=16") == ("H16", {"planner.horizon": "16"})
     for bad in ["H16", "H16:", ":horizon=16", "H16:horizon", "H16:horizon=", "a:horizon=4,"]:
         with pytest.raises(ReportError, match="NAME:key=value"):
             planner_probe.parse_variant(bad)
@@ -59,8 +60,10 @@ def test_bad_variants_and_runs_are_refused(
         ([str(run_dir), "--variant", "x:horizon=long"], "expected int"),
         ([str(run_dir), "--variant", "x:particles=3"], "--variant x:"),
         ([str(run_dir), "--variant", "x:num_elites=500", "--episodes", "1"], "--variant x:"),
-        ([str(run_dir), "--variant", "x:momentum=1"], "--variant x: SamplingConfig: 0 <= momentum < 1"),
-        ([str(run_dir), "--variant", "x:name=beam"], "--variant x: unknown planner 'beam'"),
+        ([str(run_dir), "--variant", "x:momentum=1"],
+         "--variant x: planner settings: SamplingConfig: 0 <= momentum < 1"),
+        ([str(run_dir), "--variant", "x:name=beam"],
+         "--variant x: planner.name must be one of cem, mppi, random, got 'beam'"),
     ]
     for argv, message in cases:
         assert planner_probe.main(argv) == 2
