@@ -25,7 +25,6 @@ from agent.checkpoint import load_checkpoint, load_module_state, numpy_to_tensor
 from agent.config import (
     Config,
     ConfigError,
-    PlannerConfig,
     config_from_dict,
     config_to_dict,
     default_run_dir,
@@ -108,11 +107,6 @@ def _flat_diff(old: dict[str, Any], new: dict[str, Any], prefix: str = "") -> li
     return keys
 
 
-def build_planner(p: PlannerConfig, action_dim: int, generator: torch.Generator) -> Planner:
-    """The sampling planner that ``p`` describes (``ValueError`` for settings it cannot run with)."""
-    return make_planner(p.name, sampling_config(p), action_dim, generator)
-
-
 class MBRLAgent:
     """Model-based agent: a world model (RoboticsWorldModel on states, LatentWorldModel on pixels)
     + CEM/MPPI model-predictive control. The model-specific parts live in ``agent.models``."""
@@ -192,7 +186,8 @@ class MBRLAgent:
         return ReplayBuffer(capacity, self.obs_shape, self.action_dim, obs_dtype=self.adapter.obs_dtype)
 
     def _make_planner(self, generator: torch.Generator) -> Planner:
-        return build_planner(self.config.planner, self.action_dim, generator)
+        p = self.config.planner
+        return make_planner(p.name, sampling_config(p), self.action_dim, generator)
 
     def _plan(self, obs: np.ndarray, planner: Planner, warm: WarmStart) -> np.ndarray:
         """First action of the plan for ``obs``; stores the plan for warm starting.

@@ -23,7 +23,7 @@ import time
 from collections.abc import Sequence
 from pathlib import Path
 
-from agent.config import apply_overrides, validate
+from agent.config import ConfigError, apply_overrides, validate
 from benchmarks.world_model_report import ReportError, load_agent, print_or_refuse
 
 Variant = tuple[str, dict[str, str]]
@@ -50,7 +50,7 @@ def probe_table(run_dir: Path, variants: Sequence[Variant], episodes: int, seed:
         try:
             config = apply_overrides(trained, overrides)
             validate(config, kind=agent.model_kind)  # the planner's own checks among them
-        except ValueError as exc:  # ConfigError is one
+        except ConfigError as exc:
             raise ReportError(f"--variant {name}: {exc}") from exc
         configs.append((name, ", ".join(f"{k.removeprefix('planner.')}={v}" for k, v in overrides.items()), config))
     p = trained.planner
