@@ -241,6 +241,8 @@ class MBRLAgent:
     def learn(self, total_timesteps: int | None = None, progress_bar: bool = True) -> MBRLAgent:
         """Train until ``total_timesteps`` environment steps (counted from the run's start)."""
         total = total_timesteps if total_timesteps is not None else self.config.train.total_timesteps
+        if total < 0:
+            raise ValueError(f"total_timesteps must be >= 0 (steps counted from the run's start), got {total}")
         self.config.train.total_timesteps = total
         self._open_run()
         bar = tqdm(total=total, initial=self.num_timesteps, disable=not progress_bar, unit="step", dynamic_ncols=True)

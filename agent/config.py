@@ -310,6 +310,7 @@ def validate(config: Config, kind: str | None = None) -> None:
             "(the latent model, model.kind latent, is deterministic and takes any number)"
         )
     _validate_planner(config.planner)
+    _validate_train(config.train)
     if config.model.value_function and not 0.0 <= config.planner.discount < 1.0:
         raise ConfigError(
             f"planner.discount must be in [0, 1) when model.value_function is on, got {config.planner.discount}"
@@ -335,9 +336,37 @@ def sampling_config(p: PlannerConfig) -> SamplingConfig:
     )
 
 
+def _at_least(section: str, holder: object, names: tuple[str, ...], low: int, meaning: str = "") -> None:
+    """``ConfigError`` naming the first of ``names`` (integer fields of ``holder``) below ``low``."""
+    for name in names:
+        value = getattr(holder, name)
+        if value < low:
+            raise ConfigError(f"{section}.{name} must be >= {low}{meaning}, got {value}")
+
+
+def _finite_at_least_zero(section: str, holder: object, names: tuple[str, ...], meaning: str = "") -> None:
+    """``ConfigError`` naming the first of ``names`` (float fields of ``holder``) not a finite number >= 0."""
+    for name in names:
+        value = getattr(holder, name)
+        if not (math.isfinite(value) and value >= 0):
+            raise ConfigError(f"{section}.{name} must be a finite number >= 0{meaning}, got {value}")
+
+
+def _validate_train(t: TrainConfig) -> None:
+    _at_least("train", t, ("total_timesteps", "learning_starts", "gradient_steps", "initial_gradient_steps"), 0)
+    _at_least("train", t, ("eval_freq",), 0, " (0: no evaluation)")
+    _at_least("train", t, ("train_freq", "batch_size", "buffer_capacity", "normalizer_update_freq",
+                           "eval_episodes", "log_interval", "checkpoint_freq"), 1)
+    _finite_at_least_zero("train", t, ("exploration_noise",), " (0: act as planned)")
+
+
 def _validate_planner(p: PlannerConfig) -> None:
     if p.name not in PLANNER_NAMES:
         raise ConfigError(f"planner.name must be one of {', '.join(PLANNER_NAMES)}, got {p.name!r}")
+    _at_least("planner", p, ("horizon", "particles"), 1)
+    _finite_at_least_zero("planner", p, ("cost_weight", "pessimism"), " (0: off)")
+    if not 0.0 <= p.discount <= 1.0:
+        raise ConfigError(f"planner.discount must be in [0, 1], got {p.discount}")
     try:
         sampling_config(p)
     except ValueError as exc:
@@ -349,18 +378,17 @@ def _validate_model(m: ModelConfig) -> None:
         raise ConfigError(f"model.kind must be one of {', '.join(MODEL_KINDS)}, got {m.kind!r}")
     if m.objective not in LATENT_OBJECTIVES:
         raise ConfigError(f"model.objective must be one of {', '.join(LATENT_OBJECTIVES)}, got {m.objective!r}")
-    for name in ("sparse_reward_weight", "termination_weight"):
-        value = getattr(m, name)
-        if not (math.isfinite(value) and value >= 0):
-            raise ConfigError(f"model.{name} must be a finite number >= 0 (0: off), got {value}")
+    _finite_at_least_zero("model", m, ("sparse_reward_weight", "termination_weight"), " (0: off)")
+    _finite_at_least_zero("model", m, ("weight_decay",))
+    if not (math.isfinite(m.learning_rate) and m.learning_rate > 0):
+        raise ConfigError(f"model.learning_rate must be a finite number > 0, got {m.learning_rate}")
+    if not 0.0 < m.value_tau <= 1.0:
+        raise ConfigError(f"model.value_tau must be in (0, 1] (1: the target copies the network), got {m.value_tau}")
     if m.value_kind not in VALUE_KINDS:
         raise ConfigError(f"model.value_kind must be one of {', '.join(VALUE_KINDS)}, got {m.value_kind!r}")
     if m.continuation_from not in CONTINUATION_SOURCES:
         raise ConfigError(
             f"model.continuation_from must be one of {', '.join(CONTINUATION_SOURCES)}, got {m.continuation_from!r}"
         )
-    if m.value_window < 0:
-        raise ConfigError(f"model.value_window must be >= 0 (0: all stored transitions), got {m.value_window}")
-    for name in ("latent_dim", "depth", "sequence_length", "hidden_dim", "ensemble_size"):
-        if getattr(m, name) < 1:
-            raise ConfigError(f"model.{name} must be >= 1, got {getattr(m, name)}")
+    _at_least("model", m, ("value_window",), 0, " (0: all stored transitions)")
+    _at_least("model", m, ("latent_dim", "depth", "sequence_length", "hidden_dim", "ensemble_size", "num_layers"), 1)

@@ -174,6 +174,35 @@ def test_planner_settings_are_checked_with_the_config(overrides: dict[str, Any],
         validate(config)
 
 
+@pytest.mark.parametrize(("overrides", "message"), [
+    ({"planner.horizon": 0}, "planner.horizon must be >= 1, got 0"),
+    ({"planner.particles": 0}, "planner.particles must be >= 1, got 0"),
+    ({"planner.discount": 1.5}, "planner.discount must be in [0, 1], got 1.5"),
+    ({"planner.pessimism": -1.0}, "planner.pessimism must be a finite number >= 0 (0: off), got -1.0"),
+    ({"train.total_timesteps": -5}, "train.total_timesteps must be >= 0, got -5"),
+    ({"train.eval_freq": -1}, "train.eval_freq must be >= 0 (0: no evaluation), got -1"),
+    ({"train.batch_size": 0}, "train.batch_size must be >= 1, got 0"),
+    ({"train.checkpoint_freq": 0}, "train.checkpoint_freq must be >= 1, got 0"),
+    ({"train.exploration_noise": float("nan")}, "train.exploration_noise must be a finite number >= 0"),
+    ({"model.num_layers": 0}, "model.num_layers must be >= 1, got 0"),
+    ({"model.learning_rate": 0.0}, "model.learning_rate must be a finite number > 0, got 0.0"),
+    ({"model.value_tau": 1.5}, "model.value_tau must be in (0, 1]"),
+    ({"model.weight_decay": -1e-5}, "model.weight_decay must be a finite number >= 0, got -1e-05"),
+])
+def test_out_of_range_settings_are_refused_with_the_key(overrides: dict[str, Any], message: str) -> None:
+    """A setting no run can use is refused when the config is read, naming its key and the allowed range."""
+    config = apply_overrides(resolve_config("Pendulum-v1"), overrides)
+    with pytest.raises(ConfigError, match=re.escape(message)):
+        validate(config)
+
+
+def test_learn_refuses_a_negative_budget(tmp_path: Path) -> None:
+    agent = MBRLAgent(POINT_MASS_ID, debug_config(), run_dir=tmp_path)
+    with pytest.raises(ValueError, match="total_timesteps must be >= 0"):
+        agent.learn(-5, progress_bar=False)
+    assert not (tmp_path / "checkpoints").exists()  # nothing written
+
+
 def _returns(env: Any, policy: Callable[[np.ndarray], np.ndarray], episodes: int = 5) -> float:
     """Mean return of ``policy`` on the evaluation seeds the agent used (100_000 + k)."""
     totals = []
