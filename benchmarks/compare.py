@@ -49,7 +49,7 @@ from tqdm import tqdm
 
 from benchmarks.returns import progress_times, run_dir_of
 
-__all__ = ["ALGORITHMS", "RunSpec", "collect_rows", "is_finished", "main", "plan_runs", "run_one"]
+__all__ = ["ALGORITHMS", "RunSpec", "check_sweep", "collect_rows", "is_finished", "main", "plan_runs", "run_one"]
 
 ALGORITHMS = ("rehearse", "sac", "td3", "ppo")
 CSV_COLUMNS = ("algo", "env", "seed", "step", "eval_mean_return", "eval_cost", "wall_seconds", "eval_seconds")
@@ -265,6 +265,22 @@ def _parse_budgets(algos: Sequence[str], total: int, items: Sequence[str]) -> di
     return budgets
 
 
+def check_sweep(env_id: str, budgets: dict[str, int], counts: dict[str, int | None]) -> None:
+    """``ValueError`` for a sweep that cannot run, before any run starts: a budget or one of
+    ``counts`` (flag -> value, ``None`` for unset) below 1, or an environment id that ``make_env``
+    refuses (unknown, or spaces Rehearse cannot plan over)."""
+    from envs import make_env
+
+    for algo, steps in budgets.items():
+        if steps < 1:
+            raise ValueError(f"the budget of {algo} (--total-timesteps, --algo-timesteps) must be >= 1 step, "
+                             f"got {steps}")
+    for flag, value in counts.items():
+        if value is not None and value < 1:
+            raise ValueError(f"{flag} must be >= 1, got {value}")
+    make_env(env_id).close()
+
+
 def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--env", required=True, help="Gymnasium id, e.g. HalfCheetah-v5")
@@ -296,6 +312,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     command = "python -m benchmarks.compare " + " ".join(shlex.quote(a) for a in argv)
     try:
         budgets = _parse_budgets(args.algos, args.total_timesteps, args.algo_timesteps)
+        check_sweep(args.env, budgets, {"--eval-freq": args.eval_freq, "--eval-episodes": args.eval_episodes,
+                                        "--workers": args.workers, "--threads-per-run": args.threads_per_run})
         eval_freq = args.eval_freq or (1000 if min(budgets.values()) < 20_000 else 5000)
         specs = plan_runs(args.env, args.algos, args.seeds, budgets, args.out, eval_freq, args.eval_episodes,
                           args.threads_per_run, args.rehearse_preset)

@@ -54,6 +54,25 @@ def test_plan_runs_and_budgets(tmp_path: Path) -> None:
     assert compare.main([*TINY, "--algos", "sac", "--algo-timesteps", "sac=abc", "--out", str(tmp_path)]) == 2
 
 
+@pytest.mark.parametrize(("args", "message"), [
+    (["--env", "Pendlum-v1"], "unknown environment id 'Pendlum-v1'"),
+    (["--env", "CartPole-v1"], "action space Discrete(2): it is not a Box"),
+    (["--total-timesteps", "0"], "the budget of sac (--total-timesteps, --algo-timesteps) must be >= 1 step, got 0"),
+    (["--algo-timesteps", "sac=0"], "the budget of sac"),
+    (["--workers", "0"], "--workers must be >= 1, got 0"),
+    (["--eval-freq", "0"], "--eval-freq must be >= 1, got 0"),
+    (["--eval-episodes", "0"], "--eval-episodes must be >= 1, got 0"),
+])
+def test_a_sweep_that_cannot_run_is_refused_before_any_run(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], args: list[str], message: str
+) -> None:
+    """An unknown or unsupported environment, or a count below 1, exits 2 with the reason; nothing is written."""
+    out = tmp_path / "out"
+    assert compare.main([*TINY, "--algos", "sac", *args, "--out", str(out)]) == 2  # later flags win
+    assert message in capsys.readouterr().err
+    assert not out.exists()
+
+
 def test_baseline_uses_the_protocol_and_stops_at_budget(tmp_path: Path) -> None:
     """PPO's rollouts overshoot; the run stops at the budget, evaluating at each multiple of eval_freq."""
     run = train_baseline("ppo", POINT_MASS_ID, 0, 250, tmp_path / "ppo", eval_freq=100, eval_episodes=3)
