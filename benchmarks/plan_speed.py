@@ -19,6 +19,7 @@ import argparse
 import platform
 import sys
 import time
+from collections.abc import Sequence
 from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass, replace
 from itertools import pairwise
@@ -141,7 +142,7 @@ def time_case(case: SpeedCase, repeats: int, silus: tuple[str, ...] = ("kernel",
     return CaseTimes({silu: (sorted(t)[len(t) // 2], min(t)) for silu, t in times.items()}, peak)
 
 
-def main() -> int:
+def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--presets", nargs="*", default=["HalfCheetah-v5", "Hopper-v5", "InvertedPendulum-v5",
                                                          "Pendulum-v1"])
@@ -151,11 +152,17 @@ def main() -> int:
     parser.add_argument("--silu", choices=["both", "kernel", "torch"], default="both",
                         help="time with the vectorised inference SiLU, torch's, or both in alternation")
     parser.add_argument("--out", type=Path, default=None, help="write a markdown table here")
-    args = parser.parse_args()
+    argv = list(sys.argv[1:] if argv is None else argv)
+    args = parser.parse_args(argv)
+    unknown = [e for e in args.presets if e not in ENV_DIMS]
+    if unknown:
+        parser.error(f"no planning case for preset(s) {unknown}; choose from {', '.join(ENV_DIMS)}")
+    if args.repeats < 1 or args.lockstep < 0:
+        parser.error(f"--repeats must be >= 1 and --lockstep >= 0, got {args.repeats} and {args.lockstep}")
     keep_freed_memory()  # as the agent does
     peak = matmul_peak_gflops()
     lines = [
-        f"Command: `python -m benchmarks.plan_speed {' '.join(sys.argv[1:])}`",
+        f"Command: `python -m benchmarks.plan_speed {' '.join(argv)}`",
         f"Machine: {platform.processor() or platform.machine()}, torch {torch.__version__}, "
         f"{torch.get_num_threads()} threads; measured fp32 matmul peak {peak:.1f} GFLOP/s at the start "
         "(each row's % is against the peak timed between that row's plans); "
@@ -168,7 +175,7 @@ def main() -> int:
     silus = ("kernel", "torch") if args.silu == "both" else (args.silu,)
     if not fast_silu_on():
         silus = ("torch",)  # the kernel could not be built here: torch's SiLU is what planning uses
-    presets = [preset_case(e) for e in args.presets if e in ENV_DIMS]
+    presets = [preset_case(e) for e in args.presets]
     batched = [replace(c, problems=args.lockstep) for c in presets] if args.lockstep > 1 else []
     for case in [PETS, *presets, *batched]:
         gflop = flops_per_plan(case) / 1e9

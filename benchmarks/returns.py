@@ -47,9 +47,9 @@ def progress_times(run_dir: Path) -> tuple[dict[int, tuple[float, float]], float
 
 def read_run(run_dir: Path) -> dict[str, Any]:
     """Evaluation curve, wall-clock per eval step and peak memory of one run directory."""
-    evaluations = np.load(run_dir / "evaluations.npz")
-    steps = evaluations["timesteps"].astype(int)
-    returns = evaluations["results"].mean(axis=1)
+    with np.load(run_dir / "evaluations.npz", allow_pickle=False) as evaluations:
+        steps = evaluations["timesteps"].astype(int)
+        returns = evaluations["results"].mean(axis=1)
     times, peak = progress_times(run_dir)
     return {"steps": steps.tolist(), "returns": returns.tolist(),
             "wall": [times[int(s)][0] if int(s) in times else None for s in steps],

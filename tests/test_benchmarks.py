@@ -5,8 +5,10 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
+import pytest
 
 from benchmarks.plan_speed import PETS, flops_per_plan
+from benchmarks.plan_speed import main as plan_speed_main
 from benchmarks.returns import first_reach, read_run, run_dir_of, seeds_to_summarise, summarise
 from benchmarks.stats import bootstrap_ci, iqm
 
@@ -60,3 +62,15 @@ def test_pets_flop_count() -> None:
     # continuation, cost), not the 18 log-variances: 2*(23*200 + 3*200*200 + 200*20) FLOP per row
     per_row = 2 * (23 * 200 + 3 * 200 * 200 + 200 * 20)
     assert flops_per_plan(PETS) == per_row * 401 * 20 * 30 * 5
+
+
+@pytest.mark.parametrize(("argv", "message"), [
+    (["--presets", "Walker2d-v5"], "no planning case for preset(s) ['Walker2d-v5']"),
+    (["--repeats", "0"], "--repeats must be >= 1"),
+])
+def test_plan_speed_refuses_what_it_cannot_time(argv: list[str], message: str,
+                                                capsys: pytest.CaptureFixture[str]) -> None:
+    """An unknown preset is named (not silently skipped) and a zero repeat count refused, before any timing."""
+    with pytest.raises(SystemExit) as exit_info:
+        plan_speed_main(argv)
+    assert exit_info.value.code == 2 and message in capsys.readouterr().err
