@@ -322,8 +322,6 @@ def validate(config: Config, kind: str | None = None) -> None:
             f"planner.policy_proposals ({config.planner.policy_proposals}) needs a learned policy: "
             "set model.value_kind: policy (with model.value_function: true), or planner.policy_proposals: 0"
         )
-    if config.planner.policy_proposals < 0 or not config.planner.policy_noise >= 0:
-        raise ConfigError("planner.policy_proposals and planner.policy_noise must be >= 0")
     if config.device not in ("auto", "cpu", "cuda") and not config.device.startswith("cuda:"):
         raise ConfigError(f"device must be auto, cpu or cuda, got {config.device!r}")
 
@@ -364,7 +362,9 @@ def _validate_planner(p: PlannerConfig) -> None:
     if p.name not in PLANNER_NAMES:
         raise ConfigError(f"planner.name must be one of {', '.join(PLANNER_NAMES)}, got {p.name!r}")
     _at_least("planner", p, ("horizon", "particles"), 1)
+    _at_least("planner", p, ("policy_proposals",), 0, " (0: none)")
     _finite_at_least_zero("planner", p, ("cost_weight", "pessimism"), " (0: off)")
+    _finite_at_least_zero("planner", p, ("policy_noise",))
     if not 0.0 <= p.discount <= 1.0:
         raise ConfigError(f"planner.discount must be in [0, 1], got {p.discount}")
     try:
