@@ -49,7 +49,8 @@ from tqdm import tqdm
 
 from benchmarks.returns import progress_times, run_dir_of
 
-__all__ = ["ALGORITHMS", "RunSpec", "check_sweep", "collect_rows", "is_finished", "main", "plan_runs", "run_one"]
+__all__ = ["ALGORITHMS", "RunSpec", "check_sweep", "collect_rows", "is_finished", "latest_step", "main",
+           "plan_runs", "run_one"]
 
 ALGORITHMS = ("rehearse", "sac", "td3", "ppo")
 CSV_COLUMNS = ("algo", "env", "seed", "step", "eval_mean_return", "eval_cost", "wall_seconds", "eval_seconds")
@@ -154,22 +155,46 @@ def plan_runs(env_id: str, algos: Sequence[str], seeds: Sequence[int], budgets: 
             for seed in seeds for algo in algos]
 
 
+POLL_SECONDS = 30.0  # how often the display reads the running runs' progress.csv
+
+
+def latest_step(run_dir: str | Path) -> int:
+    """The last environment step a run logged to its ``progress.csv`` (``time/total_timesteps``), 0 if none yet.
+
+    Rehearse and the SB3 baselines both log that key; a file being rewritten reads as 0 until it is whole."""
+    path = Path(run_dir) / "progress.csv"
+    try:
+        with path.open(newline="") as handle:
+            steps = [row.get("time/total_timesteps") or "" for row in csv.DictReader(handle)]
+        return max((int(float(v)) for v in steps if v), default=0)
+    except (OSError, ValueError, csv.Error):
+        return 0
+
+
 class _Display:
-    """The sweep's progress: runs done, running, failed, and the ETA (from tqdm's rate)."""
+    """The sweep's progress in environment steps over all its runs, so the ETA moves while long runs go,
+    with runs done, those running (and their step) and failed ones.
 
-    def __init__(self, total: int, skipped: int, enabled: bool) -> None:
-        self.bar = tqdm(total=total, initial=skipped, unit="run", desc="runs", disable=not enabled,
-                        dynamic_ncols=True)
-        self.failed = 0
+    Finished runs count their whole budget, running ones the step their ``progress.csv`` has reached."""
 
-    def update(self, running: Iterable[str], failed: bool = False) -> None:
+    def __init__(self, specs: Sequence[RunSpec], finished: Sequence[RunSpec], enabled: bool) -> None:
+        self.runs, self.done, self.failed = len(specs), len(finished), 0
+        self.done_steps = sum(s.total_timesteps for s in finished)
+        self.bar = tqdm(total=sum(s.total_timesteps for s in specs), initial=self.done_steps, unit="step",
+                        desc="sweep", disable=not enabled, dynamic_ncols=True)
+
+    def update(self, running: Iterable[RunSpec], label: str = "running") -> None:
+        """Read the step of each run in ``running`` (``label``: what they are, e.g. ``unfinished``) and show it."""
+        at = {s.name: (min(latest_step(s.run_dir), s.total_timesteps), s.total_timesteps) for s in running}
+        self.bar.update(max(0, self.done_steps + sum(step for step, _ in at.values()) - self.bar.n))
+        shown = " ".join(f"{name} {step}/{budget}" for name, (step, budget) in sorted(at.items()))
+        self.bar.set_postfix_str(f"runs done {self.done}/{self.runs}; {label} {shown or 'none'}; failed {self.failed}")
+
+    def finish_one(self, spec: RunSpec, running: Iterable[RunSpec], failed: bool, label: str = "running") -> None:
+        self.done += 1
         self.failed += int(failed)
-        names = sorted(running)
-        self.bar.set_postfix_str(f"running {len(names)}: {' '.join(names)}; failed {self.failed}")
-
-    def finish_one(self, running: Iterable[str], failed: bool) -> None:
-        self.bar.update(1)
-        self.update(running, failed)
+        self.done_steps += spec.total_timesteps
+        self.update(running, label)
 
     def close(self) -> None:
         self.bar.close()
@@ -187,14 +212,14 @@ def _run_local(specs: list[RunSpec], workers: int, display: _Display) -> list[Ou
             while queue and len(running) < workers:  # submit only what starts now: honest "running"
                 spec = queue.pop(0)
                 running[pool.submit(run_one, spec)] = spec
-            display.update(s.name for s in running.values())
-            done, _ = wait(running, return_when=FIRST_COMPLETED)
+            display.update(running.values())
+            done, _ = wait(running, timeout=POLL_SECONDS, return_when=FIRST_COMPLETED)
             for future in done:
                 spec = running.pop(future)
                 error = future.exception()
                 message = "".join(traceback.format_exception(error)) if error is not None else None
                 outcomes.append((spec, None if error is not None else future.result(), message))
-                display.finish_one((s.name for s in running.values()), error is not None)
+                display.finish_one(spec, running.values(), error is not None)
     return outcomes
 
 
@@ -214,16 +239,18 @@ def _run_ray(specs: list[RunSpec], address: str, workers: int, display: _Display
         task = ray.remote(num_cpus=1, max_retries=0)(run_one)
         refs = {task.options(num_cpus=s.threads).remote(s): s for s in specs}
         pending = list(refs)
-        display.update([])
         outcomes: list[Outcome] = []
         while pending:
-            done, pending = ray.wait(pending, num_returns=1)
+            display.update((refs[r] for r in pending), "unfinished")  # queued on the cluster or running
+            done, pending = ray.wait(pending, num_returns=1, timeout=POLL_SECONDS)
+            if not done:
+                continue
             spec = refs[done[0]]
             try:
                 outcomes.append((spec, ray.get(done[0]), None))
             except Exception as exc:  # noqa: BLE001 - one failed run must not stop the sweep
                 outcomes.append((spec, None, f"{type(exc).__name__}: {exc}"))
-            display.finish_one([], outcomes[-1][2] is not None)
+            display.finish_one(spec, [refs[r] for r in pending], outcomes[-1][2] is not None, "unfinished")
         return outcomes
     finally:
         ray.shutdown()
@@ -233,7 +260,7 @@ def execute(specs: list[RunSpec], workers: int, ray_address: str | None, progres
     """Run every unfinished run (finished ones are read back); one failure does not stop the others."""
     todo = [s for s in specs if not is_finished(s.run_dir, s.total_timesteps)]
     done: list[Outcome] = [(s, collect_rows(s), None) for s in specs if s not in todo]
-    display = _Display(len(specs), len(done), progress)
+    display = _Display(specs, [s for s in specs if s not in todo], progress)
     try:
         if not todo:
             return done

@@ -144,3 +144,20 @@ def test_report_statistics() -> None:
     report = markdown_report(rows, "E", "cmd", threshold=300.0)
     assert "| rehearse | 600.0 [400.0, 800.0] (3), 2.00x SAC |" in report
     assert "SAC's IQM return at its budget (300.0 at 2,000 steps)" in report
+
+
+def test_sweep_display_counts_the_steps_of_running_runs(tmp_path: Path) -> None:
+    """The bar counts environment steps: finished runs their budget, running ones what progress.csv has reached."""
+    sac, td3, ppo = compare.plan_runs(POINT_MASS_ID, ["sac", "td3", "ppo"], [0], {"sac": 1000, "td3": 500, "ppo": 300},
+                                      tmp_path, 100, 2)
+    Path(sac.run_dir).mkdir(parents=True)
+    (Path(sac.run_dir) / "progress.csv").write_text("time/fps,time/total_timesteps\n10,200.0\n12,400.0\n")
+    assert compare.latest_step(sac.run_dir) == 400 and compare.latest_step(td3.run_dir) == 0  # none yet
+    display = compare._Display([sac, td3, ppo], [ppo], enabled=True)
+    assert (display.bar.total, display.bar.n) == (1800, 300)
+    display.update([sac, td3])
+    assert display.bar.n == 700
+    assert "runs done 1/3; running sac/seed0 400/1000 td3/seed0 0/500; failed 0" in str(display.bar.postfix)
+    display.finish_one(td3, [sac], failed=True)
+    assert display.bar.n == 1200 and "runs done 2/3; running sac/seed0 400/1000; failed 1" in str(display.bar.postfix)
+    display.close()
