@@ -1,7 +1,8 @@
 """The agent loop, replay buffer, evaluation, logging, checkpoints and configuration."""
 
 from agent.agent import MBRLAgent
+from agent.atomic import RunDirInUse
 from agent.checkpoint import CheckpointError
 from agent.config import Config, ConfigError, resolve_config
 
-__all__ = ["CheckpointError", "Config", "ConfigError", "MBRLAgent", "resolve_config"]
+__all__ = ["CheckpointError", "Config", "ConfigError", "MBRLAgent", "RunDirInUse", "resolve_config"]

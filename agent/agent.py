@@ -20,6 +20,7 @@ import torch
 import yaml
 from tqdm.auto import tqdm
 
+from agent.atomic import RunDirLock
 from agent.buffer import ReplayBuffer
 from agent.checkpoint import load_checkpoint, load_module_state, numpy_to_tensors, save_checkpoint, tensors_to_numpy
 from agent.config import (
@@ -172,6 +173,8 @@ class MBRLAgent:
         self._train_ws = WarmStart(config.planner.horizon, self.action_dim, self.device)
         self._predict_ws = WarmStart(config.planner.horizon, self.action_dim, self.device)
         self.logger: RunLogger | None = None
+        self._run_lock: RunDirLock | None = None
+        self._resumed_at: int | None = None  # the run directory's logs are cut back to this step when training opens it
         self.run_dir = Path(run_dir) if run_dir is not None else None
         if self.run_dir is not None and (self.run_dir / CHECKPOINT_NAME).exists():
             self._restore(load_checkpoint(self.run_dir / CHECKPOINT_NAME), self.run_dir / CHECKPOINT_NAME)
@@ -257,17 +260,31 @@ class MBRLAgent:
             bar.close()
             if self.logger is not None:
                 self.logger.close()
+            if self._run_lock is not None:
+                self._run_lock.release()
         return self
 
     def _open_run(self) -> None:
         if self.run_dir is None:
             self.run_dir = default_run_dir(self.config.env_id, self.config.seed)
         self.run_dir.mkdir(parents=True, exist_ok=True)
-        (self.run_dir / "config.yaml").write_text(yaml.safe_dump(config_to_dict(self.config), sort_keys=False))
-        self.logger = RunLogger(self.run_dir, self.config.env_id)
-        self._ensure_eval_envs(self.config.train.eval_episodes)
-        if self.config.train.eval_video and not isinstance(self._eval_envs[0], EpisodeRecorder):
-            self._eval_envs[0] = EpisodeRecorder(self._eval_envs[0])  # plays episode 0 of every evaluation
+        self._run_lock = RunDirLock(self.run_dir)
+        self._run_lock.acquire()  # before anything is written: a second trainer stops here
+        self.logger = None
+        try:
+            if self._resumed_at is not None:  # rows logged after the checkpoint this run resumes from
+                truncate_outputs(self.run_dir, self._resumed_at)
+                self._resumed_at = None
+            (self.run_dir / "config.yaml").write_text(yaml.safe_dump(config_to_dict(self.config), sort_keys=False))
+            self.logger = RunLogger(self.run_dir, self.config.env_id)
+            self._ensure_eval_envs(self.config.train.eval_episodes)
+            if self.config.train.eval_video and not isinstance(self._eval_envs[0], EpisodeRecorder):
+                self._eval_envs[0] = EpisodeRecorder(self._eval_envs[0])  # plays episode 0 of every evaluation
+        except BaseException:
+            if self.logger is not None:
+                self.logger.close()
+            self._run_lock.release()
+            raise
         self._start_time, self._start_steps = time.time(), self.num_timesteps
 
     def _ensure_eval_envs(self, episodes: int) -> None:
@@ -466,7 +483,7 @@ class MBRLAgent:
             self.env.unwrapped.np_random = np.random.Generator(np.random.PCG64())
             self.env.unwrapped.np_random.bit_generator.state = payload["env_rng"]
         if self.run_dir is not None:
-            truncate_outputs(self.run_dir, self.num_timesteps)
+            self._resumed_at = self.num_timesteps
 
     def _checkpoint(self) -> None:
         if self.run_dir is not None:

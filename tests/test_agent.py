@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import re
+import subprocess
+import sys
 from pathlib import Path
 from typing import Any, Callable
 
@@ -10,7 +12,7 @@ import numpy as np
 import pytest
 import torch
 
-from agent import MBRLAgent, resolve_config
+from agent import MBRLAgent, RunDirInUse, resolve_config
 from agent.agent import CHECKPOINT_NAME, WarmStart
 from agent.buffer import ReplayBuffer
 from agent.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
@@ -203,6 +205,44 @@ def test_learn_refuses_a_negative_budget(tmp_path: Path) -> None:
     with pytest.raises(ValueError, match="total_timesteps must be >= 0"):
         agent.learn(-5, progress_bar=False)
     assert not (tmp_path / "checkpoints").exists()  # nothing written
+
+
+HOLD_LOCK = ("import fcntl, os, sys, time; fd = os.open(sys.argv[1], os.O_RDONLY); "
+             "fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB); print('locked', flush=True); time.sleep(60)")
+
+
+@pytest.mark.skipif(sys.platform == "win32", reason="advisory run-directory locks need fcntl")
+def test_a_second_trainer_on_a_run_directory_is_refused_and_changes_nothing(tmp_path: Path) -> None:
+    """While another process trains into a run directory, learn() stops before writing anything there."""
+    MBRLAgent(POINT_MASS_ID, debug_config(), run_dir=tmp_path).learn(40, progress_bar=False)
+    before = {p.name: p.read_bytes() for p in sorted(tmp_path.rglob("*")) if p.is_file()}
+    holder = subprocess.Popen([sys.executable, "-c", HOLD_LOCK, str(tmp_path)], stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout is not None and holder.stdout.readline().strip() == "locked"
+        agent = MBRLAgent(POINT_MASS_ID, debug_config(), run_dir=tmp_path)  # reading the checkpoint is fine
+        with pytest.raises(RunDirInUse, match="is in use: another process is training into it"):
+            agent.learn(80, progress_bar=False)
+        assert {p.name: p.read_bytes() for p in sorted(tmp_path.rglob("*")) if p.is_file()} == before
+    finally:
+        holder.kill()
+        holder.wait()
+    agent.learn(80, progress_bar=False)  # the other process is gone: it resumes
+    assert agent.num_timesteps == 80
+
+
+def test_opening_a_run_without_training_leaves_its_logs_alone(tmp_path: Path) -> None:
+    """Logs written after the last checkpoint are cut back only when training resumes, not on construction."""
+    MBRLAgent(POINT_MASS_ID, debug_config(**{"train.checkpoint_freq": 10_000}), run_dir=tmp_path).learn(
+        60, progress_bar=False)  # one checkpoint, at the end
+    progress = (tmp_path / "progress.csv").read_text()
+    assert "\n50.0," in progress  # logged at step 50 (log_interval 50)
+    payload = load_checkpoint(tmp_path / CHECKPOINT_NAME)
+    payload["counters"]["num_timesteps"] = 20  # as if the checkpoint were older than the logs
+    save_checkpoint(tmp_path / CHECKPOINT_NAME, payload)
+    agent = MBRLAgent(POINT_MASS_ID, debug_config(**{"train.checkpoint_freq": 10_000}), run_dir=tmp_path)
+    assert (tmp_path / "progress.csv").read_text() == progress
+    agent.learn(20, progress_bar=False)
+    assert "\n50.0," not in (tmp_path / "progress.csv").read_text()  # cut back to the checkpoint's step 20
 
 
 def _returns(env: Any, policy: Callable[[np.ndarray], np.ndarray], episodes: int = 5) -> float:
