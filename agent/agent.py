@@ -38,7 +38,7 @@ from agent.evaluation import EvalResult, evaluate, evaluate_lockstep
 from agent.logger import RunLogger, truncate_outputs
 from agent.models import ModelAdapter, make_adapter
 from agent.runtime import keep_freed_memory
-from envs import EpisodeRecorder, env_shapes, make_env, wrap_env
+from envs import EpisodeRecorder, env_action_bounds, env_shapes, make_env, wrap_env
 from planners import make_objective, make_planner
 from planners.base import Planner
 
@@ -83,6 +83,14 @@ class WarmStart:
         self.plan = None
         self.shape = self._full_shape
         self.ids = np.arange(self.shape[0] if len(self.shape) == 3 else 1)
+
+    def restart(self, rows: np.ndarray) -> None:
+        """Batched only: clear the warm start of the problems marked in ``rows (B,)`` (their episodes start)."""
+        if len(self.shape) != 3 or rows.shape != (self.shape[0],):
+            raise ValueError(f"WarmStart.restart: expects one flag per problem, {self.shape[:1]}, got {rows.shape}")
+        if self.plan is not None and rows.any():
+            self.plan = self.plan.clone()
+            self.plan[torch.as_tensor(rows, device=self.plan.device)] = 0.0  # a cleared row plans from zeros
 
     def keep(self, ids: np.ndarray) -> None:
         """Batched only: keep the rows of problems ``ids`` (ascending, a subset of the current ones)."""
@@ -172,6 +180,8 @@ class MBRLAgent:
         self._plan_ms: list[float] = []
         self._train_ws = WarmStart(config.planner.horizon, self.action_dim, self.device)
         self._predict_ws = WarmStart(config.planner.horizon, self.action_dim, self.device)
+        self._predict_batch_ws: WarmStart | None = None  # predict() on n observations at once
+        self._env_action_bounds = env_action_bounds(self.env)  # predict() answers in the env's own units
         self.logger: RunLogger | None = None
         self._run_lock: RunDirLock | None = None
         self._resumed_at: int | None = None  # the run directory's logs are cut back to this step when training opens it
@@ -227,18 +237,38 @@ class MBRLAgent:
         episode_start: np.ndarray | bool | None = None,
         deterministic: bool = True,
     ) -> tuple[np.ndarray, None]:
-        """SB3-style: action ``(A,)`` in [-1, 1] for one observation ``obs_shape``; no training side effects."""
+        """Stable-Baselines3's ``predict``: the action in the environment's own action space (its bounds, not
+        the [-1, 1] the planner works in), so that ``env.step`` of the unwrapped environment takes it.
+
+        One observation ``obs_shape`` -> ``(A,)``; ``n`` observations ``(n, *obs_shape)`` (a VecEnv's, as
+        SB3's ``evaluate_policy`` passes them) -> ``(n, A)``, planned as ``n`` problems in one batched call.
+        ``episode_start`` (a bool, or ``(n,)`` flags) clears the warm start of the episodes that start.
+        ``deterministic=False`` adds the training exploration noise. No training side effects.
+        """
         del state
-        if episode_start is not None and bool(np.any(episode_start)):
-            self._predict_ws.reset()
         obs = self.adapter.as_obs(observation)
-        if obs.shape != self.obs_shape:
-            raise ValueError(f"predict expects one observation of shape {self.obs_shape}, got {obs.shape}")
-        action = self._plan(obs, self._predict_planner, self._predict_ws)
+        batched = obs.ndim == len(self.obs_shape) + 1 and obs.shape[1:] == self.obs_shape and len(obs) > 0
+        if obs.shape != self.obs_shape and not batched:
+            raise ValueError(f"predict expects one observation of shape {self.obs_shape} or n of them "
+                             f"(n, {', '.join(map(str, self.obs_shape))}), got {obs.shape}")
+        starts = np.asarray(False if episode_start is None else episode_start, dtype=bool).reshape(-1)
+        if batched:
+            warm = self._predict_batch_ws
+            if warm is None or warm.shape[0] != len(obs):
+                warm = self._predict_batch_ws = WarmStart(self.config.planner.horizon, self.action_dim, self.device,
+                                                          batch=len(obs))
+            if episode_start is not None:
+                warm.restart(np.broadcast_to(starts, (len(obs),)) if starts.size == 1 else starts)
+        else:
+            warm = self._predict_ws
+            if starts.any():
+                warm.reset()
+        action = self._plan(obs, self._predict_planner, warm)  # (A,) or (n, A) in [-1, 1]
         if not deterministic:
-            noise = self.config.train.exploration_noise * np.random.default_rng().normal(size=self.action_dim)
+            noise = self.config.train.exploration_noise * np.random.default_rng().normal(size=action.shape)
             action = np.clip(action + noise, -1.0, 1.0).astype(np.float32)
-        return action, None
+        low, high = self._env_action_bounds
+        return (low + (action + 1.0) * 0.5 * (high - low)).astype(np.float32), None
 
     # ----------------------------------------------------------------- training loop
     def learn(self, total_timesteps: int | None = None, progress_bar: bool = True) -> MBRLAgent:

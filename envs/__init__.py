@@ -11,7 +11,7 @@ import gymnasium
 
 from envs.ball_catch import BallCatchEnv
 from envs.errors import EnvironmentSpecError, NonFiniteError
-from envs.make import env_dims, env_shapes, is_image_space, make_env, parse_env_kwargs, wrap_env
+from envs.make import env_action_bounds, env_dims, env_shapes, is_image_space, make_env, parse_env_kwargs, wrap_env
 from envs.toy import PointMassEnv
 from envs.wrappers import CostInfo, EpisodeRecorder, FiniteCheck, FrameStack
 
@@ -26,6 +26,7 @@ __all__ = [
     "FrameStack",
     "NonFiniteError",
     "PointMassEnv",
+    "env_action_bounds",
     "env_dims",
     "env_shapes",
     "is_image_space",

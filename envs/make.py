@@ -412,6 +412,18 @@ def _plain(message: str) -> str:
 # ---------------------------------------------------------------- wrapping
 
 
+def env_action_bounds(env: gym.Env[Any, Any]) -> tuple[np.ndarray, np.ndarray]:
+    """``(low, high)`` float32, each ``(A,)``: the action bounds of the environment beneath
+    :func:`wrap_env`'s rescaling, i.e. what the wrapped env's actions -1 and 1 mean in the environment's
+    own units (the env's own bounds where nothing rescales)."""
+    inner = env
+    while isinstance(inner, gym.Wrapper) and not isinstance(inner, gym.wrappers.RescaleAction):
+        inner = inner.env
+    space = inner.env.action_space if isinstance(inner, gym.wrappers.RescaleAction) else env.action_space
+    assert isinstance(space, gym.spaces.Box)
+    return space.low.astype(np.float32), space.high.astype(np.float32)
+
+
 def wrap_env(env: gym.Env[Any, Any]) -> gym.Env[Any, Any]:
     """Wrap an env the way Rehearse needs it (actions in [-1, 1], ``info["cost"]``, finite checks).
 

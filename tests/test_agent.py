@@ -92,6 +92,45 @@ def test_save_load_and_predict_have_no_side_effects(tmp_path: Path) -> None:
         agent.predict(np.zeros(3, dtype=np.float32))
 
 
+def test_predict_answers_in_the_environments_own_units_and_takes_a_batch() -> None:
+    """Pendulum's torque is in [-2, 2]: predict() scales the planner's [-1, 1] action to it, as SB3's
+    predict answers in the env's action space; n observations give n actions from one batched plan."""
+    config = resolve_config("Pendulum-v1", {"device": "cpu"}, preset="debug")
+    agent, twin = MBRLAgent("Pendulum-v1", config), MBRLAgent("Pendulum-v1", config)
+    obs = np.array([1.0, 0.0, 0.5], dtype=np.float32)
+    action, _ = agent.predict(obs, episode_start=True)
+    planned = twin._plan(obs, twin._predict_planner, WarmStart(config.planner.horizon, 1, twin.device))
+    np.testing.assert_allclose(action, 2.0 * planned, rtol=1e-6)
+    assert action.shape == (1,)
+    actions, _ = agent.predict(np.stack([obs, -obs, obs]), episode_start=np.array([True, True, True]))
+    assert actions.shape == (3, 1) and np.all(np.abs(actions) <= 2.0)
+    agent.predict(np.stack([obs, -obs, obs]), episode_start=np.array([False, True, False]))
+    with pytest.raises(ValueError, match="one flag per problem"):
+        agent.predict(np.stack([obs, -obs, obs]), episode_start=np.array([True, False]))
+    with pytest.raises(ValueError, match=r"or n of them \(n, 3\)"):
+        agent.predict(np.zeros((2, 4), dtype=np.float32))
+
+
+def test_sb3_evaluate_policy_runs_the_agent_on_a_vecenv() -> None:
+    from stable_baselines3.common.env_util import make_vec_env
+    from stable_baselines3.common.evaluation import evaluate_policy
+
+    agent = MBRLAgent("Pendulum-v1", resolve_config("Pendulum-v1", {"device": "cpu"}, preset="debug"))
+    vec_env = make_vec_env("Pendulum-v1", n_envs=2, seed=0, env_kwargs={"max_episode_steps": 20})
+    returns, lengths = evaluate_policy(agent, vec_env, n_eval_episodes=2, return_episode_rewards=True)
+    assert lengths == [20, 20] and all(np.isfinite(returns))
+
+
+def test_warm_start_restart_clears_only_the_marked_problems() -> None:
+    warm = WarmStart(3, 1, torch.device("cpu"), batch=2)
+    warm.store(torch.ones(2, 3, 1))
+    warm.restart(np.array([False, True]))
+    init = warm.init()
+    assert torch.equal(init[0, :, 0], torch.tensor([1.0, 1.0, 0.0])) and torch.equal(init[1], torch.zeros(3, 1))
+    with pytest.raises(ValueError, match="one flag per problem"):
+        warm.restart(np.array([True]))
+
+
 def test_checkpoints_refuse_damaged_and_foreign_files(tmp_path: Path) -> None:
     path = tmp_path / "ckpt.pt"
     save_checkpoint(path, {"x": torch.ones(3)})
