@@ -40,7 +40,7 @@ class RunDirLock:
     A second process that opens the same directory for training gets :class:`RunDirInUse` instead of
     interleaving its checkpoints and logs with the first one's. No file is left behind, and the
     operating system drops the lock when the process ends, however it ends. Where ``fcntl`` is
-    missing (Windows) it does nothing.
+    missing (Windows), or the filesystem refuses ``flock``, it does nothing.
     """
 
     def __init__(self, run_dir: str | Path) -> None:
@@ -59,6 +59,9 @@ class RunDirLock:
                 f"run directory {self.run_dir} is in use: another process is training into it. Wait for it "
                 "to finish (or stop it) and run again to resume, or give another --run-dir"
             ) from None
+        except OSError:  # a filesystem without flock (some network mounts): train unlocked, as before locks
+            os.close(fd)
+            return
         self._fd = fd
 
     def release(self) -> None:
