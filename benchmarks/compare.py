@@ -150,10 +150,10 @@ def plan_runs(env_id: str, algos: Sequence[str], seeds: Sequence[int], budgets: 
     unknown = [a for a in algos if a not in ALGORITHMS]
     if unknown:
         raise ValueError(f"unknown algorithm(s) {unknown}; choose from {list(ALGORITHMS)}")
-    for flag, values in (("--algos", list(algos)), ("--seeds", list(seeds))):
-        repeated = sorted({v for v in values if values.count(v) > 1}, key=str)
+    for flag, values in (("--algos", [str(a) for a in algos]), ("--seeds", [str(s) for s in seeds])):
+        repeated = sorted({v for v in values if values.count(v) > 1})
         if repeated:  # two runs would write one run directory at once
-            raise ValueError(f"{flag} names {repeated} more than once; give each once")
+            raise ValueError(f"{flag} names {', '.join(repeated)} more than once; give each once")
     return [RunSpec(algo, env_id, seed, budgets[algo], str(run_dir_of(out, seed, algo)), eval_freq,
                     eval_episodes, threads, rehearse_preset)
             for seed in seeds for algo in algos]
