@@ -202,12 +202,12 @@ class MBRLAgent:
         p = self.config.planner
         return make_planner(p.name, sampling_config(p), self.action_dim, generator)
 
-    def _plan(self, obs: np.ndarray, planner: Planner, warm: WarmStart) -> np.ndarray:
+    def _plan(self, obs: np.ndarray, planner: Planner, warm: WarmStart, timed: bool = True) -> np.ndarray:
         """First action of the plan for ``obs``; stores the plan for warm starting.
 
         ``obs (*obs_shape) -> (A,)``; or ``obs (B, *obs_shape) -> (B, A)``: ``B`` independent
         problems in one batched planner call (``warm`` then holds ``(B, H, A)``).
-        ``planner/plan_ms`` gets the call's time per problem.
+        ``planner/plan_ms`` gets the call's time per problem unless ``timed`` is off (``predict``).
         """
         p = self.config.planner
         obs = self.adapter.as_obs(obs)
@@ -226,7 +226,8 @@ class MBRLAgent:
                 proposals = self.model.propose(z0, p.horizon, p.policy_proposals, p.policy_noise, generator)
             proposals = proposals if batched else proposals[0]  # (B, n, H, A) or (n, H, A)
         plan = planner.plan(objective, warm.init(), proposals)
-        self._plan_ms += [1000 * (time.perf_counter() - start) / len(z0)] * len(z0)
+        if timed:
+            self._plan_ms += [1000 * (time.perf_counter() - start) / len(z0)] * len(z0)
         warm.store(plan)
         return plan[..., 0, :].cpu().numpy().astype(np.float32)
 
@@ -263,7 +264,7 @@ class MBRLAgent:
             warm = self._predict_ws
             if starts.any():
                 warm.reset()
-        action = self._plan(obs, self._predict_planner, warm)  # (A,) or (n, A) in [-1, 1]
+        action = self._plan(obs, self._predict_planner, warm, timed=False)  # (A,) or (n, A) in [-1, 1]
         if not deterministic:
             noise = self.config.train.exploration_noise * np.random.default_rng().normal(size=action.shape)
             action = np.clip(action + noise, -1.0, 1.0).astype(np.float32)

@@ -80,9 +80,10 @@ def test_save_load_and_predict_have_no_side_effects(tmp_path: Path) -> None:
     obs = np.array([0.5, 0.0], dtype=np.float32)
     rng_state = agent.rng.bit_generator.state
     generator_state = agent._generator.get_state()
+    plan_ms = list(agent._plan_ms)
     action, state = agent.predict(obs, episode_start=True)
     assert action.shape == (1,) and state is None and -1 <= action[0] <= 1
-    assert agent.rng.bit_generator.state == rng_state
+    assert agent.rng.bit_generator.state == rng_state and agent._plan_ms == plan_ms  # not in the training log
     assert torch.equal(agent._generator.get_state(), generator_state)
 
     agent.save(tmp_path / "agent.pt")
