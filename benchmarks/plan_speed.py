@@ -8,6 +8,10 @@ every preset named with ``--presets``; with ``--lockstep B`` (default 10, the ev
 episodes) each preset also as ``B`` problems in one batched plan, as evaluation plans its
 side-by-side episodes. Milliseconds per action are then the batched plan's time over ``B``.
 
+``--layers`` instead times the parts of one imagined step of the ``pets`` network alone, as
+imagination runs them (each layer's batched product, each hidden layer's bias-and-SiLU pass): the
+GFLOP/s a plan made of nothing else would reach, the ceiling for the whole plan's.
+
 Every configuration is timed with the vectorised inference SiLU (``world_models.activation``)
 and, with ``--silu both`` (the default), also with torch's, the two alternating plan by plan so
 that the machine's drift from one minute to the next falls on both alike.
@@ -19,9 +23,10 @@ import argparse
 import platform
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass, replace
+from functools import partial
 from itertools import pairwise
 from pathlib import Path
 
@@ -30,8 +35,8 @@ import torch
 from agent.config import resolve_config
 from agent.runtime import keep_freed_memory
 from planners import SamplingConfig, make_objective, make_planner
-from world_models.activation import fast_silu_on, fast_silu_status, torch_silu
-from world_models.robotics import CONTINUATION_HIDDEN, RoboticsWorldModel
+from world_models.activation import bias_silu_, fast_silu_on, fast_silu_status, torch_silu
+from world_models.robotics import CONTINUATION_HIDDEN, RoboticsWorldModel, row_blocks
 
 
 @dataclass(frozen=True)
@@ -142,6 +147,48 @@ def time_case(case: SpeedCase, repeats: int, silus: tuple[str, ...] = ("kernel",
     return CaseTimes({silu: (sorted(t)[len(t) // 2], min(t)) for silu, t in times.items()}, peak)
 
 
+def _best_seconds(fn: Callable[[], object], repeats: int) -> float:
+    fn()
+    best = float("inf")
+    for _ in range(repeats):
+        start = time.perf_counter()
+        fn()
+        best = min(best, time.perf_counter() - start)
+    return best
+
+
+def layer_lines(case: SpeedCase, repeats: int) -> list[str]:
+    """Markdown rows: each part of one imagined step of ``case``'s network timed alone (best of ``repeats``,
+    under inference mode), with its GFLOP/s and % of a square matmul's peak timed just before it."""
+    rows = (case.num_candidates + 1) * case.particles * case.problems // case.ensemble_size  # per member
+    k = row_blocks(case.ensemble_size, rows)
+    groups, m = case.ensemble_size * k, rows // k
+    widths = [case.state_dim + case.action_dim] + [case.hidden_dim] * case.num_layers + [case.state_dim + 3]
+    lines, total_flops, total_seconds = [], 0.0, 0.0
+    with torch.inference_mode():
+        for i, (n_in, n_out) in enumerate(pairwise(widths)):
+            x, w = torch.randn(groups, m, n_in), torch.randn(groups, n_in, n_out) / n_in**0.5
+            out, bias = torch.empty(groups, m, n_out), torch.zeros(groups, 1, n_out)
+            parts: list[tuple[str, Callable[[], object], float]] = [
+                (f"layer {i + 1} product ({n_in} -> {n_out})", partial(torch.bmm, x, w, out=out),
+                 2.0 * groups * m * n_in * n_out)]
+            if i < case.num_layers:
+                parts.append((f"layer {i + 1} bias + SiLU", partial(bias_silu_, out, bias), 0.0))
+            for name, fn, flops in parts:
+                peak = matmul_peak_gflops(repeats=3)
+                seconds = _best_seconds(fn, repeats)
+                total_flops, total_seconds = total_flops + flops, total_seconds + seconds
+                rate = flops / seconds / 1e9
+                lines.append(f"| {name} | {groups}x{m} | {1e3 * seconds:.3f} | {rate:.1f} | {peak:.1f} | "
+                             f"{100 * rate / peak:.0f}% |" if flops else
+                             f"| {name} | {groups}x{m} | {1e3 * seconds:.3f} | - | {peak:.1f} | - |")
+                print(lines[-1], flush=True)
+    rate = total_flops / total_seconds / 1e9
+    lines.append(f"| one step, all parts | | {1e3 * total_seconds:.3f} | {rate:.1f} | {peak:.1f} | "
+                 f"{100 * rate / peak:.0f}% |")
+    return lines
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--presets", nargs="*", default=["HalfCheetah-v5", "Hopper-v5", "InvertedPendulum-v5",
@@ -151,6 +198,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                         help="also time each preset as this many problems in one batched plan (0: skip)")
     parser.add_argument("--silu", choices=["both", "kernel", "torch"], default="both",
                         help="time with the vectorised inference SiLU, torch's, or both in alternation")
+    parser.add_argument("--layers", action="store_true",
+                        help="time the parts of one imagined step of the pets network alone (see above)")
     parser.add_argument("--out", type=Path, default=None, help="write a markdown table here")
     argv = list(sys.argv[1:] if argv is None else argv)
     args = parser.parse_args(argv)
@@ -172,6 +221,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         "| GFLOP/s (best) | peak GFLOP/s | % of peak (best) |",
         "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
+    if args.layers:
+        lines[-2:] = ["| part | groups x rows | ms, best | GFLOP/s | peak GFLOP/s | % of peak |",
+                      "|---|---|---|---|---|---|"]
+        lines[1] = lines[1].replace("each row's % is against the peak timed between that row's plans",
+                                    "each row's % is against the peak timed just before it")
+        return _finish(lines + layer_lines(PETS, 10 * args.repeats), args.out)
     silus = ("kernel", "torch") if args.silu == "both" else (args.silu,)
     if not fast_silu_on():
         silus = ("torch",)  # the kernel could not be built here: torch's SiLU is what planning uses
@@ -189,11 +244,15 @@ def main(argv: Sequence[str] | None = None) -> int:
                 f"{100 * gflop / best / timed.peak_gflops:.0f}% |"
             )
             print(lines[-1], flush=True)
+    return _finish(lines, args.out)
+
+
+def _finish(lines: list[str], out: Path | None) -> int:
     text = "\n".join(lines) + "\n"
     print(text)
-    if args.out is not None:
-        args.out.parent.mkdir(parents=True, exist_ok=True)
-        args.out.write_text(text)
+    if out is not None:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        out.write_text(text)
     return 0
 
 

@@ -74,3 +74,15 @@ def test_plan_speed_refuses_what_it_cannot_time(argv: list[str], message: str,
     with pytest.raises(SystemExit) as exit_info:
         plan_speed_main(argv)
     assert exit_info.value.code == 2 and message in capsys.readouterr().err
+
+
+def test_layer_lines_time_every_part_of_one_imagined_step() -> None:
+    from dataclasses import replace
+
+    from benchmarks.plan_speed import layer_lines
+
+    case = replace(PETS, num_candidates=15, particles=5, hidden_dim=8, num_layers=2)
+    lines = layer_lines(case, repeats=1)
+    assert len(lines) == 3 + 2 + 1  # three products, two bias + SiLU passes, the whole step
+    assert lines[0].startswith("| layer 1 product (23 -> 8) | 5x16 |")
+    assert lines[1].startswith("| layer 1 bias + SiLU | 5x16 |") and lines[-1].startswith("| one step, all parts |")

@@ -163,12 +163,12 @@ def test_imagine_matches_step_by_step_prediction(continuation_from: str) -> None
 
 def test_row_blocks_balance_members_over_threads(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(torch, "get_num_threads", lambda: 2)
-    assert robotics._row_blocks(5, 1604) == 2  # 10 products for 2 threads
-    assert robotics._row_blocks(4, 1604) == 1  # 4 members already divide over 2 threads
-    assert robotics._row_blocks(5, 97) == 1  # odd rows per member: not cut
-    assert robotics._row_blocks(5, 100) == 1  # blocks of 50 rows: too small to be worth it
+    assert robotics.row_blocks(5, 1604) == 2  # 10 products for 2 threads
+    assert robotics.row_blocks(4, 1604) == 1  # 4 members already divide over 2 threads
+    assert robotics.row_blocks(5, 97) == 1  # odd rows per member: not cut
+    assert robotics.row_blocks(5, 100) == 1  # blocks of 50 rows: too small to be worth it
     monkeypatch.setattr(torch, "get_num_threads", lambda: 6)
-    assert robotics._row_blocks(4, 1200) == 3  # 12 products for 6 threads
+    assert robotics.row_blocks(4, 1200) == 3  # 12 products for 6 threads
 
 
 def test_imagine_cut_into_row_blocks_equals_uncut(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -178,10 +178,10 @@ def test_imagine_cut_into_row_blocks_equals_uncut(monkeypatch: pytest.MonkeyPatc
     model = RoboticsWorldModel(3, 2, ensemble_size=3, hidden_dim=16, num_layers=2)
     z0, actions = torch.randn(3 * 128, 3), torch.rand(4, 3 * 128, 2) * 2 - 1
     monkeypatch.setattr(torch, "get_num_threads", lambda: 2)
-    assert robotics._row_blocks(3, 128) == 2
+    assert robotics.row_blocks(3, 128) == 2
     with torch.inference_mode():
         cut = model.imagine(z0, actions)
-        monkeypatch.setattr(robotics, "_row_blocks", lambda ensemble_size, rows_per_member: 1)
+        monkeypatch.setattr(robotics, "row_blocks", lambda ensemble_size, rows_per_member: 1)
         whole = model.imagine(z0, actions)
     traced = model.imagine(z0, actions)  # with gradients: out of place, never cut
     for name in ("rewards", "continuation", "costs", "latents", "terminal_value"):

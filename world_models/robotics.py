@@ -54,7 +54,7 @@ CONTINUATION_SOURCES = ("transition", "next_state")
 CONTINUATION_HIDDEN = 64  # width of the next-state continuation network: cheap beside the dynamics
 
 
-def _row_blocks(ensemble_size: int, rows_per_member: int, min_rows: int = 64) -> int:
+def row_blocks(ensemble_size: int, rows_per_member: int, min_rows: int = 64) -> int:
     """Blocks ``k`` to cut each member's rows into for imagination: the smallest ``k`` that makes
     ``ensemble_size * k`` a multiple of torch's thread count (so a batched product over the members
     splits evenly over the threads), or 1 where the rows do not divide into blocks of ``min_rows``."""
@@ -280,13 +280,13 @@ class RoboticsWorldModel(nn.Module):
         Row ``b = i * E + m`` is member ``m``'s row ``i`` (as :func:`to_members` routes it), the rows
         of each member in one contiguous run of ``inputs[t]``; the batched products see each run as
         ``k`` blocks of ``rows`` (``k > 1`` shares the ``E * k`` products evenly among the threads, see
-        :func:`_row_blocks`). ``inputs[t]`` holds every row's ``[z_t, a_t]``: the actions are written
+        :func:`row_blocks`). ``inputs[t]`` holds every row's ``[z_t, a_t]``: the actions are written
         once and each step writes ``z_{t+1}`` into the next slot, so no step concatenates or allocates.
         """
         horizon, batch, _ = actions.shape
         e, width = self.ensemble_size, self.state_dim
         per_member = batch // e
-        k = _row_blocks(e, per_member)
+        k = row_blocks(e, per_member)
         inputs = z0.new_empty(horizon + 1, e, per_member, width + self.action_dim)
         outputs = z0.new_empty(horizon, e, per_member, width + 3)  # [delta z, reward, continuation, cost logits]
         inputs[0, ..., :width] = to_members(z0, e)
