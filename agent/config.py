@@ -55,6 +55,10 @@ class ModelConfig:
     of the behaviour that filled the buffer); or ``policy``, a learned deterministic policy pi(z) and
     twin Q(z, a) trained off-policy (TD3's clipped double Q and target smoothing), the terminal
     value then being min Q(z_H, pi(z_H)): the value of acting by the learned policy after the horizon."""
+    policy_imitation: float = 0.0
+    """With value_kind policy: weight of a pull of the policy towards the stored (planned) actions in its
+    loss, TD3+BC's form (0.4 is its alpha 2.5): keeps the critics queried where they were trained, against
+    the over-estimation of a policy that leaves the planner's actions. 0: off."""
     sparse_reward_weight: float = 0.0
     """Extra weight of transitions with a non-zero reward in the reward loss (each counts 1 + this):
     for sparse rewards, which a model otherwise learns to predict as zero everywhere. 0: off."""
@@ -317,6 +321,11 @@ def validate(config: Config, kind: str | None = None) -> None:
         )
     if config.model.value_kind == "policy" and not config.model.value_function:
         raise ConfigError("model.value_kind policy needs model.value_function: true")
+    if config.model.policy_imitation and config.model.value_kind != "policy":
+        raise ConfigError(
+            f"model.policy_imitation ({config.model.policy_imitation}) trains the learned policy: set "
+            "model.value_kind: policy (with model.value_function: true), or model.policy_imitation: 0"
+        )
     if config.planner.policy_proposals and config.model.value_kind != "policy":
         raise ConfigError(
             f"planner.policy_proposals ({config.planner.policy_proposals}) needs a learned policy: "
@@ -378,7 +387,7 @@ def _validate_model(m: ModelConfig) -> None:
         raise ConfigError(f"model.kind must be one of {', '.join(MODEL_KINDS)}, got {m.kind!r}")
     if m.objective not in LATENT_OBJECTIVES:
         raise ConfigError(f"model.objective must be one of {', '.join(LATENT_OBJECTIVES)}, got {m.objective!r}")
-    _finite_at_least_zero("model", m, ("sparse_reward_weight", "termination_weight"), " (0: off)")
+    _finite_at_least_zero("model", m, ("sparse_reward_weight", "termination_weight", "policy_imitation"), " (0: off)")
     _finite_at_least_zero("model", m, ("weight_decay",))
     if not (math.isfinite(m.learning_rate) and m.learning_rate > 0):
         raise ConfigError(f"model.learning_rate must be a finite number > 0, got {m.learning_rate}")

@@ -67,7 +67,7 @@ class RoboticsAdapter(_OnDevice):
             num_layers=m.num_layers, learning_rate=m.learning_rate, weight_decay=m.weight_decay,
             value_function=m.value_function, discount=config.planner.discount, value_tau=m.value_tau,
             sparse_reward_weight=m.sparse_reward_weight, termination_weight=m.termination_weight,
-            value_kind=m.value_kind, continuation_from=m.continuation_from,
+            value_kind=m.value_kind, continuation_from=m.continuation_from, policy_imitation=m.policy_imitation,
         ).to(device)
         self.value_window = m.value_window if m.value_function else 0
         self.model.eval()

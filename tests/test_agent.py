@@ -172,6 +172,11 @@ def test_policy_value_settings_are_checked() -> None:
         validate(debug_config(**{"model.value_kind": "policy"}))
     with pytest.raises(ConfigError, match="policy_proposals .* needs a learned policy"):
         validate(debug_config(**{"planner.policy_proposals": 4}))
+    with pytest.raises(ConfigError, match=r"model.policy_imitation \(0.4\) trains the learned policy"):
+        validate(debug_config(**{"model.policy_imitation": 0.4}))
+    with pytest.raises(ConfigError, match="model.policy_imitation must be a finite number >= 0"):
+        validate(debug_config(**POLICY, **{"model.policy_imitation": -1.0}))
+    validate(debug_config(**POLICY, **{"model.policy_imitation": 0.4}))
     validate(debug_config(**POLICY))
     config = debug_config(**POLICY, **{"env_kwargs": {"obs_mode": "pixels"}})
     with pytest.raises(ConfigError, match="is for the robotics model"):

@@ -338,3 +338,33 @@ def test_next_state_continuation_reads_the_next_state_only() -> None:
     with pytest.raises(ValueError, match="continuation_from must be transition or next_state"):
         RoboticsWorldModel(2, 1, continuation_from="state")
     assert RoboticsWorldModel(2, 1).continuation_net is None
+
+
+def test_policy_imitation_pulls_the_policy_to_the_stored_actions() -> None:
+    """With a strong pull the policy reproduces the stored actions (here 0.8 * tanh(z_0), the 'planner'),
+    instead of the bandit's best action 0.5; without it, the loss is the plain -(1 - discount) Q1."""
+    torch.manual_seed(0)
+    gen = torch.Generator().manual_seed(0)
+    model = RoboticsWorldModel(2, 1, ensemble_size=1, hidden_dim=32, num_layers=1, learning_rate=3e-3,
+                               value_function=True, value_kind="policy", value_tau=0.1, discount=0.0,
+                               policy_imitation=50.0)
+    data = _bandit(4000, gen)
+    planned = 0.8 * torch.tanh(data.obs[..., :1])
+    data = data._replace(actions=planned, rewards=1 - 4 * (planned[..., 0] - 0.5) ** 2)
+    model.fit_normalizers(data.obs[0], data.actions[0], data.rewards[0], data.next_obs[0])
+    for _ in range(600):
+        idx = torch.randint(0, 4000, (1, 128), generator=gen)
+        model.update(ModelBatch(*(x[:, idx[0]] for x in data)))
+    with torch.no_grad():
+        z = torch.randn(200, 2, generator=gen)
+        error = (model.policy(z) - 0.8 * torch.tanh(z[:, :1])).abs().mean().item()
+    assert error < 0.05, error
+
+    plain = _policy_model(discount=0.9)
+    batch = _bandit(64, torch.Generator().manual_seed(1))
+    with torch.no_grad():
+        obs = batch.obs.flatten(0, 1)
+        expected = -(0.1 * plain.q_values(obs, plain.policy(obs))[0]).mean()
+    assert torch.isclose(plain.actor_loss(batch).detach(), expected)
+    with pytest.raises(ValueError, match="policy_imitation must be a finite number >= 0"):
+        RoboticsWorldModel(2, 1, policy_imitation=-1.0)

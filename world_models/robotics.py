@@ -85,6 +85,7 @@ class RoboticsWorldModel(nn.Module):
         termination_weight: float = 0.0,
         value_kind: str = "state",
         continuation_from: str = "transition",
+        policy_imitation: float = 0.0,
     ) -> None:
         """``value_kind`` (with ``value_function``): ``state``, a value ``V(z)`` learned by TD(0) on
         stored transitions; ``policy``, a deterministic policy ``pi(z)`` and twin ``Q(z, a)`` learned
@@ -97,10 +98,14 @@ class RoboticsWorldModel(nn.Module):
         ``continuation_from``: ``transition``, the continuation logit is an output of the dynamics
         network, read from ``(z, a)``; ``next_state``, a small network of its own reads it from the
         next latent, trained on the stored next states (an episode ends where the next state is
-        out of bounds, as a fallen hopper's is), and imagination applies it to each imagined state."""
+        out of bounds, as a fallen hopper's is), and imagination applies it to each imagined state.
+        ``policy_imitation`` (``value_kind`` policy): weight of the actor's pull towards the stored
+        actions (see :meth:`actor_loss`); 0: none."""
         super().__init__()
-        check_loss_weights(sparse_reward_weight=sparse_reward_weight, termination_weight=termination_weight)
+        check_loss_weights(sparse_reward_weight=sparse_reward_weight, termination_weight=termination_weight,
+                           policy_imitation=policy_imitation)
         self.sparse_reward_weight, self.termination_weight = sparse_reward_weight, termination_weight
+        self.policy_imitation = policy_imitation
         self.state_dim = state_dim + embed_dim  # z = [state, embedding]
         self.action_dim = action_dim
         self.ensemble_size = ensemble_size
@@ -454,12 +459,24 @@ class RoboticsWorldModel(nn.Module):
         return F.mse_loss(scale * self.q_values(obs, batch.actions.flatten(0, 1)), target.expand(2, -1))
 
     def actor_loss(self, batch: ModelBatch) -> torch.Tensor:
-        """``-(1 - discount) Q1(z, pi(z))`` on the stored states; its gradient reaches the actor only."""
+        """``-(1 - discount) Q1(z, pi(z))`` on the stored states; its gradient reaches the actor only.
+
+        With ``policy_imitation`` ``w > 0`` (TD3+BC's form): ``-Q1(z, pi(z)) / mean |Q1| + w mse(pi(z), a)``,
+        ``a`` the stored actions. The planner, not the actor, chose those actions, so the critics have
+        seen actions near them only; an actor free to leave them queries the critics where they are
+        untrained, and their targets ``min Q'(z', pi'(z'))`` inherit those errors (over-estimation).
+        ``w = 0.4`` is TD3+BC's ``alpha = 2.5``.
+        """
         assert self.critic is not None
         obs = batch.obs.flatten(0, 1)
         self.critic.requires_grad_(False)
         try:
-            return -((1.0 - self.discount) * self.q_values(obs, self.policy(obs))[0]).mean()
+            action = self.policy(obs)
+            q = (1.0 - self.discount) * self.q_values(obs, action)[0]
+            if not self.policy_imitation:
+                return -q.mean()
+            imitation = F.mse_loss(action, batch.actions.flatten(0, 1))
+            return -q.mean() / q.abs().mean().detach().clamp_min(1e-8) + self.policy_imitation * imitation
         finally:
             self.critic.requires_grad_(True)
 
