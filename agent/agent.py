@@ -259,7 +259,7 @@ class MBRLAgent:
                 warm = self._predict_batch_ws = WarmStart(self.config.planner.horizon, self.action_dim, self.device,
                                                           batch=len(obs))
             if episode_start is not None:
-                warm.restart(np.broadcast_to(starts, (len(obs),)) if starts.size == 1 else starts)
+                warm.restart(np.full(len(obs), starts[0]) if starts.size == 1 else starts)  # one flag: all
         else:
             warm = self._predict_ws
             if starts.any():
