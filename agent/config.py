@@ -315,7 +315,7 @@ def validate(config: Config, kind: str | None = None) -> None:
         )
     _validate_planner(config.planner)
     _validate_train(config.train)
-    if config.model.value_function and not 0.0 <= config.planner.discount < 1.0:
+    if config.model.value_function and config.planner.discount >= 1.0:  # [0, 1] is checked with the planner
         raise ConfigError(
             f"planner.discount must be in [0, 1) when model.value_function is on, got {config.planner.discount}"
         )

@@ -181,24 +181,27 @@ class _Display:
 
     Finished runs count their whole budget, running ones the step their ``progress.csv`` has reached."""
 
-    def __init__(self, specs: Sequence[RunSpec], finished: Sequence[RunSpec], enabled: bool) -> None:
-        self.runs, self.done, self.failed = len(specs), len(finished), 0
+    def __init__(self, specs: Sequence[RunSpec], finished: Sequence[RunSpec], enabled: bool,
+                 label: str = "running") -> None:
+        """``label``: what the runs handed to :meth:`update` are (``unfinished`` on Ray, whose queue is not seen)."""
+        self.runs, self.done, self.failed, self.label = len(specs), len(finished), 0, label
         self.done_steps = sum(s.total_timesteps for s in finished)
         self.bar = tqdm(total=sum(s.total_timesteps for s in specs), initial=self.done_steps, unit="step",
                         desc="sweep", disable=not enabled, dynamic_ncols=True)
 
-    def update(self, running: Iterable[RunSpec], label: str = "running") -> None:
-        """Read the step of each run in ``running`` (``label``: what they are, e.g. ``unfinished``) and show it."""
+    def update(self, running: Iterable[RunSpec]) -> None:
+        """Read the step of each run in ``running`` and show it."""
         at = {s.name: (min(latest_step(s.run_dir), s.total_timesteps), s.total_timesteps) for s in running}
         self.bar.update(max(0, self.done_steps + sum(step for step, _ in at.values()) - self.bar.n))
         shown = " ".join(f"{name} {step}/{budget}" for name, (step, budget) in sorted(at.items()))
-        self.bar.set_postfix_str(f"runs done {self.done}/{self.runs}; {label} {shown or 'none'}; failed {self.failed}")
+        self.bar.set_postfix_str(
+            f"runs done {self.done}/{self.runs}; {self.label} {shown or 'none'}; failed {self.failed}")
 
-    def finish_one(self, spec: RunSpec, running: Iterable[RunSpec], failed: bool, label: str = "running") -> None:
+    def finish_one(self, spec: RunSpec, running: Iterable[RunSpec], failed: bool) -> None:
         self.done += 1
         self.failed += int(failed)
         self.done_steps += spec.total_timesteps
-        self.update(running, label)
+        self.update(running)
 
     def close(self) -> None:
         self.bar.close()
@@ -245,7 +248,7 @@ def _run_ray(specs: list[RunSpec], address: str, workers: int, display: _Display
         pending = list(refs)
         outcomes: list[Outcome] = []
         while pending:
-            display.update((refs[r] for r in pending), "unfinished")  # queued on the cluster or running
+            display.update(refs[r] for r in pending)  # queued on the cluster or running
             done, pending = ray.wait(pending, num_returns=1, timeout=POLL_SECONDS)
             if not done:
                 continue
@@ -254,7 +257,7 @@ def _run_ray(specs: list[RunSpec], address: str, workers: int, display: _Display
                 outcomes.append((spec, ray.get(done[0]), None))
             except Exception as exc:  # noqa: BLE001 - one failed run must not stop the sweep
                 outcomes.append((spec, None, f"{type(exc).__name__}: {exc}"))
-            display.finish_one(spec, [refs[r] for r in pending], outcomes[-1][2] is not None, "unfinished")
+            display.finish_one(spec, [refs[r] for r in pending], outcomes[-1][2] is not None)
         return outcomes
     finally:
         ray.shutdown()
@@ -264,7 +267,7 @@ def execute(specs: list[RunSpec], workers: int, ray_address: str | None, progres
     """Run every unfinished run (finished ones are read back); one failure does not stop the others."""
     todo = [s for s in specs if not is_finished(s.run_dir, s.total_timesteps)]
     done: list[Outcome] = [(s, collect_rows(s), None) for s in specs if s not in todo]
-    display = _Display(specs, [s for s in specs if s not in todo], progress)
+    display = _Display(specs, [s for s, _, _ in done], progress, "running" if ray_address is None else "unfinished")
     try:
         if not todo:
             return done

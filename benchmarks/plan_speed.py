@@ -74,12 +74,7 @@ def preset_case(env_id: str) -> SpeedCase:
 def matmul_peak_gflops(size: int = 2048, repeats: int = 10) -> float:
     """Best fp32 GFLOP/s of a square matmul on this machine."""
     a, b = torch.randn(size, size), torch.randn(size, size)
-    best = float("inf")
-    for _ in range(repeats):
-        start = time.perf_counter()
-        torch.mm(a, b)
-        best = min(best, time.perf_counter() - start)
-    return 2 * size**3 / best / 1e9
+    return 2 * size**3 / _best_seconds(partial(torch.mm, a, b), repeats, warm_up=False) / 1e9
 
 
 @dataclass(frozen=True)
@@ -147,8 +142,10 @@ def time_case(case: SpeedCase, repeats: int, silus: tuple[str, ...] = ("kernel",
     return CaseTimes({silu: (sorted(t)[len(t) // 2], min(t)) for silu, t in times.items()}, peak)
 
 
-def _best_seconds(fn: Callable[[], object], repeats: int) -> float:
-    fn()
+def _best_seconds(fn: Callable[[], object], repeats: int, warm_up: bool = True) -> float:
+    """The shortest of ``repeats`` timed calls of ``fn`` (after one untimed call with ``warm_up``)."""
+    if warm_up:
+        fn()
     best = float("inf")
     for _ in range(repeats):
         start = time.perf_counter()
@@ -210,22 +207,21 @@ def main(argv: Sequence[str] | None = None) -> int:
         parser.error(f"--repeats must be >= 1 and --lockstep >= 0, got {args.repeats} and {args.lockstep}")
     keep_freed_memory()  # as the agent does
     peak = matmul_peak_gflops()
+    columns = (["part", "groups x rows", "ms, best", "GFLOP/s", "peak GFLOP/s", "% of peak"] if args.layers else
+               ["config", "B", "N", "H", "iters", "P", "E", "MLP", "SiLU", "ms / action: median", "best",
+                "GFLOP / action", "GFLOP/s (best)", "peak GFLOP/s", "% of peak (best)"])
+    peak_timed = "just before it" if args.layers else "between that row's plans"
     lines = [
         f"Command: `python -m benchmarks.plan_speed {' '.join(argv)}`",
         f"Machine: {platform.processor() or platform.machine()}, torch {torch.__version__}, "
         f"{torch.get_num_threads()} threads; measured fp32 matmul peak {peak:.1f} GFLOP/s at the start "
-        "(each row's % is against the peak timed between that row's plans); "
+        f"(each row's % is against the peak timed {peak_timed}); "
         f"vectorised SiLU {fast_silu_status()}",
         "",
-        "| config | B | N | H | iters | P | E | MLP | SiLU | ms / action: median | best | GFLOP / action "
-        "| GFLOP/s (best) | peak GFLOP/s | % of peak (best) |",
-        "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
+        "| " + " | ".join(columns) + " |",
+        "|" + "---|" * len(columns),
     ]
     if args.layers:
-        lines[-2:] = ["| part | groups x rows | ms, best | GFLOP/s | peak GFLOP/s | % of peak |",
-                      "|---|---|---|---|---|---|"]
-        lines[1] = lines[1].replace("each row's % is against the peak timed between that row's plans",
-                                    "each row's % is against the peak timed just before it")
         return _finish(lines + layer_lines(PETS, 10 * args.repeats), args.out)
     silus = ("kernel", "torch") if args.silu == "both" else (args.silu,)
     if not fast_silu_on():
