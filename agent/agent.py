@@ -202,12 +202,13 @@ class MBRLAgent:
         p = self.config.planner
         return make_planner(p.name, sampling_config(p), self.action_dim, generator)
 
-    def _plan(self, obs: np.ndarray, planner: Planner, warm: WarmStart, timed: bool = True) -> np.ndarray:
+    def _plan(self, obs: np.ndarray, planner: Planner, warm: WarmStart, times: list[float] | None = None) -> np.ndarray:
         """First action of the plan for ``obs``; stores the plan for warm starting.
 
         ``obs (*obs_shape) -> (A,)``; or ``obs (B, *obs_shape) -> (B, A)``: ``B`` independent
         problems in one batched planner call (``warm`` then holds ``(B, H, A)``).
-        ``planner/plan_ms`` gets the call's time per problem unless ``timed`` is off (``predict``).
+        ``times`` (training's ``planner/plan_ms``, evaluation's ``eval/plan_ms``; none for ``predict``) gets
+        the call's milliseconds per problem, once per problem.
         """
         p = self.config.planner
         obs = self.adapter.as_obs(obs)
@@ -226,8 +227,8 @@ class MBRLAgent:
                 proposals = self.model.propose(z0, p.horizon, p.policy_proposals, p.policy_noise, generator)
             proposals = proposals if batched else proposals[0]  # (B, n, H, A) or (n, H, A)
         plan = planner.plan(objective, warm.init(), proposals)
-        if timed:
-            self._plan_ms += [1000 * (time.perf_counter() - start) / len(z0)] * len(z0)
+        if times is not None:
+            times += [1000 * (time.perf_counter() - start) / len(z0)] * len(z0)
         warm.store(plan)
         return plan[..., 0, :].cpu().numpy().astype(np.float32)
 
@@ -264,7 +265,7 @@ class MBRLAgent:
             warm = self._predict_ws
             if starts.any():
                 warm.reset()
-        action = self._plan(obs, self._predict_planner, warm, timed=False)  # (A,) or (n, A) in [-1, 1]
+        action = self._plan(obs, self._predict_planner, warm)  # (A,) or (n, A) in [-1, 1]
         if not deterministic:
             noise = self.config.train.exploration_noise * np.random.default_rng().normal(size=action.shape)
             action = np.clip(action + noise, -1.0, 1.0).astype(np.float32)
@@ -344,7 +345,7 @@ class MBRLAgent:
         if self.num_timesteps < t.learning_starts:
             action = self.rng.uniform(-1.0, 1.0, self.action_dim).astype(np.float32)
         else:
-            action = self._plan(obs, self.planner, self._train_ws)
+            action = self._plan(obs, self.planner, self._train_ws, self._plan_ms)
             action = np.clip(action + t.exploration_noise * self.rng.normal(size=self.action_dim), -1, 1)
             action = action.astype(np.float32)
         next_obs, reward, terminated, truncated, info = self.env.step(action)
@@ -409,7 +410,8 @@ class MBRLAgent:
         self._ensure_eval_envs(episodes)
         return self._run_evaluation(self._make_planner(torch.Generator().manual_seed(seed)), seed, episodes)
 
-    def _run_evaluation(self, planner: Planner, seed: int, episodes: int | None = None) -> EvalResult:
+    def _run_evaluation(self, planner: Planner, seed: int, episodes: int | None = None,
+                        times: list[float] | None = None) -> EvalResult:
         """The evaluation episodes (default ``train.eval_episodes``): side by side with one batched plan
         per step when there is an env per episode (and ``train.eval_lockstep``), else one by one on the
         first env."""
@@ -420,12 +422,12 @@ class MBRLAgent:
 
             def act_running(obs: np.ndarray, running: np.ndarray) -> np.ndarray:
                 warm.keep(running)  # drop the warm starts of episodes that ended
-                return self._plan(obs, planner, warm)
+                return self._plan(obs, planner, warm, times)
 
             return evaluate_lockstep(self._eval_envs, act_running, warm.reset, episodes, seed)
         single = WarmStart(horizon, self.action_dim, self.device)
         return evaluate(
-            self._eval_envs[0], lambda o: self._plan(o, planner, single), single.reset,
+            self._eval_envs[0], lambda o: self._plan(o, planner, single, times), single.reset,
             episodes, seed,
         )
 
@@ -437,7 +439,8 @@ class MBRLAgent:
         recorder = self._eval_envs[0] if isinstance(self._eval_envs[0], EpisodeRecorder) else None
         if recorder is not None:
             recorder.arm()
-        result = self._run_evaluation(planner, seed)
+        plan_ms: list[float] = []
+        result = self._run_evaluation(planner, seed, times=plan_ms)
         if recorder is not None:
             self.logger.video(self.num_timesteps, recorder.take(), recorder.fps)
         self._eval_seconds += time.time() - started
@@ -448,6 +451,7 @@ class MBRLAgent:
         self.logger.record("eval/std_reward", float(result.returns.std()))
         self.logger.record("eval/mean_ep_length", float(result.lengths.mean()))
         self.logger.record("eval/mean_cost", float(result.costs.mean()))
+        self.logger.record("eval/plan_ms", float(np.mean(plan_ms)))  # per action; training's: planner/plan_ms
         return result
 
     def _log(self) -> None:

@@ -70,7 +70,7 @@ def test_run_directory_outputs(tmp_path: Path) -> None:
     assert evaluations["timesteps"].tolist() == [100]
     assert evaluations["results"].shape == (1, 1)
     header = (tmp_path / "progress.csv").read_text().splitlines()[0]
-    for key in ["time/total_timesteps", "eval/mean_reward", "world_model/loss", "planner/plan_ms"]:
+    for key in ["time/total_timesteps", "eval/mean_reward", "eval/plan_ms", "world_model/loss", "planner/plan_ms"]:
         assert key in header
 
 
@@ -85,6 +85,8 @@ def test_save_load_and_predict_have_no_side_effects(tmp_path: Path) -> None:
     assert action.shape == (1,) and state is None and -1 <= action[0] <= 1
     assert agent.rng.bit_generator.state == rng_state and agent._plan_ms == plan_ms  # not in the training log
     assert torch.equal(agent._generator.get_state(), generator_state)
+    agent.evaluate(2)  # evaluation plans are not training plans: they stay out of planner/plan_ms
+    assert agent._plan_ms == plan_ms
 
     agent.save(tmp_path / "agent.pt")
     loaded = MBRLAgent.load(tmp_path / "agent.pt")
