@@ -31,6 +31,7 @@ from stable_baselines3.common.monitor import Monitor
 from stable_baselines3.common.noise import NormalActionNoise
 from stable_baselines3.common.vec_env import DummyVecEnv, VecEnv, VecNormalize
 
+from agent.atomic import RunDirLock
 from agent.evaluation import evaluate
 from agent.logger import append_evaluation
 from envs import make_env
@@ -146,12 +147,28 @@ def train_baseline(
     env_kwargs: dict[str, Any] | None = None,
     hyperparams_file: Path = HYPERPARAMS_FILE,
 ) -> Path:
-    """Train one SB3 baseline from scratch into ``run_dir`` (cleared first); returns ``run_dir``."""
+    """Train one SB3 baseline from scratch into ``run_dir`` (cleared first); returns ``run_dir``.
+
+    Like ``MBRLAgent.learn`` it holds the directory's :class:`~agent.atomic.RunDirLock` while it clears and
+    writes it: a second process on the same directory gets ``RunDirInUse`` and removes nothing.
+    """
     if algo not in ALGOS:
         raise ValueError(f"unknown baseline {algo!r}; choose from {sorted(ALGOS)}")
     run_dir = Path(run_dir)
-    _clear(run_dir)
-    env_kwargs = dict(env_kwargs or {})
+    run_dir.mkdir(parents=True, exist_ok=True)
+    lock = RunDirLock(run_dir)
+    lock.acquire()
+    try:
+        _clear(run_dir)
+        _train(algo, env_id, seed, total_timesteps, run_dir, eval_freq, eval_episodes, dict(env_kwargs or {}),
+               hyperparams_file)
+    finally:
+        lock.release()
+    return run_dir
+
+
+def _train(algo: str, env_id: str, seed: int, total_timesteps: int, run_dir: Path, eval_freq: int,
+           eval_episodes: int, env_kwargs: dict[str, Any], hyperparams_file: Path) -> None:
     entry, params = hyperparams_for(algo, env_id, hyperparams_file)
     venv: VecEnv = _train_env(env_id, env_kwargs, run_dir, int(params.get("n_envs", 1)), seed)
     normalizer = VecNormalize(venv) if params.get("normalize") else None
@@ -169,12 +186,10 @@ def train_baseline(
     if callback.evals_done * eval_freq < total_timesteps:  # budget not a multiple of eval_freq
         callback._evaluate(total_timesteps)
     venv.close()
-    return run_dir
 
 
 def _clear(run_dir: Path) -> None:
     """An unfinished baseline restarts from step 0: remove what an earlier attempt left."""
-    run_dir.mkdir(parents=True, exist_ok=True)
     for path in run_dir.iterdir():
         if path.is_file() and (path.suffix in {".csv", ".npz", ".yaml"} or path.name.startswith("events.")):
             path.unlink()

@@ -4,15 +4,19 @@ from __future__ import annotations
 
 import csv
 import os
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
 
+from agent import RunDirInUse
 from benchmarks import compare
 from benchmarks.baselines import _constructor_kwargs, hyperparams_for, train_baseline
 from benchmarks.report import curves_by_algo, first_reach, markdown_report
 from envs import POINT_MASS_ID
+from tests.test_agent import HOLD_LOCK
 
 TINY = ["--env", POINT_MASS_ID, "--total-timesteps", "200", "--seeds", "0", "--eval-freq", "100",
         "--eval-episodes", "2", "--rehearse-preset", "debug", "--no-progress-bar"]
@@ -87,6 +91,22 @@ def test_baseline_uses_the_protocol_and_stops_at_budget(tmp_path: Path) -> None:
     assert (run / "monitor.csv").read_text().startswith("#{")
     assert "eval/mean_reward" in (run / "progress.csv").read_text().splitlines()[0]
     assert "hyperparams_source: zoo_hyperparams.yaml:ppo.default" in (run / "config.yaml").read_text()
+
+
+@pytest.mark.skipif(sys.platform == "win32", reason="advisory run-directory locks need fcntl")
+def test_a_baseline_on_a_run_directory_in_use_is_refused_and_removes_nothing(tmp_path: Path) -> None:
+    """A second process on a baseline's directory neither clears it (a restart clears) nor trains into it."""
+    run = train_baseline("ppo", POINT_MASS_ID, 0, 100, tmp_path / "ppo", eval_freq=100, eval_episodes=1)
+    before = {p.name: p.read_bytes() for p in sorted(run.rglob("*")) if p.is_file()}
+    holder = subprocess.Popen([sys.executable, "-c", HOLD_LOCK, str(run)], stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout is not None and holder.stdout.readline().strip() == "locked"
+        with pytest.raises(RunDirInUse, match="is in use"):
+            train_baseline("ppo", POINT_MASS_ID, 0, 100, run, eval_freq=100, eval_episodes=1)
+        assert {p.name: p.read_bytes() for p in sorted(run.rglob("*")) if p.is_file()} == before
+    finally:
+        holder.kill()
+        holder.wait()
 
 
 def _rows(path: Path) -> list[dict[str, str]]:
