@@ -10,7 +10,7 @@ import collections
 import copy
 import resource
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -273,8 +273,19 @@ class MBRLAgent:
         return (low + (action + 1.0) * 0.5 * (high - low)).astype(np.float32), None
 
     # ----------------------------------------------------------------- training loop
-    def learn(self, total_timesteps: int | None = None, progress_bar: bool = True) -> MBRLAgent:
-        """Train until ``total_timesteps`` environment steps (counted from the run's start)."""
+    def learn(
+        self,
+        total_timesteps: int | None = None,
+        progress_bar: bool = True,
+        callback: Callable[[MBRLAgent], bool | None] | None = None,
+    ) -> MBRLAgent:
+        """Train until ``total_timesteps`` environment steps (counted from the run's start).
+
+        ``callback(agent)``, if given, runs after every environment step (after that step's training,
+        evaluation and logging; ``agent.num_timesteps``, ``agent.last_eval_return`` are current). If it
+        returns ``False`` training stops there, as SB3's callbacks stop ``learn``: a checkpoint is written,
+        and ``learn`` again continues from it.
+        """
         total = total_timesteps if total_timesteps is not None else self.config.train.total_timesteps
         if total < 0:
             raise ValueError(f"total_timesteps must be >= 0 (steps counted from the run's start), got {total}")
@@ -287,6 +298,8 @@ class MBRLAgent:
                 bar.update(1)
                 if self.last_eval_return is not None:
                     bar.set_postfix(eval=f"{self.last_eval_return:.1f}", refresh=False)
+                if callback is not None and callback(self) is False:
+                    break
             self._checkpoint()
         finally:
             bar.close()

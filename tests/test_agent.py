@@ -277,6 +277,24 @@ def test_a_second_trainer_on_a_run_directory_is_refused_and_changes_nothing(tmp_
     assert agent.num_timesteps == 80
 
 
+def test_a_callback_that_returns_false_stops_training_with_a_checkpoint(tmp_path: Path) -> None:
+    """learn's callback runs after each step with the agent; False stops it there, and learn again resumes."""
+    seen: list[int] = []
+
+    def stop_after_first_evaluation(agent: MBRLAgent) -> bool:
+        seen.append(agent.num_timesteps)
+        return agent.last_eval_return is None
+
+    agent = MBRLAgent(POINT_MASS_ID, debug_config(**{"train.eval_freq": 50}), run_dir=tmp_path)
+    agent.learn(200, progress_bar=False, callback=stop_after_first_evaluation)
+    assert seen == list(range(1, 51)) and agent.num_timesteps == 50
+    assert load_checkpoint(tmp_path / CHECKPOINT_NAME)["counters"]["num_timesteps"] == 50
+    resumed = MBRLAgent(POINT_MASS_ID, debug_config(**{"train.eval_freq": 50}), run_dir=tmp_path)
+    assert resumed.num_timesteps == 50
+    resumed.learn(100, progress_bar=False, callback=lambda a: None)  # None goes on
+    assert resumed.num_timesteps == 100
+
+
 def test_opening_a_run_without_training_leaves_its_logs_alone(tmp_path: Path) -> None:
     """Logs written after the last checkpoint are cut back only when training resumes, not on construction."""
     MBRLAgent(POINT_MASS_ID, debug_config(**{"train.checkpoint_freq": 10_000}), run_dir=tmp_path).learn(
