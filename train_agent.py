@@ -20,7 +20,7 @@ import sys
 from pathlib import Path
 from typing import Any, Sequence
 
-from agent import CheckpointError, ConfigError, MBRLAgent, RunDirInUse, resolve_config
+from agent import CheckpointError, ConfigError, MBRLAgent, RunDirHasOutputs, RunDirInUse, resolve_config
 from agent.agent import CHECKPOINT_NAME
 from agent.config import SECTIONS, default_run_dir
 from envs import EnvironmentSpecError, NonFiniteError, parse_env_kwargs
@@ -113,7 +113,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             print(f"Note: vectorised SiLU {fast_silu_status()}; planning uses torch's SiLU, about 10% slower",
                   flush=True)
         agent.learn(config.train.total_timesteps, progress_bar=not args.no_progress_bar)
-    except (ConfigError, CheckpointError, EnvironmentSpecError, NonFiniteError, MemoryError, RunDirInUse) as exc:
+    except (ConfigError, CheckpointError, EnvironmentSpecError, NonFiniteError, MemoryError, RunDirInUse,
+            RunDirHasOutputs) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     last = f"; last eval mean return {agent.last_eval_return:.1f}" if agent.last_eval_return is not None else ""

@@ -35,7 +35,7 @@ from agent.config import (
     validate,
 )
 from agent.evaluation import EvalResult, evaluate, evaluate_lockstep
-from agent.logger import RunLogger, truncate_outputs
+from agent.logger import RunDirHasOutputs, RunLogger, earlier_outputs, truncate_outputs
 from agent.models import ModelAdapter, make_adapter
 from agent.runtime import keep_freed_memory
 from envs import EpisodeRecorder, env_action_bounds, env_shapes, make_env, wrap_env
@@ -320,6 +320,13 @@ class MBRLAgent:
             if self._resumed_at is not None:  # rows logged after the checkpoint this run resumes from
                 truncate_outputs(self.run_dir, self._resumed_at)
                 self._resumed_at = None
+            elif self.num_timesteps == 0 and (found := earlier_outputs(self.run_dir)):
+                raise RunDirHasOutputs(
+                    f"run directory {self.run_dir} holds an earlier run's logs ({', '.join(found)}) but no "
+                    f"checkpoint ({CHECKPOINT_NAME}) to continue it from: training from step 0 would append a "
+                    "second run to them. Choose another run directory, or delete those logs (and tb/) to start "
+                    "the run again there"
+                )
             (self.run_dir / "config.yaml").write_text(yaml.safe_dump(config_to_dict(self.config), sort_keys=False))
             self.logger = RunLogger(self.run_dir, self.config.env_id)
             self._ensure_eval_envs(self.config.train.eval_episodes)

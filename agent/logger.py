@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import csv
 import json
+import shutil
 import time
 from pathlib import Path
 from typing import Any
@@ -139,6 +140,36 @@ def append_evaluation(
         data[key].append(value)
     arrays: dict[str, Any] = {k: np.stack(v) for k, v in data.items()}
     atomic_write(path, lambda handle: np.savez(handle, **arrays))
+
+
+class RunDirHasOutputs(RuntimeError):
+    """A run directory holds an earlier run's logs but no checkpoint to continue that run from."""
+
+
+def earlier_outputs(run_dir: str | Path) -> list[str]:
+    """The logs in ``run_dir`` that hold rows of a run: progress.csv, evaluations.npz, monitor.csv episodes.
+
+    A header-only monitor.csv (written when a run opens, before its first episode) does not count.
+    """
+    run_dir = Path(run_dir)
+    found = [name for name in ("progress.csv", "evaluations.npz") if (run_dir / name).exists()]
+    monitor = run_dir / "monitor.csv"
+    if monitor.exists() and len(monitor.read_text().splitlines()) > 2:
+        found.append("monitor.csv")
+    return found
+
+
+def clear_outputs(run_dir: str | Path) -> None:
+    """Remove a run's logs from ``run_dir`` so that a run restarts there from step 0.
+
+    Top-level ``*.csv``, ``*.npz``, ``*.yaml`` and TensorBoard ``events.*`` files (the layout SB3 writes
+    as well as ours), and the ``tb/`` and ``videos/`` folders. Checkpoints and anything else stay.
+    """
+    for path in Path(run_dir).iterdir():
+        if path.is_file() and (path.suffix in {".csv", ".npz", ".yaml"} or path.name.startswith("events.")):
+            path.unlink()
+        elif path.is_dir() and path.name in {"tb", "videos"}:
+            shutil.rmtree(path)
 
 
 def truncate_outputs(run_dir: str | Path, step: int) -> None:

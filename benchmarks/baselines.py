@@ -33,7 +33,7 @@ from stable_baselines3.common.vec_env import DummyVecEnv, VecEnv, VecNormalize
 
 from agent.atomic import RunDirLock
 from agent.evaluation import evaluate
-from agent.logger import append_evaluation
+from agent.logger import append_evaluation, clear_outputs
 from envs import make_env
 
 __all__ = ["ALGOS", "HYPERPARAMS_FILE", "hyperparams_for", "train_baseline"]
@@ -159,7 +159,7 @@ def train_baseline(
     lock = RunDirLock(run_dir)
     lock.acquire()
     try:
-        _clear(run_dir)
+        clear_outputs(run_dir)  # an unfinished baseline restarts from step 0
         _train(algo, env_id, seed, total_timesteps, run_dir, eval_freq, eval_episodes, dict(env_kwargs or {}),
                hyperparams_file)
     finally:
@@ -186,10 +186,3 @@ def _train(algo: str, env_id: str, seed: int, total_timesteps: int, run_dir: Pat
     if callback.evals_done * eval_freq < total_timesteps:  # budget not a multiple of eval_freq
         callback._evaluate(total_timesteps)
     venv.close()
-
-
-def _clear(run_dir: Path) -> None:
-    """An unfinished baseline restarts from step 0: remove what an earlier attempt left."""
-    for path in run_dir.iterdir():
-        if path.is_file() and (path.suffix in {".csv", ".npz", ".yaml"} or path.name.startswith("events.")):
-            path.unlink()

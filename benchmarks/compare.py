@@ -21,7 +21,8 @@ Outputs under ``--out``:
   interval, ratio to SAC), steps and wall-clock to a threshold and to SAC's final return.
 
 Resumable: a finished run (its evaluations reach its budget) is skipped; an unfinished
-Rehearse run continues from its last checkpoint; an unfinished baseline restarts.
+Rehearse run continues from its last checkpoint (one without a checkpoint restarts from step 0,
+its earlier logs removed); an unfinished baseline restarts.
 Parallel: ``--workers`` processes on this machine (default: one per core), or a Ray
 cluster with ``--ray-address auto|HOST:PORT`` (``local`` starts a private local Ray
 instance), each run one Ray task; run directories are written where the task runs, so
@@ -110,7 +111,18 @@ def run_one(spec: RunSpec) -> list[dict[str, Any]]:
 
 def _train_rehearse(spec: RunSpec) -> None:
     from agent import MBRLAgent, resolve_config
+    from agent.agent import CHECKPOINT_NAME
+    from agent.atomic import RunDirLock
+    from agent.logger import clear_outputs
 
+    run_dir = Path(spec.run_dir)
+    if run_dir.is_dir() and not (run_dir / CHECKPOINT_NAME).exists():  # restarts from step 0, as a baseline does
+        lock = RunDirLock(run_dir)
+        lock.acquire()  # a process training into it keeps its logs: RunDirInUse
+        try:
+            clear_outputs(run_dir)
+        finally:
+            lock.release()
     overrides = {"train": {"total_timesteps": spec.total_timesteps, "eval_freq": spec.eval_freq,
                            "eval_episodes": spec.eval_episodes}}
     config = resolve_config(spec.env_id, overrides, preset=spec.rehearse_preset)

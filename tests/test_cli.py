@@ -32,6 +32,23 @@ def test_smoke_run_then_rerun_resumes(tmp_path: Path, capsys: pytest.CaptureFixt
     assert load_checkpoint(run_dir / CHECKPOINT_NAME)["counters"]["num_timesteps"] == 150
 
 
+def test_a_run_directory_with_logs_but_no_checkpoint_is_refused_and_kept(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A fresh run into a directory whose checkpoint is gone (a new clone, a deleted checkpoints/) would append a
+    second run to the first one's logs: it is refused before anything is written, naming the logs."""
+    run_dir = tmp_path / "run"
+    args = ["--env", "rehearse/PointMass-v0", "--total-timesteps", "100", "--run-dir", str(run_dir), *DEBUG]
+    assert run(capsys, *args)[0] == 0
+    (run_dir / CHECKPOINT_NAME).unlink()
+    before = {p: p.read_bytes() for p in sorted(run_dir.rglob("*")) if p.is_file()}
+    code, _, err = run(capsys, *args)
+    assert code == 2
+    assert f"error: run directory {run_dir} holds an earlier run's logs (progress.csv, evaluations.npz, " in err
+    assert "but no checkpoint (checkpoints/latest.pt) to continue it from" in err
+    assert {p: p.read_bytes() for p in sorted(run_dir.rglob("*")) if p.is_file()} == before
+
+
 def test_says_when_planning_falls_back_to_torchs_silu(
     tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:

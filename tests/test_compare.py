@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -143,6 +144,25 @@ def test_sweep_outputs_and_resume(tmp_path: Path) -> None:
     assert compare.is_finished(sac_eval.parent, 200)
     assert before[out / "runs" / "rehearse" / "seed0" / "evaluations.npz"] == (
         out / "runs" / "rehearse" / "seed0" / "evaluations.npz").stat().st_mtime_ns
+
+
+def test_a_rehearse_run_without_its_checkpoint_restarts_from_step_0(tmp_path: Path) -> None:
+    """On a checkout without the (git-ignored) checkpoints an unfinished Rehearse run trains again from step 0
+    into clean logs, as an unfinished baseline does, and, seeded, repeats the first attempt's evaluations."""
+    out = tmp_path / "cmp"
+    assert compare.main([*TINY, "--algos", "rehearse", "--out", str(out)]) == 0
+    run = out / "runs" / "rehearse" / "seed0"
+    with np.load(run / "evaluations.npz") as data:
+        first = {k: data[k] for k in ("timesteps", "results", "ep_lengths")}
+        np.savez(run / "evaluations.npz", **{k: data[k][:1] for k in data.files})  # killed after one evaluation
+    shutil.rmtree(run / "checkpoints")
+    assert compare.main([*TINY, "--algos", "rehearse", "--out", str(out)]) == 0
+    with np.load(run / "evaluations.npz") as data:
+        for key, value in first.items():
+            np.testing.assert_array_equal(data[key], value)
+    steps = [float(r["time/total_timesteps"]) for r in _rows(run / "progress.csv")]
+    assert steps == sorted(set(steps))  # one run's rows, not two
+    assert len(list((run / "tb").iterdir())) == 1
 
 
 def test_ray_path_on_a_local_instance(tmp_path: Path) -> None:
