@@ -38,6 +38,7 @@ from agent.evaluation import EvalResult, evaluate, evaluate_lockstep
 from agent.logger import RunDirHasOutputs, RunLogger, earlier_outputs, truncate_outputs
 from agent.models import ModelAdapter, make_adapter
 from agent.runtime import keep_freed_memory
+from agent.signals import stop_on_signals
 from envs import EpisodeRecorder, env_action_bounds, env_shapes, make_env, wrap_env
 from planners import make_objective, make_planner
 from planners.base import Planner
@@ -177,6 +178,7 @@ class MBRLAgent:
         self._eval_seconds = 0.0  # wall-clock seconds spent evaluating, over the whole run
         self._start_time: float | None = None
         self.last_eval_return: float | None = None
+        self.stopped_by: str | None = None  # the signal that stopped the last learn() early (SIGINT, SIGTERM)
         self._plan_ms: list[float] = []
         self._train_ws = WarmStart(config.planner.horizon, self.action_dim, self.device)
         self._predict_ws = WarmStart(config.planner.horizon, self.action_dim, self.device)
@@ -285,6 +287,9 @@ class MBRLAgent:
         evaluation and logging; ``agent.num_timesteps``, ``agent.last_eval_return`` are current). If it
         returns ``False`` training stops there, as SB3's callbacks stop ``learn``: a checkpoint is written,
         and ``learn`` again continues from it.
+
+        Ctrl-C (SIGINT) or SIGTERM in the main thread stops it the same way, after the step under way
+        (:mod:`agent.signals`): ``stopped_by`` then names the signal. A second one stops at once.
         """
         total = total_timesteps if total_timesteps is not None else self.config.train.total_timesteps
         if total < 0:
@@ -292,15 +297,20 @@ class MBRLAgent:
         self.config.train.total_timesteps = total
         self._open_run()
         bar = tqdm(total=total, initial=self.num_timesteps, disable=not progress_bar, unit="step", dynamic_ncols=True)
+        self.stopped_by = None
         try:
-            while self.num_timesteps < total:
-                self._step()
-                bar.update(1)
-                if self.last_eval_return is not None:
-                    bar.set_postfix(eval=f"{self.last_eval_return:.1f}", refresh=False)
-                if callback is not None and callback(self) is False:
-                    break
-            self._checkpoint()
+            with stop_on_signals() as stop:
+                while self.num_timesteps < total:
+                    self._step()
+                    bar.update(1)
+                    if self.last_eval_return is not None:
+                        bar.set_postfix(eval=f"{self.last_eval_return:.1f}", refresh=False)
+                    if callback is not None and callback(self) is False:
+                        break
+                    if stop.signal is not None:
+                        self.stopped_by = stop.name
+                        break
+                self._checkpoint()
         finally:
             bar.close()
             if self.logger is not None:
@@ -532,6 +542,9 @@ class MBRLAgent:
         buffer_state = tensors_to_numpy(payload["buffer"])
         self.buffer = self._make_buffer(int(buffer_state["capacity"]))
         self.buffer.load_state_dict(buffer_state)
+        if c.get("mid_episode", False):  # written mid-episode (a stop): that episode ends here, a new one starts
+            self.buffer.truncate_last()
+            self._episode += 1
         self.rng.bit_generator.state = payload["rng"]
         self._generator.set_state(payload["planner_rng"])
         if payload["env_rng"] is not None:

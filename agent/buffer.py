@@ -255,6 +255,12 @@ class ReplayBuffer:
         self._pos = (i + 1) % self.capacity
         self._size = min(self._size + 1, self.capacity)
 
+    def truncate_last(self) -> None:
+        """Mark the newest transition truncated: its episode was cut there, and the next one stored
+        starts another (as after resuming from a checkpoint written mid-episode). Empty: nothing."""
+        if self._size:
+            self._truncated[(self._pos - 1) % self.capacity] = True
+
     def _checked_obs(self, value: Any, name: str) -> np.ndarray:
         arr = np.asarray(value)
         if arr.shape != self.obs_shape:

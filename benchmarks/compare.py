@@ -128,6 +128,9 @@ def _train_rehearse(spec: RunSpec) -> None:
     config = resolve_config(spec.env_id, overrides, preset=spec.rehearse_preset)
     agent = MBRLAgent(spec.env_id, config, seed=spec.seed, run_dir=spec.run_dir)
     agent.learn(spec.total_timesteps, progress_bar=False)
+    if agent.stopped_by is not None:
+        raise RuntimeError(f"stopped by {agent.stopped_by} at step {agent.num_timesteps} with a checkpoint: "
+                           "re-run the sweep to continue it")
 
 
 def collect_rows(spec: RunSpec) -> list[dict[str, Any]]:

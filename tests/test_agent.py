@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import os
 import re
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -293,6 +295,46 @@ def test_a_callback_that_returns_false_stops_training_with_a_checkpoint(tmp_path
     assert resumed.num_timesteps == 50
     resumed.learn(100, progress_bar=False, callback=lambda a: None)  # None goes on
     assert resumed.num_timesteps == 100
+
+
+def test_ctrl_c_stops_training_after_the_step_with_a_checkpoint(tmp_path: Path) -> None:
+    """The first SIGINT lets the step under way finish, writes a checkpoint there and returns; learn resumes it.
+    The handlers in place before learn come back after it."""
+    before = signal.getsignal(signal.SIGINT), signal.getsignal(signal.SIGTERM)
+
+    def interrupt_at_30(agent: MBRLAgent) -> None:
+        if agent.num_timesteps == 30:
+            os.kill(os.getpid(), signal.SIGINT)
+
+    agent = MBRLAgent(POINT_MASS_ID, debug_config(), run_dir=tmp_path)
+    agent.learn(100, progress_bar=False, callback=interrupt_at_30)
+    assert agent.stopped_by == "SIGINT" and agent.num_timesteps == 30
+    assert load_checkpoint(tmp_path / CHECKPOINT_NAME)["counters"]["num_timesteps"] == 30
+    assert (signal.getsignal(signal.SIGINT), signal.getsignal(signal.SIGTERM)) == before
+    assert load_checkpoint(tmp_path / CHECKPOINT_NAME)["counters"]["mid_episode"]
+    resumed = MBRLAgent(POINT_MASS_ID, debug_config(), run_dir=tmp_path)
+    assert resumed.num_timesteps == 30
+    assert resumed.buffer.stored().truncated[29] and not agent.buffer.stored().truncated[29]  # the cut episode ends
+    resumed.learn(100, progress_bar=False)
+    assert resumed.stopped_by is None and resumed.num_timesteps == 100
+
+
+def test_a_second_signal_stops_training_at_once(tmp_path: Path) -> None:
+    """SIGTERM then SIGINT: KeyboardInterrupt from where the second one landed; no checkpoint is written and
+    the run directory is free again."""
+
+    def signal_twice_at_30(agent: MBRLAgent) -> None:
+        if agent.num_timesteps == 30:
+            os.kill(os.getpid(), signal.SIGTERM)
+            os.kill(os.getpid(), signal.SIGINT)
+
+    agent = MBRLAgent(POINT_MASS_ID, debug_config(**{"train.checkpoint_freq": 10_000}), run_dir=tmp_path)
+    with pytest.raises(KeyboardInterrupt, match="second SIGINT: stopped at once"):
+        agent.learn(100, progress_bar=False, callback=signal_twice_at_30)
+    assert agent.num_timesteps == 30 and not (tmp_path / CHECKPOINT_NAME).exists()
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
+    agent.learn(40, progress_bar=False)  # the lock was released
+    assert agent.num_timesteps == 40
 
 
 def test_opening_a_run_without_training_leaves_its_logs_alone(tmp_path: Path) -> None:

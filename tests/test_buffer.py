@@ -419,3 +419,14 @@ def test_sequences_across_episodes_draw_every_start_and_mask_after_the_end() -> 
         expected = (np.arange(length) <= first_end).astype(np.float32)
         np.testing.assert_array_equal(seq.mask[:, b], expected)
     assert buf.sample_sequences(8, length, np.random.default_rng(6)).mask is None  # the default: no mask
+
+
+def test_truncate_last_marks_the_newest_transition_even_after_wrapping() -> None:
+    """The newest slot is ``position - 1`` modulo the capacity; an empty buffer is left alone."""
+    buffer = ReplayBuffer(3, (2,), 1)
+    buffer.truncate_last()
+    for k in range(4):  # the fourth overwrites slot 0
+        buffer.add(np.full(2, k), np.zeros(1), 0.0, 0.0, False, False, np.full(2, k + 1))
+    buffer.truncate_last()
+    stored = buffer.stored()
+    assert stored.truncated.tolist() == [True, False, False] and stored.obs[0].tolist() == [3, 3]

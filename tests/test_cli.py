@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import signal
+import subprocess
+import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -47,6 +51,27 @@ def test_a_run_directory_with_logs_but_no_checkpoint_is_refused_and_kept(
     assert f"error: run directory {run_dir} holds an earlier run's logs (progress.csv, evaluations.npz, " in err
     assert "but no checkpoint (checkpoints/latest.pt) to continue it from" in err
     assert {p: p.read_bytes() for p in sorted(run_dir.rglob("*")) if p.is_file()} == before
+
+
+def test_sigterm_stops_the_cli_with_a_checkpoint_and_a_rerun_continues(tmp_path: Path) -> None:
+    """A cluster's SIGTERM (or Ctrl-C) mid-run: the step finishes, a checkpoint is written, exit 128 + 15."""
+    run_dir = tmp_path / "run"
+    args = [sys.executable, "train_agent.py", "--env", "rehearse/PointMass-v0", "--total-timesteps", "1000000",
+            "--run-dir", str(run_dir), *DEBUG]
+    proc = subprocess.Popen(args, cwd=Path(__file__).parents[1], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            text=True)
+    assert proc.stdout is not None
+    assert proc.stdout.readline().startswith(f"Run directory: {run_dir}")
+    deadline = time.time() + 120
+    while not (run_dir / "progress.csv").exists() and time.time() < deadline:  # training is under way
+        time.sleep(0.2)
+    proc.send_signal(signal.SIGTERM)
+    out, err = proc.communicate(timeout=120)
+    assert proc.returncode == 128 + signal.SIGTERM
+    assert "SIGTERM: stopping after this step with a checkpoint" in err
+    steps = load_checkpoint(run_dir / CHECKPOINT_NAME)["counters"]["num_timesteps"]
+    assert 0 < steps < 1_000_000
+    assert f"Stopped by SIGTERM at step {steps}" in out and "run the same command to continue" in out
 
 
 def test_says_when_planning_falls_back_to_torchs_silu(
