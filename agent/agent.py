@@ -162,6 +162,7 @@ class MBRLAgent:
         self._generator = torch.Generator().manual_seed(config.seed)
         self.planner = self._make_planner(self._generator)
         self._predict_planner = self._make_planner(torch.Generator().manual_seed(config.seed + 1))
+        self._predict_rng = np.random.default_rng(config.seed + 1)  # predict(deterministic=False)'s noise
         self.buffer = self._make_buffer(config.train.buffer_capacity)
         self.rng = np.random.default_rng(config.seed)
 
@@ -269,7 +270,7 @@ class MBRLAgent:
                 warm.reset()
         action = self._plan(obs, self._predict_planner, warm)  # (A,) or (n, A) in [-1, 1]
         if not deterministic:
-            noise = self.config.train.exploration_noise * np.random.default_rng().normal(size=action.shape)
+            noise = self.config.train.exploration_noise * self._predict_rng.normal(size=action.shape)
             action = np.clip(action + noise, -1.0, 1.0).astype(np.float32)
         low, high = self._env_action_bounds
         return (low + (action + 1.0) * 0.5 * (high - low)).astype(np.float32), None

@@ -97,6 +97,20 @@ def test_save_load_and_predict_have_no_side_effects(tmp_path: Path) -> None:
         agent.predict(np.zeros(3, dtype=np.float32))
 
 
+def test_stochastic_predict_is_seeded_and_leaves_training_randomness_alone() -> None:
+    """predict(deterministic=False) adds exploration noise from the agent's own seeded generator: two agents of
+    one seed answer alike, another seed otherwise; the training generators are not drawn from."""
+    obs = np.array([0.5, 0.0], dtype=np.float32)
+    agents = [MBRLAgent(POINT_MASS_ID, debug_config(), seed=seed) for seed in (0, 0, 1)]
+    states = [(a.rng.bit_generator.state, a._generator.get_state()) for a in agents]
+    answers = [np.concatenate([a.predict(obs, deterministic=False)[0] for _ in range(3)]) for a in agents]
+    np.testing.assert_array_equal(answers[0], answers[1])
+    assert not np.array_equal(answers[0], answers[2]) and len(set(answers[0].tolist())) == 3
+    for agent, (rng_state, generator_state) in zip(agents, states, strict=True):
+        assert agent.rng.bit_generator.state == rng_state
+        assert torch.equal(agent._generator.get_state(), generator_state)
+
+
 def test_predict_answers_in_the_environments_own_units_and_takes_a_batch() -> None:
     """Pendulum's torque is in [-2, 2]: predict() scales the planner's [-1, 1] action to it, as SB3's
     predict answers in the env's action space; n observations give n actions from one batched plan."""
