@@ -374,7 +374,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         outcomes: list[Outcome] = [(s, collect_rows(s), None) for s in specs if is_finished(s.run_dir,
                                                                                               s.total_timesteps)]
     else:
-        outcomes = execute(specs, args.workers, args.ray_address, not args.no_progress_bar)
+        try:
+            outcomes = execute(specs, args.workers, args.ray_address, not args.no_progress_bar)
+        except KeyboardInterrupt:  # Ctrl-C reached the runs too: each Rehearse run stopped with a checkpoint
+            print("\ninterrupted: Rehearse runs stopped after their step with a checkpoint, baselines restart; "
+                  "re-run the same command to continue the sweep (report, CSV and plot not rewritten)",
+                  file=sys.stderr)
+            return 130
     order = sorted(outcomes, key=lambda o: (args.algos.index(o[0].algo), o[0].seed))
     rows = [row for _, result, _ in order for row in result or []]
     write_csv(rows, args.out / "results.csv")

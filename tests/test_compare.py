@@ -5,14 +5,18 @@ from __future__ import annotations
 import csv
 import os
 import shutil
+import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import numpy as np
 import pytest
 
 from agent import RunDirInUse
+from agent.agent import CHECKPOINT_NAME
+from agent.checkpoint import load_checkpoint
 from benchmarks import compare
 from benchmarks.baselines import _constructor_kwargs, hyperparams_for, train_baseline
 from benchmarks.report import curves_by_algo, first_reach, markdown_report
@@ -163,6 +167,26 @@ def test_a_rehearse_run_without_its_checkpoint_restarts_from_step_0(tmp_path: Pa
     steps = [float(r["time/total_timesteps"]) for r in _rows(run / "progress.csv")]
     assert steps == sorted(set(steps))  # one run's rows, not two
     assert len(list((run / "tb").iterdir())) == 1
+
+
+@pytest.mark.skipif(sys.platform == "win32", reason="process groups and SIGINT as a terminal sends it")
+def test_ctrl_c_stops_a_sweep_with_its_rehearse_run_checkpointed(tmp_path: Path) -> None:
+    """Ctrl-C (SIGINT to the sweep's process group): the Rehearse run stops after its step with a checkpoint,
+    the sweep exits 130 saying how to continue, and the same command then finishes the run from there."""
+    out = tmp_path / "cmp"
+    args = [*TINY, "--algos", "rehearse", "--out", str(out), "--workers", "1"]
+    args[args.index("--total-timesteps") + 1] = "200000"
+    proc = subprocess.Popen([sys.executable, "-m", "benchmarks.compare", *args], cwd=Path(__file__).parents[1],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True)
+    run = out / "runs" / "rehearse" / "seed0"
+    deadline = time.time() + 180
+    while not (run / "progress.csv").exists() and time.time() < deadline:
+        time.sleep(0.2)
+    os.killpg(proc.pid, signal.SIGINT)
+    _, err = proc.communicate(timeout=180)
+    assert proc.returncode == 130 and "re-run the same command to continue the sweep" in err
+    steps = load_checkpoint(run / CHECKPOINT_NAME)["counters"]["num_timesteps"]
+    assert 0 < steps < 200_000 and not (out / "report.md").exists()
 
 
 def test_ray_path_on_a_local_instance(tmp_path: Path) -> None:
