@@ -376,10 +376,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     else:
         try:
             outcomes = execute(specs, args.workers, args.ray_address, not args.no_progress_bar)
-        except KeyboardInterrupt:  # Ctrl-C reached the runs too: each Rehearse run stopped with a checkpoint
-            print("\ninterrupted: Rehearse runs stopped after their step with a checkpoint, baselines restart; "
-                  "re-run the same command to continue the sweep (report, CSV and plot not rewritten)",
-                  file=sys.stderr)
+        except KeyboardInterrupt:  # Ctrl-C reached the local runs too: each Rehearse run stopped with a checkpoint
+            kept = ("Rehearse runs stopped after their step with a checkpoint" if args.ray_address is None else
+                    "Ray tasks end with this driver, Rehearse runs keeping their last regular checkpoint")
+            print(f"\ninterrupted: {kept}, baselines restart; re-run the same command to continue the sweep "
+                  "(report, CSV and plot not rewritten)", file=sys.stderr)
             return 130
     order = sorted(outcomes, key=lambda o: (args.algos.index(o[0].algo), o[0].seed))
     rows = [row for _, result, _ in order for row in result or []]
