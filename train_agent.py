@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import signal
 import sys
 from pathlib import Path
 from typing import Any, Sequence
@@ -120,9 +119,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     last = f"; last eval mean return {agent.last_eval_return:.1f}" if agent.last_eval_return is not None else ""
     if agent.stopped_by is not None:
-        print(f"Stopped by {agent.stopped_by} at step {agent.num_timesteps}{last}. Checkpoint in "
+        print(f"Stopped by {agent.stopped_by.name} at step {agent.num_timesteps}{last}. Checkpoint in "
               f"{run_dir / CHECKPOINT_NAME}: run the same command to continue", flush=True)
-        return 128 + signal.Signals[agent.stopped_by].value  # as a shell reports a process the signal ended
+        return 128 + agent.stopped_by.value  # as a shell reports a process the signal ended
     print(f"Done: {agent.num_timesteps} steps{last}. Outputs in {run_dir}", flush=True)
     return 0
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 import collections
 import copy
 import resource
+import signal
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -179,7 +180,7 @@ class MBRLAgent:
         self._eval_seconds = 0.0  # wall-clock seconds spent evaluating, over the whole run
         self._start_time: float | None = None
         self.last_eval_return: float | None = None
-        self.stopped_by: str | None = None  # the signal that stopped the last learn() early (SIGINT, SIGTERM)
+        self.stopped_by: signal.Signals | None = None  # the signal that stopped the last learn() early
         self._plan_ms: list[float] = []
         self._train_ws = WarmStart(config.planner.horizon, self.action_dim, self.device)
         self._predict_ws = WarmStart(config.planner.horizon, self.action_dim, self.device)
@@ -309,7 +310,7 @@ class MBRLAgent:
                     if callback is not None and callback(self) is False:
                         break
                     if stop.signal is not None:
-                        self.stopped_by = stop.name
+                        self.stopped_by = stop.signal
                         break
                 self._checkpoint()
         finally:

@@ -25,10 +25,6 @@ class StopRequest:
     def __init__(self) -> None:
         self.signal: signal.Signals | None = None
 
-    @property
-    def name(self) -> str | None:
-        return None if self.signal is None else self.signal.name
-
     def _handle(self, signum: int, frame: FrameType | None) -> None:
         del frame
         if self.signal is not None:

@@ -129,7 +129,7 @@ def _train_rehearse(spec: RunSpec) -> None:
     agent = MBRLAgent(spec.env_id, config, seed=spec.seed, run_dir=spec.run_dir)
     agent.learn(spec.total_timesteps, progress_bar=False)
     if agent.stopped_by is not None:
-        raise RuntimeError(f"stopped by {agent.stopped_by} at step {agent.num_timesteps} with a checkpoint: "
+        raise RuntimeError(f"stopped by {agent.stopped_by.name} at step {agent.num_timesteps} with a checkpoint: "
                            "re-run the sweep to continue it")
 
 
