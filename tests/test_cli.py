@@ -53,7 +53,7 @@ def test_a_run_directory_with_logs_but_no_checkpoint_is_refused_and_kept(
     assert {p: p.read_bytes() for p in sorted(run_dir.rglob("*")) if p.is_file()} == before
 
 
-def test_sigterm_stops_the_cli_with_a_checkpoint_and_a_rerun_continues(tmp_path: Path) -> None:
+def test_sigterm_stops_the_cli_with_a_checkpoint(tmp_path: Path) -> None:
     """A cluster's SIGTERM (or Ctrl-C) mid-run: the step finishes, a checkpoint is written, exit 128 + 15."""
     run_dir = tmp_path / "run"
     args = [sys.executable, "train_agent.py", "--env", "rehearse/PointMass-v0", "--total-timesteps", "1000000",

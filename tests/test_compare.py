@@ -172,7 +172,7 @@ def test_a_rehearse_run_without_its_checkpoint_restarts_from_step_0(tmp_path: Pa
 @pytest.mark.skipif(sys.platform == "win32", reason="process groups and SIGINT as a terminal sends it")
 def test_ctrl_c_stops_a_sweep_with_its_rehearse_run_checkpointed(tmp_path: Path) -> None:
     """Ctrl-C (SIGINT to the sweep's process group): the Rehearse run stops after its step with a checkpoint,
-    the sweep exits 130 saying how to continue, and the same command then finishes the run from there."""
+    and the sweep exits 130 saying how to continue, without writing a report from the unfinished run."""
     out = tmp_path / "cmp"
     args = [*TINY, "--algos", "rehearse", "--out", str(out), "--workers", "1"]
     args[args.index("--total-timesteps") + 1] = "200000"
