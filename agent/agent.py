@@ -328,10 +328,10 @@ class MBRLAgent:
         self._run_lock = RunDirLock(self.run_dir)
         self._run_lock.acquire()  # before anything is written: a second trainer stops here
         self.logger = None
+        resumed_at = self._resumed_at
         try:
-            if self._resumed_at is not None:  # rows logged after the checkpoint this run resumes from
-                truncate_outputs(self.run_dir, self._resumed_at)
-                self._resumed_at = None
+            if resumed_at is not None:  # rows logged after the checkpoint this run resumes from
+                truncate_outputs(self.run_dir, resumed_at)
             elif self.num_timesteps == 0 and (found := earlier_outputs(self.run_dir)):
                 raise RunDirHasOutputs(
                     f"run directory {self.run_dir} holds an earlier run's logs ({', '.join(found)}) but no "
@@ -340,10 +340,11 @@ class MBRLAgent:
                     "the run again there"
                 )
             (self.run_dir / "config.yaml").write_text(yaml.safe_dump(config_to_dict(self.config), sort_keys=False))
-            self.logger = RunLogger(self.run_dir, self.config.env_id)
+            self.logger = RunLogger(self.run_dir, self.config.env_id, resumed_at=resumed_at)
             self._ensure_eval_envs(self.config.train.eval_episodes)
             if self.config.train.eval_video and not isinstance(self._eval_envs[0], EpisodeRecorder):
                 self._eval_envs[0] = EpisodeRecorder(self._eval_envs[0])  # plays episode 0 of every evaluation
+            self._resumed_at = None
         except BaseException:
             if self.logger is not None:
                 self.logger.close()

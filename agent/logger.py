@@ -18,13 +18,19 @@ from agent.evaluation import EvalResult
 
 
 class RunLogger:
-    """Writes every output of a run under ``run_dir``; appends when resuming."""
+    """Writes every output of a run under ``run_dir``; appends when resuming.
 
-    def __init__(self, run_dir: str | Path, env_id: str) -> None:
+    ``resumed_at``: the step of the checkpoint a resumed run continues from. TensorBoard then hides the
+    earlier attempt's events logged after it (``purge_step``), as :func:`truncate_outputs` drops its rows
+    from the other logs, so every step is shown once.
+    """
+
+    def __init__(self, run_dir: str | Path, env_id: str, resumed_at: int | None = None) -> None:
         self.run_dir = Path(run_dir)
         self.run_dir.mkdir(parents=True, exist_ok=True)
         self.start = time.time()
-        self._writer = SummaryWriter(str(self.run_dir / "tb"))
+        purge_step = None if resumed_at is None else resumed_at + 1
+        self._writer = SummaryWriter(str(self.run_dir / "tb"), purge_step=purge_step)
         self._values: dict[str, float] = {}
         self._progress = self.run_dir / "progress.csv"
         self._monitor = self.run_dir / "monitor.csv"

@@ -13,6 +13,7 @@ from typing import Any, Callable
 import numpy as np
 import pytest
 import torch
+from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
 from agent import MBRLAgent, RunDirInUse, resolve_config
 from agent.agent import CHECKPOINT_NAME, WarmStart
@@ -352,7 +353,8 @@ def test_a_second_signal_stops_training_at_once(tmp_path: Path) -> None:
 
 
 def test_opening_a_run_without_training_leaves_its_logs_alone(tmp_path: Path) -> None:
-    """Logs written after the last checkpoint are cut back only when training resumes, not on construction."""
+    """Logs written after the last checkpoint (TensorBoard too) are cut back only when training resumes, not on
+    construction."""
     MBRLAgent(POINT_MASS_ID, debug_config(**{"train.checkpoint_freq": 10_000}), run_dir=tmp_path).learn(
         60, progress_bar=False)  # one checkpoint, at the end
     progress = (tmp_path / "progress.csv").read_text()
@@ -364,6 +366,15 @@ def test_opening_a_run_without_training_leaves_its_logs_alone(tmp_path: Path) ->
     assert (tmp_path / "progress.csv").read_text() == progress
     agent.learn(20, progress_bar=False)
     assert "\n50.0," not in (tmp_path / "progress.csv").read_text()  # cut back to the checkpoint's step 20
+    events = EventAccumulator(str(tmp_path / "tb"))
+    events.Reload()
+    assert [e.step for e in events.Scalars("world_model/loss")] == []  # TensorBoard hides step 50 as well
+    agent.learn(60, progress_bar=False)
+    events.Reload()
+    progress = (tmp_path / "progress.csv").read_text().splitlines()
+    loss_col = progress[0].split(",").index("world_model/loss")
+    assert [(e.step, e.value) for e in events.Scalars("world_model/loss")] == [
+        (50, pytest.approx(float(progress[1].split(",")[loss_col]), rel=1e-6))]  # step 50 once, the new value
 
 
 def _returns(env: Any, policy: Callable[[np.ndarray], np.ndarray], episodes: int = 5) -> float:
