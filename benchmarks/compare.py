@@ -35,13 +35,15 @@ import argparse
 import csv
 import os
 import shlex
+import signal
 import sys
+import threading
 import time
 import traceback
 from collections.abc import Iterable, Sequence
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
 from dataclasses import asdict, dataclass
-from multiprocessing import get_context
+from multiprocessing import active_children, get_context
 from pathlib import Path
 from typing import Any
 
@@ -56,6 +58,7 @@ __all__ = ["ALGORITHMS", "RunSpec", "check_sweep", "collect_rows", "is_finished"
 ALGORITHMS = ("rehearse", "sac", "td3", "ppo")
 CSV_COLUMNS = ("algo", "env", "seed", "step", "eval_mean_return", "eval_cost", "wall_seconds", "eval_seconds")
 REPO_ROOT = Path(__file__).resolve().parent.parent
+_RUNNING = threading.Event()  # set while this process runs a run (run_one)
 
 
 @dataclass(frozen=True)
@@ -98,15 +101,19 @@ def run_one(spec: RunSpec) -> list[dict[str, Any]]:
     import torch
 
     torch.set_num_threads(spec.threads)
-    if not is_finished(spec.run_dir, spec.total_timesteps):
-        if spec.algo == "rehearse":
-            _train_rehearse(spec)
-        else:
-            from benchmarks.baselines import train_baseline
+    _RUNNING.set()
+    try:
+        if not is_finished(spec.run_dir, spec.total_timesteps):
+            if spec.algo == "rehearse":
+                _train_rehearse(spec)
+            else:
+                from benchmarks.baselines import train_baseline
 
-            train_baseline(spec.algo, spec.env_id, spec.seed, spec.total_timesteps, spec.run_dir,
-                           eval_freq=spec.eval_freq, eval_episodes=spec.eval_episodes)
-    return collect_rows(spec)
+                train_baseline(spec.algo, spec.env_id, spec.seed, spec.total_timesteps, spec.run_dir,
+                               eval_freq=spec.eval_freq, eval_episodes=spec.eval_episodes)
+        return collect_rows(spec)
+    finally:
+        _RUNNING.clear()
 
 
 def _train_rehearse(spec: RunSpec) -> None:
@@ -225,23 +232,68 @@ class _Display:
 Outcome = tuple[RunSpec, list[dict[str, Any]] | None, str | None]
 
 
+class SweepStopped(KeyboardInterrupt):
+    """The sweep was asked to stop by ``signum`` (SIGINT: Ctrl-C, or SIGTERM)."""
+
+    def __init__(self, signum: int) -> None:
+        super().__init__(signal.Signals(signum).name)
+        self.signum = signum
+
+
+def _raise_stop(signum: int, frame: Any) -> None:
+    del frame
+    raise SweepStopped(signum)
+
+
+def _worker_init(parent: int) -> None:
+    """Each local worker: in a session of its own, so that a signal reaches it once, from the sweep
+    (:func:`_run_local`), not also from the terminal or a group kill. If the sweep process dies (even by
+    SIGKILL) the worker sends itself SIGTERM, so that its Rehearse run stops after its step with a
+    checkpoint instead of training on unowned with its run directory locked, and then it exits (a pool
+    worker would otherwise wait for its next run forever)."""
+    if hasattr(os, "setsid"):
+        os.setsid()
+
+    def watch() -> None:
+        while os.getppid() == parent:
+            time.sleep(1.0)
+        if _RUNNING.is_set():
+            os.kill(os.getpid(), signal.SIGTERM)
+        while _RUNNING.is_set():
+            time.sleep(0.2)
+        os._exit(128 + signal.SIGTERM)
+
+    threading.Thread(target=watch, name="sweep-watchdog", daemon=True).start()
+
+
 def _run_local(specs: list[RunSpec], workers: int, display: _Display) -> list[Outcome]:
     outcomes: list[Outcome] = []
     queue = list(specs)
     running: dict[Future[list[dict[str, Any]]], RunSpec] = {}
-    with ProcessPoolExecutor(max_workers=workers, mp_context=get_context("spawn")) as pool:
-        while queue or running:
-            while queue and len(running) < workers:  # submit only what starts now: honest "running"
-                spec = queue.pop(0)
-                running[pool.submit(run_one, spec)] = spec
-            display.update(running.values())
-            done, _ = wait(running, timeout=POLL_SECONDS, return_when=FIRST_COMPLETED)
-            for future in done:
-                spec = running.pop(future)
-                error = future.exception()
-                message = "".join(traceback.format_exception(error)) if error is not None else None
-                outcomes.append((spec, None if error is not None else future.result(), message))
-                display.finish_one(spec, running.values(), error is not None)
+    with ProcessPoolExecutor(max_workers=workers, mp_context=get_context("spawn"), initializer=_worker_init,
+                             initargs=(os.getpid(),)) as pool:
+        try:
+            while queue or running:
+                while queue and len(running) < workers:  # submit only what starts now: honest "running"
+                    spec = queue.pop(0)
+                    running[pool.submit(run_one, spec)] = spec
+                display.update(running.values())
+                done, _ = wait(running, timeout=POLL_SECONDS, return_when=FIRST_COMPLETED)
+                for future in done:
+                    spec = running.pop(future)
+                    error = future.exception()
+                    message = "".join(traceback.format_exception(error)) if error is not None else None
+                    outcomes.append((spec, None if error is not None else future.result(), message))
+                    display.finish_one(spec, running.values(), error is not None)
+        except KeyboardInterrupt as stop:  # pass it on once to each worker; the pool then waits for their checkpoints
+            signum = stop.signum if isinstance(stop, SweepStopped) else signal.SIGINT
+            for child in active_children():
+                if child.pid is not None:
+                    os.kill(child.pid, signum)
+            for future in running:
+                future.cancel()
+            queue.clear()
+            raise
     return outcomes
 
 
@@ -374,14 +426,20 @@ def main(argv: Sequence[str] | None = None) -> int:
         outcomes: list[Outcome] = [(s, collect_rows(s), None) for s in specs if is_finished(s.run_dir,
                                                                                               s.total_timesteps)]
     else:
+        in_main = threading.current_thread() is threading.main_thread()  # only there can Python take signals
+        previous = signal.signal(signal.SIGTERM, _raise_stop) if in_main else None  # SIGTERM acts as Ctrl-C
         try:
             outcomes = execute(specs, args.workers, args.ray_address, not args.no_progress_bar)
-        except KeyboardInterrupt:  # Ctrl-C reached the local runs too: each Rehearse run stopped with a checkpoint
+        except KeyboardInterrupt as stop:  # each local Rehearse run was told once and stopped with a checkpoint
+            signum = stop.signum if isinstance(stop, SweepStopped) else signal.SIGINT
             kept = ("Rehearse runs stopped after their step with a checkpoint" if args.ray_address is None else
                     "Ray tasks end with this driver, Rehearse runs keeping their last regular checkpoint")
-            print(f"\ninterrupted: {kept}, baselines restart; re-run the same command to continue the sweep "
-                  "(report, CSV and plot not rewritten)", file=sys.stderr)
-            return 130
+            print(f"\n{signal.Signals(signum).name}: {kept}, baselines restart; re-run the same command to "
+                  "continue the sweep (report, CSV and plot not rewritten)", file=sys.stderr)
+            return 128 + signum
+        finally:
+            if in_main:
+                signal.signal(signal.SIGTERM, signal.SIG_DFL if previous is None else previous)
     order = sorted(outcomes, key=lambda o: (args.algos.index(o[0].algo), o[0].seed))
     rows = [row for _, result, _ in order for row in result or []]
     write_csv(rows, args.out / "results.csv")

@@ -16,6 +16,7 @@ import pytest
 
 from agent import RunDirInUse
 from agent.agent import CHECKPOINT_NAME
+from agent.atomic import RunDirLock
 from agent.checkpoint import load_checkpoint
 from benchmarks import compare
 from benchmarks.baselines import _constructor_kwargs, hyperparams_for, train_baseline
@@ -169,24 +170,67 @@ def test_a_rehearse_run_without_its_checkpoint_restarts_from_step_0(tmp_path: Pa
     assert len(list((run / "tb").iterdir())) == 1
 
 
-@pytest.mark.skipif(sys.platform == "win32", reason="process groups and SIGINT as a terminal sends it")
-def test_ctrl_c_stops_a_sweep_with_its_rehearse_run_checkpointed(tmp_path: Path) -> None:
-    """Ctrl-C (SIGINT to the sweep's process group): the Rehearse run stops after its step with a checkpoint,
-    and the sweep exits 130 saying how to continue, without writing a report from the unfinished run."""
-    out = tmp_path / "cmp"
+def _start_long_sweep(out: Path) -> subprocess.Popen[str]:
+    """A one-run Rehearse sweep far too long to finish, in a session of its own; returns once it is training."""
     args = [*TINY, "--algos", "rehearse", "--out", str(out), "--workers", "1"]
     args[args.index("--total-timesteps") + 1] = "200000"
     proc = subprocess.Popen([sys.executable, "-m", "benchmarks.compare", *args], cwd=Path(__file__).parents[1],
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True)
-    run = out / "runs" / "rehearse" / "seed0"
     deadline = time.time() + 180
-    while not (run / "progress.csv").exists() and time.time() < deadline:
+    while not (out / "runs" / "rehearse" / "seed0" / "progress.csv").exists() and time.time() < deadline:
         time.sleep(0.2)
-    os.killpg(proc.pid, signal.SIGINT)
+    return proc
+
+
+def _wait_until_free(run: Path, seconds: float) -> None:
+    """Wait until no process trains into ``run`` (its lock can be taken), failing after ``seconds``."""
+    deadline = time.time() + seconds
+    while True:
+        lock = RunDirLock(run)
+        try:
+            lock.acquire()
+        except RunDirInUse:
+            assert time.time() < deadline, f"{run} still in use after {seconds} s"
+            time.sleep(0.2)
+            continue
+        lock.release()
+        return
+
+
+@pytest.mark.skipif(sys.platform == "win32", reason="process groups and POSIX signals")
+@pytest.mark.parametrize("how", ["ctrl_c", "sigterm_to_the_sweep"])
+def test_a_stopped_sweep_leaves_its_rehearse_run_checkpointed(tmp_path: Path, how: str) -> None:
+    """Ctrl-C (SIGINT to the sweep's process group) or SIGTERM to the sweep process alone: the Rehearse run
+    stops after its step with a checkpoint, no worker trains on, and the sweep exits 128 + the signal saying
+    how to continue, without writing a report from the unfinished run."""
+    out = tmp_path / "cmp"
+    proc = _start_long_sweep(out)
+    if how == "ctrl_c":
+        os.killpg(proc.pid, signal.SIGINT)
+    else:
+        os.kill(proc.pid, signal.SIGTERM)
     _, err = proc.communicate(timeout=180)
-    assert proc.returncode == 130 and "re-run the same command to continue the sweep" in err
+    code = 130 if how == "ctrl_c" else 143
+    assert proc.returncode == code and "re-run the same command to continue the sweep" in err, err
+    run = out / "runs" / "rehearse" / "seed0"
+    _wait_until_free(run, 10)
     steps = load_checkpoint(run / CHECKPOINT_NAME)["counters"]["num_timesteps"]
     assert 0 < steps < 200_000 and not (out / "report.md").exists()
+
+
+@pytest.mark.skipif(sys.platform == "win32", reason="POSIX signals")
+def test_a_killed_sweeps_worker_stops_with_a_checkpoint(tmp_path: Path) -> None:
+    """SIGKILL to the sweep process (nothing it can catch): its worker notices, and its Rehearse run stops
+    after its step with a checkpoint instead of training on without the sweep, and the worker exits (the
+    sweep's output pipes, which it shares, close: communicate returns)."""
+    out = tmp_path / "cmp"
+    proc = _start_long_sweep(out)
+    proc.kill()
+    proc.communicate(timeout=60)
+    run = out / "runs" / "rehearse" / "seed0"
+    _wait_until_free(run, 60)
+    steps = load_checkpoint(run / CHECKPOINT_NAME)["counters"]["num_timesteps"]
+    assert 0 < steps < 200_000
 
 
 def test_ray_path_on_a_local_instance(tmp_path: Path) -> None:
