@@ -257,9 +257,11 @@ def _worker_init(parent: int) -> None:
     def watch() -> None:
         while os.getppid() == parent:
             time.sleep(1.0)
-        if _RUNNING.is_set():
-            os.kill(os.getpid(), signal.SIGTERM)
-        while _RUNNING.is_set():
+        told = False
+        while _RUNNING.is_set():  # a run under way: tell it once, then let it write its checkpoint
+            if not told:
+                os.kill(os.getpid(), signal.SIGTERM)
+                told = True
             time.sleep(0.2)
         os._exit(128 + signal.SIGTERM)
 
