@@ -245,6 +245,11 @@ def _raise_stop(signum: int, frame: Any) -> None:
     raise SweepStopped(signum)
 
 
+def _signum(stop: KeyboardInterrupt) -> int:
+    """The signal behind ``stop``: its own for :class:`SweepStopped`, else SIGINT (Python's Ctrl-C)."""
+    return stop.signum if isinstance(stop, SweepStopped) else signal.SIGINT
+
+
 def _worker_init(parent: int) -> None:
     """Each local worker: in a session of its own, so that a signal reaches it once, from the sweep
     (:func:`_run_local`), not also from the terminal or a group kill. If the sweep process dies (even by
@@ -288,13 +293,9 @@ def _run_local(specs: list[RunSpec], workers: int, display: _Display) -> list[Ou
                     outcomes.append((spec, None if error is not None else future.result(), message))
                     display.finish_one(spec, running.values(), error is not None)
         except KeyboardInterrupt as stop:  # pass it on once to each worker; the pool then waits for their checkpoints
-            signum = stop.signum if isinstance(stop, SweepStopped) else signal.SIGINT
             for child in active_children():
                 if child.pid is not None:
-                    os.kill(child.pid, signum)
-            for future in running:
-                future.cancel()
-            queue.clear()
+                    os.kill(child.pid, _signum(stop))
             raise
     return outcomes
 
@@ -433,7 +434,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         try:
             outcomes = execute(specs, args.workers, args.ray_address, not args.no_progress_bar)
         except KeyboardInterrupt as stop:  # each local Rehearse run was told once and stopped with a checkpoint
-            signum = stop.signum if isinstance(stop, SweepStopped) else signal.SIGINT
+            signum = _signum(stop)
             kept = ("Rehearse runs stopped after their step with a checkpoint" if args.ray_address is None else
                     "Ray tasks end with this driver, Rehearse runs keeping their last regular checkpoint")
             print(f"\n{signal.Signals(signum).name}: {kept}, baselines restart; re-run the same command to "
