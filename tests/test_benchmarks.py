@@ -86,3 +86,50 @@ def test_layer_lines_time_every_part_of_one_imagined_step() -> None:
     assert len(lines) == 3 + 2 + 1  # three products, two bias + SiLU passes, the whole step
     assert lines[0].startswith("| layer 1 product (23 -> 8) | 5x16 |")
     assert lines[1].startswith("| layer 1 bias + SiLU | 5x16 |") and lines[-1].startswith("| one step, all parts |")
+
+
+def test_run_budget_counts_the_calls_a_run_makes(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The budget's counts of plans and gradient steps are the ones the training loop makes."""
+    from agent import MBRLAgent, resolve_config
+    from agent.models import RoboticsAdapter
+    from benchmarks.run_budget import run_counts
+    from envs import POINT_MASS_ID
+
+    config = resolve_config(POINT_MASS_ID, {"device": "cpu", "train.eval_episodes": 2, "train.train_freq": 3},
+                            preset="debug")
+    plans: list[int] = []  # problems per planner call
+    gradient_steps = [0]
+    original_plan, original_step = MBRLAgent._plan, RoboticsAdapter.train_step
+
+    def counted_plan(self: MBRLAgent, obs: np.ndarray, *args: object, **kwargs: object) -> np.ndarray:
+        plans.append(1 if obs.ndim == 1 else len(obs))
+        return original_plan(self, obs, *args, **kwargs)  # type: ignore[arg-type]
+
+    def counted_step(self: RoboticsAdapter, *args: object) -> dict[str, float]:
+        gradient_steps[0] += 1
+        return original_step(self, *args)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(MBRLAgent, "_plan", counted_plan)
+    monkeypatch.setattr(RoboticsAdapter, "train_step", counted_step)
+    MBRLAgent(POINT_MASS_ID, config, run_dir=tmp_path).learn(config.train.total_timesteps, progress_bar=False)
+    counts = run_counts(config, episode_steps=50)  # PointMass episodes: 50 steps, never terminated
+    assert plans.count(1) == counts.train_plans == 150
+    assert plans.count(2) == counts.eval_plans == 2 * 50  # two evaluations, each a batched plan per step
+    assert gradient_steps[0] == counts.gradient_steps == 50 + 5  # every 3rd step from 51 to 200, plus 5 at first
+
+
+def test_run_budget_estimates_a_small_run_and_refuses_a_missing_episode_length(
+        capsys: pytest.CaptureFixture[str]) -> None:
+    from benchmarks.run_budget import main as run_budget_main
+
+    with pytest.raises(SystemExit) as exit_info:
+        run_budget_main(["--env", "rehearse/PointMass-v0", "--set", "train.total_timesteps=200", "--repeats", "1"])
+    assert exit_info.value.code == 2 and "--episode-steps" in capsys.readouterr().err
+    with pytest.raises(SystemExit) as exit_info:
+        run_budget_main(["--env", "InvertedPendulum-v5", "--set", "planner.horizon"])
+    assert exit_info.value.code == 2 and "section.field=value" in capsys.readouterr().err
+    assert run_budget_main(["--env", "InvertedPendulum-v5", "--set", "train.total_timesteps=2000",
+                            "--repeats", "2", "--fit-steps", "2"]) == 0
+    out = capsys.readouterr().out
+    assert "| training plans (1 problem) | 1,800 |" in out  # 2,000 steps less the preset's 200 random ones
+    assert "| evaluation plans (10 problems) | 2,000 |" in out  # 2 evaluations of 1,000-step episodes
