@@ -63,10 +63,9 @@ def run_counts(config: Config, episode_steps: int) -> RunCounts:
     t = config.train
     after_warm_up = max(t.total_timesteps - t.learning_starts, 0)
     evaluations = t.total_timesteps // t.eval_freq if t.eval_freq else 0
-    train_calls = (
-        sum(1 for n in range(t.learning_starts, t.total_timesteps + 1) if n and n % t.train_freq == 0)
-        if t.total_timesteps >= t.learning_starts else 0
-    )
+    # the loop trains after step n (1-based) when n >= learning_starts and n % train_freq == 0
+    first = max(t.learning_starts, 1)
+    train_calls = max(t.total_timesteps // t.train_freq - (first - 1) // t.train_freq, 0)
     gradient_steps = train_calls * t.gradient_steps + (t.initial_gradient_steps if train_calls else 0)
     return RunCounts(after_warm_up, evaluations * episode_steps, gradient_steps)
 
