@@ -16,7 +16,7 @@ from typing import Any, Mapping
 import yaml
 
 from planners import PLANNER_NAMES, SamplingConfig
-from world_models.robotics import CONTINUATION_SOURCES
+from world_models.robotics import CONTINUATION_SOURCES, IMAGINATION_DTYPES
 
 PRESET_DIR = Path(__file__).parent / "presets"
 
@@ -70,6 +70,12 @@ class ModelConfig:
     output of the dynamics network, from (z, a). ``next_state``: a small network of its own on the
     next state, applied to every imagined state; for tasks that end when the state leaves a healthy
     range (Hopper, Walker2d), whose end the dynamics network blurs."""
+    imagination_dtype: str = "float32"
+    """Robotics model: dtype of the dynamics network's hidden-to-hidden products while planning,
+    ``float32`` or ``bfloat16``. bfloat16 plans about twice as fast where the hardware multiplies
+    bf16 natively (CPUs with AVX512-BF16 or AMX, recent GPUs; elsewhere it is emulated and slower),
+    at about 3 significant digits in those layers; the input and output layers, the latents and all
+    training stay float32 (benchmarks/results/imagination_dtype.md)."""
     latent_dim: int = 64
     """Latent model: latent size Z."""
     depth: int = 16
@@ -398,6 +404,10 @@ def _validate_model(m: ModelConfig) -> None:
     if m.continuation_from not in CONTINUATION_SOURCES:
         raise ConfigError(
             f"model.continuation_from must be one of {', '.join(CONTINUATION_SOURCES)}, got {m.continuation_from!r}"
+        )
+    if m.imagination_dtype not in IMAGINATION_DTYPES:
+        raise ConfigError(
+            f"model.imagination_dtype must be one of {', '.join(IMAGINATION_DTYPES)}, got {m.imagination_dtype!r}"
         )
     _at_least("model", m, ("value_window",), 0, " (0: all stored transitions)")
     _at_least("model", m, ("latent_dim", "depth", "sequence_length", "hidden_dim", "ensemble_size", "num_layers"), 1)

@@ -21,7 +21,7 @@ import torch
 from agent.buffer import ReplayBuffer, Transitions
 from agent.config import Config, ConfigError
 from world_models.latent import LatentWorldModel, SequenceBatch
-from world_models.robotics import ModelBatch, RoboticsWorldModel
+from world_models.robotics import IMAGINATION_DTYPES, ModelBatch, RoboticsWorldModel
 
 
 def to_tensor(x: np.ndarray, device: torch.device, dtype: torch.dtype = torch.float32) -> torch.Tensor:
@@ -68,6 +68,7 @@ class RoboticsAdapter(_OnDevice):
             value_function=m.value_function, discount=config.planner.discount, value_tau=m.value_tau,
             sparse_reward_weight=m.sparse_reward_weight, termination_weight=m.termination_weight,
             value_kind=m.value_kind, continuation_from=m.continuation_from, policy_imitation=m.policy_imitation,
+            imagination_dtype=IMAGINATION_DTYPES[m.imagination_dtype],
         ).to(device)
         self.value_window = m.value_window if m.value_function else 0
         self.model.eval()
@@ -124,6 +125,11 @@ class LatentAdapter(_OnDevice):
             raise ConfigError(
                 f"model.value_kind {m.value_kind} is for the robotics model (state observations); "
                 "the latent model learns a state value: set model.value_kind: state"
+            )
+        if m.imagination_dtype != "float32":
+            raise ConfigError(
+                f"model.imagination_dtype {m.imagination_dtype} is for the robotics model (state observations); "
+                "the latent model imagines in float32: set model.imagination_dtype: float32"
             )
         if m.continuation_from != "transition":
             raise ConfigError(

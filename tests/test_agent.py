@@ -210,6 +210,18 @@ def test_continuation_source_is_checked() -> None:
         MBRLAgent("rehearse/BallCatch-v0", config)
 
 
+def test_imagination_dtype_is_checked(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="imagination_dtype must be one of float32, bfloat16, got 'float16'"):
+        validate(debug_config(**{"model.imagination_dtype": "float16"}))
+    config = debug_config(**{"model.imagination_dtype": "bfloat16", "env_kwargs": {"obs_mode": "pixels"}})
+    with pytest.raises(ConfigError, match="imagination_dtype bfloat16 is for the robotics model"):
+        MBRLAgent("rehearse/BallCatch-v0", config)
+    agent = MBRLAgent(POINT_MASS_ID, debug_config(**{"model.imagination_dtype": "bfloat16"}), run_dir=tmp_path)
+    assert agent.adapter.model.imagination_dtype == torch.bfloat16
+    action = agent.learn(60, progress_bar=False).predict(agent.env.reset(seed=0)[0], deterministic=True)[0]
+    assert action.dtype == np.float32 and np.all(np.abs(action) <= 1.0)
+
+
 def test_config_overrides_and_validation() -> None:
     config = resolve_config("Pendulum-v1", {"planner.horizon": "12", "train.total_timesteps": "5e3"})
     assert config.planner.horizon == 12 and config.train.total_timesteps == 5000

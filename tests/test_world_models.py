@@ -189,6 +189,32 @@ def test_imagine_cut_into_row_blocks_equals_uncut(monkeypatch: pytest.MonkeyPatc
         torch.testing.assert_close(getattr(cut, name), getattr(traced, name).detach())
 
 
+def test_bfloat16_imagination_is_close_to_float32_and_only_in_planning() -> None:
+    """With imagination_dtype bfloat16 the planner's path runs the hidden-to-hidden layers in bf16: its
+    rollouts stay within bf16's precision of float32's over the horizon, come out float32, and the
+    path with gradients (training) is exactly the float32 model's."""
+    torch.manual_seed(0)
+    kwargs = {"ensemble_size": 2, "hidden_dim": 64, "num_layers": 3}
+    model = RoboticsWorldModel(3, 2, **kwargs)
+    fast = RoboticsWorldModel(3, 2, imagination_dtype=torch.bfloat16, **kwargs)
+    data = torch.randn(50, 3) * 3 + 100  # far from zero: the raw input layer must stay float32
+    model.fit_normalizers(data, torch.rand(50, 2), torch.randn(50), data + torch.randn(50, 3))
+    fast.load_state_dict(model.state_dict())
+    z0, actions = data[:8], torch.rand(6, 8, 2) * 2 - 1
+    with torch.inference_mode():
+        exact, approx = model.imagine(z0, actions), fast.imagine(z0, actions)
+    for name in ("rewards", "continuation", "costs", "latents"):
+        got, want = getattr(approx, name), getattr(exact, name)
+        assert got.dtype == torch.float32
+        scale = want.abs().amax().clamp_min(1.0) if name != "latents" else (want - z0).abs().amax()
+        assert (got - want).abs().amax() <= 0.02 * scale, name
+    assert not torch.equal(approx.rewards, exact.rewards)  # the bf16 products did run
+    traced_fast, traced = fast.imagine(z0, actions), model.imagine(z0, actions)
+    torch.testing.assert_close(traced_fast.latents, traced.latents, rtol=0, atol=0)
+    with pytest.raises(ValueError, match="imagination_dtype"):
+        RoboticsWorldModel(3, 2, imagination_dtype=torch.float16)
+
+
 def _bandit(n: int, gen: torch.Generator) -> ModelBatch:
     """One-step episodes: reward ``1 - 4 (a - 0.5)^2`` whatever the state, ``a`` uniform in [-1, 1]; values are returns.
 

@@ -40,9 +40,14 @@ def hidden_layer(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor) -> t
 
     Without gradients (planning, targets) the bias add and SiLU run in place in one pass on the
     product (``world_models.activation.bias_silu_``): one buffer and two passes less per layer.
+    ``x`` is cast to ``weight``'s dtype (bfloat16 layers in planning take float32 inputs); without
+    gradients a bfloat16 layer adds its bias in the product and SiLU runs in place.
     """
+    x = x.to(weight.dtype)
     if torch.is_grad_enabled():
         return F.silu(torch.baddbmm(bias, x, weight))
+    if weight.dtype != torch.float32:
+        return F.silu(torch.baddbmm(bias, x, weight), inplace=True)
     return bias_silu_(torch.bmm(x, weight), bias)
 
 

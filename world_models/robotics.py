@@ -51,6 +51,7 @@ class StepPrediction(NamedTuple):
 
 
 CONTINUATION_SOURCES = ("transition", "next_state")
+IMAGINATION_DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16}  # by config name
 CONTINUATION_HIDDEN = 64  # width of the next-state continuation network: cheap beside the dynamics
 
 
@@ -86,6 +87,7 @@ class RoboticsWorldModel(nn.Module):
         value_kind: str = "state",
         continuation_from: str = "transition",
         policy_imitation: float = 0.0,
+        imagination_dtype: torch.dtype = torch.float32,
     ) -> None:
         """``value_kind`` (with ``value_function``): ``state``, a value ``V(z)`` learned by TD(0) on
         stored transitions; ``policy``, a deterministic policy ``pi(z)`` and twin ``Q(z, a)`` learned
@@ -100,8 +102,16 @@ class RoboticsWorldModel(nn.Module):
         next latent, trained on the stored next states (an episode ends where the next state is
         out of bounds, as a fallen hopper's is), and imagination applies it to each imagined state.
         ``policy_imitation`` (``value_kind`` policy): weight of the actor's pull towards the stored
-        actions (see :meth:`actor_loss`); 0: none."""
+        actions (see :meth:`actor_loss`); 0: none.
+        ``imagination_dtype``: the dtype of the dynamics network's hidden-to-hidden products in
+        imagination without gradients (planning); ``torch.bfloat16`` runs them about twice as fast
+        where the hardware has native bf16 products, with about 3 significant digits. The input
+        layer (raw states, the normaliser folded in), the output layer and the latents stay float32,
+        so the error does not build up over the horizon; training never uses it."""
         super().__init__()
+        if imagination_dtype not in IMAGINATION_DTYPES.values():
+            raise ValueError(f"imagination_dtype must be one of {sorted(IMAGINATION_DTYPES)}, got {imagination_dtype}")
+        self.imagination_dtype = imagination_dtype
         check_loss_weights(sparse_reward_weight=sparse_reward_weight, termination_weight=termination_weight,
                            policy_imitation=policy_imitation)
         self.sparse_reward_weight, self.termination_weight = sparse_reward_weight, termination_weight
@@ -296,6 +306,9 @@ class RoboticsWorldModel(nn.Module):
         outputs = z0.new_empty(horizon, e, per_member, width + 3)  # [delta z, reward, continuation, cost logits]
         inputs[0, ..., :width] = to_members(z0, e)
         inputs[:horizon, ..., width:] = actions.reshape(horizon, per_member, e, -1).transpose(1, 2)
+        if self.imagination_dtype != z0.dtype:  # the hidden-to-hidden layers only (see __init__)
+            dtype = self.imagination_dtype
+            layers = [layers[0], *((w.to(dtype), b.to(dtype)) for w, b in layers[1:-1]), layers[-1]]
         if k > 1:
             layers = [(w.repeat_interleave(k, dim=0), b.repeat_interleave(k, dim=0)) for w, b in layers]
         groups = (e * k, per_member // k, -1)  # (E * k, rows, ...): member m's block j is group m * k + j
@@ -346,11 +359,12 @@ class RoboticsWorldModel(nn.Module):
         x: torch.Tensor, layers: list[tuple[torch.Tensor, torch.Tensor]], out: torch.Tensor | None = None
     ) -> torch.Tensor:
         """``layers`` applied to raw ``x = [z, action] (G, M, Z + A)`` -> ``(G, M, Z + 3)``, into ``out``
-        when given (see :meth:`_imagine_step`)."""
+        when given (see :meth:`_imagine_step`). Each layer's input is cast to its weights' dtype."""
         h = x
         for weight, bias in layers[:-1]:
             h = hidden_layer(h, weight, bias)  # (G, M, hidden)
         weight, bias = layers[-1]
+        h = h.to(weight.dtype)
         return torch.baddbmm(bias, h, weight) if out is None else torch.baddbmm(bias, h, weight, out=out)
 
     def _fold_output_layer(self) -> tuple[torch.Tensor, torch.Tensor]:
