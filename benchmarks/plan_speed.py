@@ -14,7 +14,11 @@ GFLOP/s a plan made of nothing else would reach, the ceiling for the whole plan'
 
 Every configuration is timed with the vectorised inference SiLU (``world_models.activation``)
 and, with ``--silu both`` (the default), also with torch's, the two alternating plan by plan so
-that the machine's drift from one minute to the next falls on both alike.
+that the machine's drift from one minute to the next falls on both alike. ``--dtype`` picks the
+dtype of the hidden-to-hidden products (``model.imagination_dtype``; ``both`` alternates float32
+and bfloat16 the same way). Each row's % of peak is against the square matmul peak of the dtype
+its hidden products use, timed between its plans; the bfloat16 rows also give their GFLOP/s
+against the float32 peak, the arithmetic being a different one.
 """
 
 from __future__ import annotations
@@ -36,7 +40,7 @@ from agent.config import resolve_config
 from agent.runtime import keep_freed_memory
 from planners import SamplingConfig, make_objective, make_planner
 from world_models.activation import bias_silu_, fast_silu_on, fast_silu_status, torch_silu
-from world_models.robotics import CONTINUATION_HIDDEN, RoboticsWorldModel, row_blocks
+from world_models.robotics import CONTINUATION_HIDDEN, IMAGINATION_DTYPES, RoboticsWorldModel, row_blocks
 
 
 @dataclass(frozen=True)
@@ -71,18 +75,22 @@ def preset_case(env_id: str) -> SpeedCase:
                      continuation_from=m.continuation_from)
 
 
-def matmul_peak_gflops(size: int = 2048, repeats: int = 10) -> float:
-    """Best fp32 GFLOP/s of a square matmul on this machine."""
-    a, b = torch.randn(size, size), torch.randn(size, size)
+def matmul_peak_gflops(size: int = 2048, repeats: int = 10, dtype: torch.dtype = torch.float32) -> float:
+    """Best GFLOP/s of a square ``dtype`` matmul on this machine."""
+    a, b = torch.randn(size, size, dtype=dtype), torch.randn(size, size, dtype=dtype)
     return 2 * size**3 / _best_seconds(partial(torch.mm, a, b), repeats, warm_up=False) / 1e9
+
+
+Variant = tuple[str, str]  # (SiLU: kernel or torch, dtype of the hidden products: float32 or bfloat16)
 
 
 @dataclass(frozen=True)
 class CaseTimes:
-    """Seconds per action (median, best) for each SiLU, and the matmul peak timed between the plans."""
+    """Seconds per action (median, best) for each variant, and the matmul peak of each dtype timed
+    between the plans."""
 
-    per_silu: dict[str, tuple[float, float]]
-    peak_gflops: float
+    per_variant: dict[Variant, tuple[float, float]]
+    peak_gflops: dict[str, float]
 
 
 def _mlp_flops(widths: list[int]) -> int:
@@ -109,37 +117,44 @@ def _silu_in_use(silu: str) -> AbstractContextManager[None]:
     return torch_silu() if silu == "torch" else nullcontext()
 
 
-def time_case(case: SpeedCase, repeats: int, silus: tuple[str, ...] = ("kernel",)) -> CaseTimes:
-    """Median and best seconds per action for ``case`` with each SiLU in ``silus`` (``kernel``, ``torch``):
-    one plan, or one batched plan over ``problems``; the SiLUs take turns, one plan each.
+def time_case(case: SpeedCase, repeats: int, variants: tuple[Variant, ...] = (("kernel", "float32"),)) -> CaseTimes:
+    """Median and best seconds per action for ``case`` in each variant (SiLU ``kernel`` or ``torch``,
+    hidden products ``float32`` or ``bfloat16``): one plan, or one batched plan over ``problems``; the
+    variants take turns, one plan each, on models with the same weights.
 
     The best is what the machine can do when nothing else holds its cores. A shared virtual
     machine's speed drifts from minute to minute, so the matmul peak it is compared with is
     timed in the same minutes: one square matmul before each round of plans, the best kept.
     """
-    torch.manual_seed(0)
-    model = RoboticsWorldModel(case.state_dim, case.action_dim, ensemble_size=case.ensemble_size,
-                               hidden_dim=case.hidden_dim, num_layers=case.num_layers,
-                               continuation_from=case.continuation_from).eval()
+    dtypes = sorted({dtype for _, dtype in variants})
+    models = {}
+    for dtype in dtypes:
+        torch.manual_seed(0)
+        models[dtype] = RoboticsWorldModel(case.state_dim, case.action_dim, ensemble_size=case.ensemble_size,
+                                           hidden_dim=case.hidden_dim, num_layers=case.num_layers,
+                                           continuation_from=case.continuation_from,
+                                           imagination_dtype=IMAGINATION_DTYPES[dtype]).eval()
     sampling = SamplingConfig(num_candidates=case.num_candidates, iterations=case.iterations,
                               num_elites=case.num_elites)
     planner = make_planner(case.planner, sampling, case.action_dim, torch.Generator().manual_seed(0))
     z0 = torch.randn(case.state_dim) if case.problems == 1 else torch.randn(case.problems, case.state_dim)
-    objective = make_objective(model, z0, particles=case.particles, discount=0.99, cost_weight=0.0)
+    objectives = {dtype: make_objective(model, z0, particles=case.particles, discount=0.99, cost_weight=0.0)
+                  for dtype, model in models.items()}
     init = torch.zeros(*z0.shape[:-1], case.horizon, case.action_dim)
-    times: dict[str, list[float]] = {silu: [] for silu in silus}
-    for silu in silus:  # warm-up
+    times: dict[Variant, list[float]] = {variant: [] for variant in variants}
+    for silu, dtype in variants:  # warm-up
         with _silu_in_use(silu):
-            planner.plan(objective, init)
-    peak = 0.0
+            planner.plan(objectives[dtype], init)
+    peak = dict.fromkeys(dtypes, 0.0)
     for _ in range(repeats):
-        peak = max(peak, matmul_peak_gflops(repeats=1))
-        for silu in silus:
+        for dtype in dtypes:
+            peak[dtype] = max(peak[dtype], matmul_peak_gflops(repeats=1, dtype=IMAGINATION_DTYPES[dtype]))
+        for silu, dtype in variants:
             with _silu_in_use(silu):
                 start = time.perf_counter()
-                planner.plan(objective, init)
-                times[silu].append((time.perf_counter() - start) / case.problems)
-    return CaseTimes({silu: (sorted(t)[len(t) // 2], min(t)) for silu, t in times.items()}, peak)
+                planner.plan(objectives[dtype], init)
+                times[silu, dtype].append((time.perf_counter() - start) / case.problems)
+    return CaseTimes({variant: (sorted(t)[len(t) // 2], min(t)) for variant, t in times.items()}, peak)
 
 
 def _best_seconds(fn: Callable[[], object], repeats: int, warm_up: bool = True) -> float:
@@ -195,6 +210,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                         help="also time each preset as this many problems in one batched plan (0: skip)")
     parser.add_argument("--silu", choices=["both", "kernel", "torch"], default="both",
                         help="time with the vectorised inference SiLU, torch's, or both in alternation")
+    parser.add_argument("--dtype", choices=["float32", "bfloat16", "both"], default="float32",
+                        help="dtype of the hidden-to-hidden products (model.imagination_dtype), or both in alternation")
     parser.add_argument("--layers", action="store_true",
                         help="time the parts of one imagined step of the pets network alone (see above)")
     parser.add_argument("--out", type=Path, default=None, help="write a markdown table here")
@@ -208,8 +225,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     keep_freed_memory()  # as the agent does
     peak = matmul_peak_gflops()
     columns = (["part", "groups x rows", "ms, best", "GFLOP/s", "peak GFLOP/s", "% of peak"] if args.layers else
-               ["config", "B", "N", "H", "iters", "P", "E", "MLP", "SiLU", "ms / action: median", "best",
-                "GFLOP / action", "GFLOP/s (best)", "peak GFLOP/s", "% of peak (best)"])
+               ["config", "B", "N", "H", "iters", "P", "E", "MLP", "SiLU", "hidden products", "ms / action: median",
+                "best", "GFLOP / action", "GFLOP/s (best)", "peak GFLOP/s (that dtype)", "% of peak (best)",
+                "% of fp32 peak (best)"])
     peak_timed = "just before it" if args.layers else "between that row's plans"
     lines = [
         f"Command: `python -m benchmarks.plan_speed {' '.join(argv)}`",
@@ -226,18 +244,22 @@ def main(argv: Sequence[str] | None = None) -> int:
     silus = ("kernel", "torch") if args.silu == "both" else (args.silu,)
     if not fast_silu_on():
         silus = ("torch",)  # the kernel could not be built here: torch's SiLU is what planning uses
+    dtypes = ("float32", "bfloat16") if args.dtype == "both" else (args.dtype,)
+    variants = tuple((silu, dtype) for dtype in dtypes for silu in silus)
     presets = [preset_case(e) for e in args.presets]
     batched = [replace(c, problems=args.lockstep) for c in presets] if args.lockstep > 1 else []
     for case in [PETS, *presets, *batched]:
         gflop = flops_per_plan(case) / 1e9
-        timed = time_case(case, args.repeats, silus)
-        for silu, (median, best) in timed.per_silu.items():
+        timed = time_case(case, args.repeats, variants)
+        for (silu, dtype), (median, best) in timed.per_variant.items():
+            peak_here, fp32_peak = timed.peak_gflops[dtype], timed.peak_gflops.get("float32")
             lines.append(
                 f"| {case.name} | {case.problems} | {case.num_candidates} | {case.horizon} | {case.iterations} | "
-                f"{case.particles} | {case.ensemble_size} | {case.num_layers}x{case.hidden_dim} | {silu} | "
+                f"{case.particles} | {case.ensemble_size} | {case.num_layers}x{case.hidden_dim} | {silu} | {dtype} | "
                 f"{1000 * median:.1f} | {1000 * best:.1f} | "
-                f"{gflop:.2f} | {gflop / best:.1f} | {timed.peak_gflops:.1f} | "
-                f"{100 * gflop / best / timed.peak_gflops:.0f}% |"
+                f"{gflop:.2f} | {gflop / best:.1f} | {peak_here:.1f} | "
+                f"{100 * gflop / best / peak_here:.0f}% | "
+                + (f"{100 * gflop / best / fp32_peak:.0f}% |" if fp32_peak else "- |")
             )
             print(lines[-1], flush=True)
     return _finish(lines, args.out)

@@ -76,6 +76,20 @@ def test_plan_speed_refuses_what_it_cannot_time(argv: list[str], message: str,
     assert exit_info.value.code == 2 and message in capsys.readouterr().err
 
 
+def test_time_case_alternates_float32_and_bfloat16_imagination() -> None:
+    from dataclasses import replace
+
+    from benchmarks.plan_speed import time_case
+
+    case = replace(PETS, num_candidates=15, num_elites=4, particles=5, hidden_dim=8, num_layers=2, horizon=3,
+                   iterations=2)
+    variants = (("torch", "float32"), ("torch", "bfloat16"))
+    timed = time_case(case, repeats=2, variants=variants)
+    assert set(timed.per_variant) == set(variants) and set(timed.peak_gflops) == {"float32", "bfloat16"}
+    assert all(0 < best <= median for median, best in timed.per_variant.values())
+    assert all(peak > 0 for peak in timed.peak_gflops.values())
+
+
 def test_layer_lines_time_every_part_of_one_imagined_step() -> None:
     from dataclasses import replace
 

@@ -104,8 +104,8 @@ class RoboticsWorldModel(nn.Module):
         ``policy_imitation`` (``value_kind`` policy): weight of the actor's pull towards the stored
         actions (see :meth:`actor_loss`); 0: none.
         ``imagination_dtype``: the dtype of the dynamics network's hidden-to-hidden products in
-        imagination without gradients (planning); ``torch.bfloat16`` runs them about twice as fast
-        where the hardware has native bf16 products, with about 3 significant digits. The input
+        imagination without gradients (planning); ``torch.bfloat16`` runs those products two to three
+        times as fast where the hardware has native bf16 products, with about 3 significant digits. The input
         layer (raw states, the normaliser folded in), the output layer and the latents stay float32,
         so the error does not build up over the horizon; training never uses it."""
         super().__init__()
