@@ -121,21 +121,16 @@ class LatentAdapter(_OnDevice):
                 "render at 64x64 (the default of pixels: true) or resize the frames"
             )
         m = config.model
-        if m.value_kind != "state":
-            raise ConfigError(
-                f"model.value_kind {m.value_kind} is for the robotics model (state observations); "
-                "the latent model learns a state value: set model.value_kind: state"
-            )
-        if m.imagination_dtype != "float32":
-            raise ConfigError(
-                f"model.imagination_dtype {m.imagination_dtype} is for the robotics model (state observations); "
-                "the latent model imagines in float32: set model.imagination_dtype: float32"
-            )
-        if m.continuation_from != "transition":
-            raise ConfigError(
-                f"model.continuation_from {m.continuation_from} is for the robotics model (state observations); "
-                "the latent model's heads read (z, a): set model.continuation_from: transition"
-            )
+        robotics_only = (  # (setting, the latent model's only value, why)
+            ("value_kind", "state", "the latent model learns a state value"),
+            ("imagination_dtype", "float32", "the latent model imagines in float32"),
+            ("continuation_from", "transition", "the latent model's heads read (z, a)"),
+        )
+        for name, latent_value, why in robotics_only:
+            value = getattr(m, name)
+            if value != latent_value:
+                raise ConfigError(f"model.{name} {value} is for the robotics model (state observations); "
+                                  f"{why}: set model.{name}: {latent_value}")
         if m.value_function and m.value_window:
             raise ConfigError(
                 "model.value_window is for the robotics model; the latent model learns its value on "
