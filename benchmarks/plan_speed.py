@@ -39,7 +39,14 @@ import torch
 from agent.config import resolve_config
 from agent.runtime import keep_freed_memory
 from planners import SamplingConfig, make_objective, make_planner
-from world_models.activation import bias_silu_, fast_silu_on, fast_silu_status, torch_silu
+from world_models.activation import (
+    bias_silu_,
+    fast_silu_on,
+    fast_silu_status,
+    silu_vector_bits,
+    silu_vector_width,
+    torch_silu,
+)
 from world_models.robotics import CONTINUATION_HIDDEN, IMAGINATION_DTYPES, RoboticsWorldModel, row_blocks
 
 
@@ -169,6 +176,11 @@ def _best_seconds(fn: Callable[[], object], repeats: int, warm_up: bool = True) 
     return best
 
 
+def _silu_at_width(bits: int, x: torch.Tensor, bias: torch.Tensor) -> torch.Tensor:
+    with silu_vector_width(bits):
+        return bias_silu_(x, bias)
+
+
 def layer_lines(case: SpeedCase, repeats: int) -> list[str]:
     """Markdown rows: each part of one imagined step of ``case``'s network timed alone (best of ``repeats``,
     under inference mode), with its GFLOP/s and % of a square matmul's peak timed just before it."""
@@ -181,15 +193,27 @@ def layer_lines(case: SpeedCase, repeats: int) -> list[str]:
         for i, (n_in, n_out) in enumerate(pairwise(widths)):
             x, w = torch.randn(groups, m, n_in), torch.randn(groups, n_in, n_out) / n_in**0.5
             out, bias = torch.empty(groups, m, n_out), torch.zeros(groups, 1, n_out)
-            parts: list[tuple[str, Callable[[], object], float]] = [
-                (f"layer {i + 1} product ({n_in} -> {n_out})", partial(torch.bmm, x, w, out=out),
-                 2.0 * groups * m * n_in * n_out)]
+            flops = 2.0 * groups * m * n_in * n_out
+            # (name, call, FLOPs, whether imagination runs it: the rest are for comparison only)
+            parts: list[tuple[str, Callable[[], object], float, bool]] = []
             if i < case.num_layers:
-                parts.append((f"layer {i + 1} bias + SiLU", partial(bias_silu_, out, bias), 0.0))
-            for name, fn, flops in parts:
+                parts.append((f"layer {i + 1} product ({n_in} -> {n_out})", partial(torch.bmm, x, w, out=out),
+                              flops, True))
+                parts.append((f"layer {i + 1} bias + SiLU", partial(bias_silu_, out, bias), 0.0, True))
+                if i == 0 and silu_vector_bits() == 512:
+                    parts.append(("layer 1 bias + SiLU, AVX2 loops (comparison)",
+                                  partial(_silu_at_width, 256, out, bias), 0.0, False))
+            else:  # the output layer, transposed as imagination runs it, and as rows for comparison
+                w_t, out_t = w.transpose(1, 2).contiguous(), torch.empty(groups, n_out, m)
+                parts.append((f"layer {i + 1} product ({n_in} -> {n_out}), transposed",
+                              partial(torch.bmm, w_t, x.transpose(1, 2), out=out_t), flops, True))
+                parts.append((f"layer {i + 1} product ({n_in} -> {n_out}), as rows (comparison)",
+                              partial(torch.bmm, x, w, out=out), flops, False))
+            for name, fn, flops, counted in parts:
                 peak = matmul_peak_gflops(repeats=3)
                 seconds = _best_seconds(fn, repeats)
-                total_flops, total_seconds = total_flops + flops, total_seconds + seconds
+                if counted:
+                    total_flops, total_seconds = total_flops + flops, total_seconds + seconds
                 rate = flops / seconds / 1e9
                 lines.append(f"| {name} | {groups}x{m} | {1e3 * seconds:.3f} | {rate:.1f} | {peak:.1f} | "
                              f"{100 * rate / peak:.0f}% |" if flops else

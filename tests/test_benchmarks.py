@@ -94,12 +94,17 @@ def test_layer_lines_time_every_part_of_one_imagined_step() -> None:
     from dataclasses import replace
 
     from benchmarks.plan_speed import layer_lines
+    from world_models.activation import silu_vector_bits
 
     case = replace(PETS, num_candidates=15, particles=5, hidden_dim=8, num_layers=2)
     lines = layer_lines(case, repeats=1)
-    assert len(lines) == 3 + 2 + 1  # three products, two bias + SiLU passes, the whole step
+    comparisons = 1 + (silu_vector_bits() == 512)  # the output layer as rows; the AVX2 SiLU loops
+    # three products, two bias + SiLU passes, the comparisons, the whole step
+    assert len(lines) == 3 + 2 + comparisons + 1
     assert lines[0].startswith("| layer 1 product (23 -> 8) | 5x16 |")
     assert lines[1].startswith("| layer 1 bias + SiLU | 5x16 |") and lines[-1].startswith("| one step, all parts |")
+    assert any(line.startswith("| layer 3 product (8 -> 20), transposed | 5x16 |") for line in lines)
+    assert sum("(comparison)" in line for line in lines) == comparisons
 
 
 def test_run_budget_counts_the_calls_a_run_makes(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
