@@ -14,9 +14,11 @@ from world_models.activation import (
     bias_silu_,
     fast_silu_on,
     fast_silu_status,
+    prepared_bias_silu_,
     silu_,
     silu_vector_bits,
     silu_vector_width,
+    torch_silu,
 )
 from world_models.ensemble import EnsembleMLP, hidden_layer
 
@@ -165,6 +167,27 @@ def test_bias_silu_falls_back_for_what_the_kernel_does_not_take() -> None:
     assert torch.equal(bias_silu_(x.clone(), bias), F.silu(x + bias))
     x, bias = torch.randn(2, 4, 6), torch.randn(6)  # a bias broadcast another way
     assert torch.allclose(bias_silu_(x.clone(), bias), F.silu(x + bias), rtol=3e-7, atol=1e-7)
+
+
+@pytest.mark.parametrize("kernel", [True, False], ids=["kernel", "torch"])
+def test_a_prepared_bias_silu_repeats_bias_silu_on_its_buffer(kernel: bool) -> None:
+    torch.manual_seed(0)
+    buffer, bias = torch.empty(1, 33, 200), torch.randn(1, 1, 200)
+    with torch.inference_mode():
+        if kernel:
+            activate = prepared_bias_silu_(buffer, bias)
+        else:
+            with torch_silu():
+                activate = prepared_bias_silu_(buffer, bias)  # prepared within it: torch's SiLU for good
+        for _ in range(3):  # new contents each time, as a worker's loop writes them
+            product = torch.randn(1, 33, 200) * 4
+            buffer.copy_(product)
+            activate()
+            assert torch.equal(buffer, bias_silu_(product.clone(), bias) if kernel else F.silu(product + bias))
+    odd = torch.randn(2, 4, 6, dtype=torch.float64)  # what the kernel does not take: torch's, the same numbers
+    want, biases = F.silu(odd + odd[:, :1]), odd[:, :1].clone()
+    prepared_bias_silu_(odd, biases)()
+    assert torch.equal(odd, want)
 
 
 def test_hidden_layer_agrees_with_and_without_gradients() -> None:

@@ -6,6 +6,7 @@ import pytest
 import torch
 
 import world_models.robotics as robotics
+from world_models.activation import torch_silu
 from world_models.ensemble import EnsembleLinear, from_members, to_members
 from world_models.normalizer import Normalizer
 from world_models.robotics import ModelBatch, RoboticsWorldModel
@@ -187,6 +188,46 @@ def test_imagine_cut_into_row_blocks_equals_uncut(monkeypatch: pytest.MonkeyPatc
     for name in ("rewards", "continuation", "costs", "latents", "terminal_value"):
         torch.testing.assert_close(getattr(cut, name), getattr(whole, name))
         torch.testing.assert_close(getattr(cut, name), getattr(traced, name).detach())
+
+
+def test_row_chunks_cut_large_batches_evenly_for_the_threads() -> None:
+    assert robotics.row_chunks(5, 1604, threads=2) == 2  # PETS: 10 chunks of 802 rows, 5 per worker
+    assert robotics.row_chunks(5, 970, threads=2) == 0  # 10 chunks would hold 485 rows: too few
+    assert robotics.row_chunks(5, 97, threads=2) == 0  # HalfCheetah's preset, one problem
+    assert robotics.row_chunks(5, 1604, threads=1) == 0  # one thread: the batched products
+    assert robotics.row_chunks(4, 1300, threads=2) == 2  # 1,300 rows are too many for one chunk
+    assert robotics.row_chunks(4, 2600, threads=4) == 4  # 4 chunks of 650: 3 would not divide the rows
+
+
+def test_threaded_imagination_in_chunks_equals_the_batched_products(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Imagined chunk by chunk on worker threads, a rollout is the one the batched products imagine, and
+    with gradients on (training) the chunks are never used."""
+    torch.manual_seed(0)
+    model = RoboticsWorldModel(3, 2, ensemble_size=3, hidden_dim=16, num_layers=3)
+    data = torch.randn(60, 3)
+    model.fit_normalizers(data, torch.rand(60, 2), torch.randn(60), data + torch.randn(60, 3))
+    z0, actions = torch.randn(3 * 96, 3), torch.rand(5, 3 * 96, 2) * 2 - 1
+    monkeypatch.setattr(robotics, "CHUNK_ROWS", (16, 32))
+    monkeypatch.setattr(torch, "get_num_threads", lambda: 2)
+    assert robotics.row_chunks(3, 96, 2) == 4  # 12 chunks of 24 rows, 6 per worker
+    calls: list[int] = []
+    real_run = robotics._ChunkSteps.run
+    monkeypatch.setattr(robotics._ChunkSteps, "run", lambda self, g: (calls.append(g), real_run(self, g))[1])
+    with torch.inference_mode():
+        chunked = model.imagine(z0, actions)
+        assert sorted(calls) == list(range(12))
+        monkeypatch.setattr(robotics, "row_chunks", lambda *args: 0)
+        batched = model.imagine(z0, actions)
+    assert len(calls) == 12
+    for name in ("rewards", "continuation", "costs", "latents", "terminal_value"):
+        torch.testing.assert_close(getattr(chunked, name), getattr(batched, name))
+    monkeypatch.setattr(robotics, "row_chunks", lambda *args: 4)
+    with torch.inference_mode(), torch_silu():  # the workers' prepared passes follow the switch to torch's SiLU
+        torch.testing.assert_close(model.imagine(z0, actions).latents, chunked.latents)
+    assert len(calls) == 24
+    monkeypatch.setattr(robotics, "row_chunks", lambda *args: pytest.fail("chunks used with gradients"))
+    traced = model.imagine(z0, actions)
+    torch.testing.assert_close(traced.latents.detach(), chunked.latents)
 
 
 def test_bfloat16_imagination_is_close_to_float32_and_only_in_planning() -> None:

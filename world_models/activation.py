@@ -24,7 +24,8 @@ import os
 import shutil
 import subprocess
 import tempfile
-from collections.abc import Iterator
+import threading
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -35,6 +36,7 @@ from torch.autograd.graph import increment_version
 _SOURCE = Path(__file__).with_name("silu.c")
 _FLAGS = ("-O3", "-mavx2", "-mfma", "-fopenmp", "-shared", "-fPIC")
 _state: dict[str, object] = {}
+_load_lock = threading.Lock()  # threaded imagination's workers may be the first callers, together
 
 
 def _cache_dir() -> Path:
@@ -91,7 +93,9 @@ def _load() -> tuple[ctypes.CDLL | None, str]:
 
 def _kernel() -> ctypes.CDLL | None:
     if "lib" not in _state:
-        _state["lib"], _state["status"] = _load()
+        with _load_lock:
+            if "lib" not in _state:
+                _state["lib"], _state["status"] = _load()
     lib = _state["lib"]
     return lib if isinstance(lib, ctypes.CDLL) else None
 
@@ -162,6 +166,36 @@ def bias_silu_(x: torch.Tensor, bias: torch.Tensor) -> torch.Tensor:
     b = bias.contiguous()
     lib.rehearse_bias_silu_(x.data_ptr(), b.data_ptr(), groups, rows, width, torch.get_num_threads())
     return _written(x)
+
+
+def prepared_bias_silu_(x: torch.Tensor, bias: torch.Tensor) -> Callable[[], None]:
+    """:func:`bias_silu_` on the same ``x (G, M, N)`` and ``bias (G, 1, N)`` as a call with no arguments,
+    the checks made once: for a loop that runs it on one buffer many times (threaded imagination's
+    workers). Uses the kernel in the state it is in now (:func:`torch_silu` applies to calls prepared
+    within it) and torch's intra-op thread count now. ``x`` must be an inference tensor or need no
+    version counting (its version is not bumped)."""
+    lib = _kernel()
+    groups, rows, width = x.shape
+    if lib is None or not _usable(x) or bias.shape != (groups, 1, width) or bias.dtype != torch.float32 \
+            or bias.device != x.device or not bias.is_contiguous():
+
+        def with_torch() -> None:
+            F.silu(x.add_(bias), inplace=True)
+
+        return with_torch
+    return _KernelCall(lib, x, bias)
+
+
+class _KernelCall:
+    """The kernel's bias-and-SiLU pass on fixed tensors, which it holds (their memory must outlive it)."""
+
+    def __init__(self, lib: ctypes.CDLL, x: torch.Tensor, bias: torch.Tensor) -> None:
+        self._tensors = (x, bias)
+        self._run = lib.rehearse_bias_silu_
+        self._args = (x.data_ptr(), bias.data_ptr(), *x.shape, torch.get_num_threads())
+
+    def __call__(self) -> None:
+        self._run(*self._args)
 
 
 def silu_(x: torch.Tensor) -> torch.Tensor:

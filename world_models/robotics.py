@@ -17,6 +17,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from world_models.activation import prepared_bias_silu_
 from world_models.base import Rollout
 from world_models.ensemble import EnsembleMLP, from_members, hidden_layer, to_members
 from world_models.normalizer import Normalizer
@@ -28,6 +29,7 @@ from world_models.training import (
     td0_target,
     termination_bce,
 )
+from world_models.worker_threads import map_on_cores
 
 
 class ModelBatch(NamedTuple):
@@ -62,6 +64,64 @@ def row_blocks(ensemble_size: int, rows_per_member: int, min_rows: int = 64) -> 
     threads = torch.get_num_threads()
     k = threads // math.gcd(ensemble_size, threads)
     return k if k > 1 and rows_per_member % k == 0 and rows_per_member // k >= min_rows else 1
+
+
+CHUNK_ROWS = (640, 1024)  # least and most rows in one chunk of threaded imagination (see row_chunks)
+
+
+def row_chunks(ensemble_size: int, rows_per_member: int, threads: int) -> int:
+    """Equal chunks ``n`` to cut each member's rows into for threaded imagination (each of the
+    ``ensemble_size * n`` chunks imagined from start to end by one single-threaded worker), or 0
+    where the batch does not suit it and the batched products over all threads are faster.
+
+    ``n`` is the smallest that divides ``rows_per_member``, shares the chunks evenly among
+    ``threads``, and keeps each chunk within :data:`CHUNK_ROWS`: with at most 1,024 rows a chunk's
+    activations (200 wide: 800 KiB) stay in a core's cache from layer to layer; with fewer than 640
+    the Python between the operators costs more than the cache saves (measured on the PETS
+    configuration and on HalfCheetah's preset, ``benchmarks/results/plan_speed.md``).
+    """
+    least, most = CHUNK_ROWS
+    if threads < 2:
+        return 0
+    for n in range(max(1, -(-rows_per_member // most)), rows_per_member // least + 1):
+        if rows_per_member % n == 0 and ensemble_size * n % threads == 0:
+            return n
+    return 0
+
+
+class _ChunkSteps:
+    """Imagination one block of rows at a time, from the first step to the last: what each worker of
+    threaded imagination runs (:func:`~world_models.worker_threads.map_on_cores`, one call per block).
+
+    ``inputs (H+1, G, rows, Z + A)`` and ``outputs (H, G, Z + 3, rows)`` are ``_imagine_in_place``'s
+    buffers, cut into ``G = E * chunks`` blocks of ``rows``; block ``g`` is member ``g // chunks``'s.
+    ``hidden`` holds the hidden layers' ``(weight (E, in, out), bias (E, 1, out))`` and ``output`` the
+    transposed output layer's ``(weight (E, Z + 3, hidden), bias (E, Z + 3, 1))``. Each call writes
+    only its own block: ``outputs[:, g]`` and ``inputs[1:, g, :, :Z]``.
+    """
+
+    def __init__(self, inputs: torch.Tensor, outputs: torch.Tensor, hidden: list[tuple[torch.Tensor, torch.Tensor]],
+                 output: tuple[torch.Tensor, torch.Tensor], chunks: int, width: int) -> None:
+        self.inputs, self.outputs, self.hidden, self.output = inputs, outputs, hidden, output
+        self.chunks, self.width = chunks, width
+
+    def run(self, g: int) -> None:
+        m, width = g // self.chunks, self.width
+        rows = self.outputs.shape[-1]
+        buffers = [self.inputs.new_empty(1, rows, self.hidden[0][0].shape[-1]) for _ in range(2)]  # (1, rows, hidden)
+        # layer i: its weight (in, hidden), the buffer it writes (i % 2) and that buffer's bias-and-SiLU pass
+        layers = [(w[m], buffers[i % 2][0], prepared_bias_silu_(buffers[i % 2], b[m : m + 1].contiguous()))
+                  for i, (w, b) in enumerate(self.hidden)]
+        w_out, b_out = self.output[0][m], self.output[1][m]
+        last = layers[-1][1].t()  # (hidden, rows): the last hidden layer's output, as the output layer reads it
+        for t in range(self.outputs.shape[0]):
+            h, out = self.inputs[t, g], self.outputs[t, g]  # (rows, Z + A), (Z + 3, rows)
+            for weight, written, activate in layers:
+                torch.mm(h, weight, out=written)
+                activate()
+                h = written
+            torch.addmm(b_out, w_out, last, out=out)
+            torch.add(self.inputs[t, g, :, :width], out[:width].t(), out=self.inputs[t + 1, g, :, :width])
 
 
 class RoboticsWorldModel(nn.Module):
@@ -296,13 +356,18 @@ class RoboticsWorldModel(nn.Module):
         Row ``b = i * E + m`` is member ``m``'s row ``i`` (as :func:`to_members` routes it), the rows
         of each member in one contiguous run of ``inputs[t]``; the batched products see each run as
         ``k`` blocks of ``rows`` (``k > 1`` shares the ``E * k`` products evenly among the threads, see
-        :func:`row_blocks`). ``inputs[t]`` holds every row's ``[z_t, a_t]``: the actions are written
-        once and each step writes ``z_{t+1}`` into the next slot, so no step concatenates or allocates.
+        :func:`row_blocks`). Where :func:`row_chunks` finds chunks, block ``g`` is imagined from start to
+        end by one single-threaded worker instead (:class:`_ChunkSteps`), the same products one block at a
+        time. ``inputs[t]`` holds every row's ``[z_t, a_t]``: the actions are written once and each step
+        writes ``z_{t+1}`` into the next slot, so no step concatenates or allocates.
         """
         horizon, batch, _ = actions.shape
         e, width = self.ensemble_size, self.state_dim
         per_member = batch // e
-        k = row_blocks(e, per_member)
+        threads = torch.get_num_threads()
+        chunks = row_chunks(e, per_member, threads) if z0.device.type == "cpu" else 0
+        chunks = chunks if self.imagination_dtype == z0.dtype == torch.float32 else 0
+        k = chunks or row_blocks(e, per_member)
         rows = per_member // k
         inputs = z0.new_empty(horizon + 1, e, per_member, width + self.action_dim)
         inputs[0, ..., :width] = to_members(z0, e)
@@ -310,7 +375,7 @@ class RoboticsWorldModel(nn.Module):
         if self.imagination_dtype != z0.dtype:  # the hidden-to-hidden layers only (see __init__)
             dtype = self.imagination_dtype
             layers = [layers[0], *((w.to(dtype), b.to(dtype)) for w, b in layers[1:-1]), layers[-1]]
-        if k > 1:
+        if k > 1 and not chunks:
             layers = [(w.repeat_interleave(k, dim=0), b.repeat_interleave(k, dim=0)) for w, b in layers]
         # The output layer runs transposed, out^T = W^T h^T: a product with Z + 3 (about 20) output columns
         # is a third slower than one with Z + 3 rows (benchmarks/results/plan_speed_layers.md).
@@ -318,7 +383,11 @@ class RoboticsWorldModel(nn.Module):
         w_out_t, b_out_t = w_out.transpose(1, 2).contiguous(), b_out.transpose(1, 2)  # (G, Z+3, hidden), (G, Z+3, 1)
         outputs = z0.new_empty(horizon, e * k, width + 3, rows)  # [delta z, reward, continuation, cost logits]^T
         groups = (e * k, rows, -1)  # (E * k, rows, ...): member m's block j is group m * k + j
-        for t in range(horizon):
+        if chunks:
+            steps = _ChunkSteps(inputs.view(horizon + 1, *groups), outputs, layers[:-1], (w_out_t, b_out_t),
+                                chunks, width)
+            map_on_cores(steps.run, range(e * k), threads)
+        for t in range(horizon if not chunks else 0):
             h = inputs[t].view(groups)
             for weight, bias in layers[:-1]:
                 h = hidden_layer(h, weight, bias)  # (G, rows, hidden)
