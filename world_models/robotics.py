@@ -76,9 +76,10 @@ def row_chunks(ensemble_size: int, rows_per_member: int, threads: int) -> int:
 
     ``n`` is the smallest that divides ``rows_per_member``, shares the chunks evenly among
     ``threads``, and keeps each chunk within :data:`CHUNK_ROWS`: with at most 1,024 rows a chunk's
-    activations (200 wide: 800 KiB) stay in a core's cache from layer to layer; with fewer than 640
-    the Python between the operators costs more than the cache saves (measured on the PETS
-    configuration and on HalfCheetah's preset, ``benchmarks/results/plan_speed.md``).
+    activations (200 wide: 800 KiB) stay in a core's cache from layer to layer. Chunks of fewer than
+    640 rows measured slower than the batched products (485 rows, HalfCheetah's 10-problem evaluation
+    plan: 17.1 to 17.3 ms per action against 15.9 to 16.7), and not for the Python between operators:
+    a C rollout without it was no faster (README, "Planning speed").
     """
     least, most = CHUNK_ROWS
     if threads < 2:

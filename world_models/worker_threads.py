@@ -5,7 +5,7 @@ activations (several MiB at the PETS configuration) do not stay in any core's ca
 When the work splits into independent pieces (imagination's row chunks: a row's rollout never reads
 another row), each worker can instead run its pieces from start to end on its own core, with
 single-threaded torch ops on activations small enough to stay in that core's cache.
-``benchmarks/results/plan_speed.md`` has the measurements.
+The measurements are in the README ("Planning speed") and ``benchmarks/results/plan_speed.md``.
 
 torch releases the GIL inside its operators and ctypes inside the SiLU kernel, so the threads run
 in parallel wherever the pieces are large enough that the Python between operators is small beside
