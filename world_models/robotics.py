@@ -366,8 +366,8 @@ class RoboticsWorldModel(nn.Module):
         e, width = self.ensemble_size, self.state_dim
         per_member = batch // e
         threads = torch.get_num_threads()
-        chunks = row_chunks(e, per_member, threads) if z0.device.type == "cpu" else 0
-        chunks = chunks if self.imagination_dtype == z0.dtype == torch.float32 else 0
+        threaded = z0.device.type == "cpu" and self.imagination_dtype == z0.dtype == torch.float32
+        chunks = row_chunks(e, per_member, threads) if threaded else 0
         k = chunks or row_blocks(e, per_member)
         rows = per_member // k
         inputs = z0.new_empty(horizon + 1, e, per_member, width + self.action_dim)
@@ -388,13 +388,14 @@ class RoboticsWorldModel(nn.Module):
             steps = _ChunkSteps(inputs.view(horizon + 1, *groups), outputs, layers[:-1], (w_out_t, b_out_t),
                                 chunks, width)
             map_on_cores(steps.run, range(e * k), threads)
-        for t in range(horizon if not chunks else 0):
-            h = inputs[t].view(groups)
-            for weight, bias in layers[:-1]:
-                h = hidden_layer(h, weight, bias)  # (G, rows, hidden)
-            torch.baddbmm(b_out_t, w_out_t, h.to(w_out_t.dtype).transpose(1, 2), out=outputs[t])
-            z, z_next = inputs[t].view(groups)[..., :width], inputs[t + 1].view(groups)[..., :width]
-            torch.add(z, outputs[t, :, :width].transpose(1, 2), out=z_next)
+        else:
+            for t in range(horizon):
+                h = inputs[t].view(groups)
+                for weight, bias in layers[:-1]:
+                    h = hidden_layer(h, weight, bias)  # (G, rows, hidden)
+                torch.baddbmm(b_out_t, w_out_t, h.to(w_out_t.dtype).transpose(1, 2), out=outputs[t])
+                z, z_next = inputs[t].view(groups)[..., :width], inputs[t + 1].view(groups)[..., :width]
+                torch.add(z, outputs[t, :, :width].transpose(1, 2), out=z_next)
         # (H, E * k, 3, rows) -> (H, E, B / E, 3): member m's rows in order, as in_rows expects
         heads = outputs[:, :, width:].transpose(2, 3).reshape(horizon, e, per_member, 3)
 
