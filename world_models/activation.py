@@ -155,14 +155,23 @@ def _written(x: torch.Tensor) -> torch.Tensor:
     return x
 
 
+def _bias_kernel(x: torch.Tensor, bias: torch.Tensor) -> ctypes.CDLL | None:
+    """The kernel, where it takes ``x (G, M, N)`` with ``bias (G, 1, N)``; ``None`` where torch's SiLU must."""
+    lib = _kernel()
+    groups, _, width = x.shape
+    if lib is None or not _usable(x) or bias.shape != (groups, 1, width) or bias.dtype != torch.float32 \
+            or bias.device != x.device:
+        return None
+    return lib
+
+
 def bias_silu_(x: torch.Tensor, bias: torch.Tensor) -> torch.Tensor:
     """``F.silu(x.add_(bias), inplace=True)`` in one pass for inference: ``x (G, M, N)`` (a batched
     linear layer's product), ``bias (G, 1, N)``. Returns ``x``."""
-    lib = _kernel()
-    groups, rows, width = x.shape
-    if lib is None or not _usable(x) or bias.shape != (groups, 1, width) or bias.dtype != torch.float32 \
-            or bias.device != x.device:
+    lib = _bias_kernel(x, bias)
+    if lib is None:
         return F.silu(x.add_(bias), inplace=True)
+    groups, rows, width = x.shape
     b = bias.contiguous()
     lib.rehearse_bias_silu_(x.data_ptr(), b.data_ptr(), groups, rows, width, torch.get_num_threads())
     return _written(x)
@@ -174,10 +183,8 @@ def prepared_bias_silu_(x: torch.Tensor, bias: torch.Tensor) -> Callable[[], Non
     workers). Uses the kernel in the state it is in now (:func:`torch_silu` applies to calls prepared
     within it) and torch's intra-op thread count now. ``x`` must be an inference tensor or need no
     version counting (its version is not bumped)."""
-    lib = _kernel()
-    groups, rows, width = x.shape
-    if lib is None or not _usable(x) or bias.shape != (groups, 1, width) or bias.dtype != torch.float32 \
-            or bias.device != x.device or not bias.is_contiguous():
+    lib = _bias_kernel(x, bias)
+    if lib is None or not bias.is_contiguous():  # the prepared call keeps bias's address: no copy to hold
 
         def with_torch() -> None:
             F.silu(x.add_(bias), inplace=True)
