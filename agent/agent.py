@@ -162,7 +162,7 @@ class MBRLAgent:
         self.model = self.adapter.model
         self._generator = torch.Generator().manual_seed(config.seed)
         self.planner = self._make_planner(self._generator)
-        self._predict_planner = self._make_planner(torch.Generator().manual_seed(config.seed + 1))
+        self._predict_planner = self._make_planner(torch.Generator().manual_seed(config.seed + 1), acting=True)
         self._predict_rng = np.random.default_rng(config.seed + 1)  # predict(deterministic=False)'s noise
         self.buffer = self._make_buffer(config.train.buffer_capacity)
         self.rng = np.random.default_rng(config.seed)
@@ -202,9 +202,11 @@ class MBRLAgent:
     def _make_buffer(self, capacity: int) -> ReplayBuffer:
         return ReplayBuffer(capacity, self.obs_shape, self.action_dim, obs_dtype=self.adapter.obs_dtype)
 
-    def _make_planner(self, generator: torch.Generator) -> Planner:
+    def _make_planner(self, generator: torch.Generator, acting: bool = False) -> Planner:
+        """The training loop's planner; ``acting``: the one for acting without exploration (evaluations,
+        ``evaluate``, ``predict``), which searches ``planner.eval_num_candidates`` candidates where set."""
         p = self.config.planner
-        return make_planner(p.name, sampling_config(p), self.action_dim, generator)
+        return make_planner(p.name, sampling_config(p, acting), self.action_dim, generator)
 
     def _plan(self, obs: np.ndarray, planner: Planner, warm: WarmStart, times: list[float] | None = None) -> np.ndarray:
         """First action of the plan for ``obs``; stores the plan for warm starting.
@@ -441,7 +443,8 @@ class MBRLAgent:
         if episodes < 1:
             raise ValueError(f"evaluate: n_episodes must be >= 1, got {episodes}")
         self._ensure_eval_envs(episodes)
-        return self._run_evaluation(self._make_planner(torch.Generator().manual_seed(seed)), seed, episodes)
+        planner = self._make_planner(torch.Generator().manual_seed(seed), acting=True)
+        return self._run_evaluation(planner, seed, episodes)
 
     def _run_evaluation(self, planner: Planner, seed: int, episodes: int | None = None,
                         times: list[float] | None = None) -> EvalResult:
@@ -467,7 +470,7 @@ class MBRLAgent:
     def _evaluate(self) -> EvalResult:
         assert self.logger is not None and self._eval_envs
         seed = self.config.seed + 100_000 + 1000 * self._evals_done
-        planner = self._make_planner(torch.Generator().manual_seed(seed))
+        planner = self._make_planner(torch.Generator().manual_seed(seed), acting=True)
         started = time.time()
         recorder = self._eval_envs[0] if isinstance(self._eval_envs[0], EpisodeRecorder) else None
         if recorder is not None:

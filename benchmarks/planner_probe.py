@@ -54,7 +54,8 @@ def probe_table(run_dir: Path, variants: Sequence[Variant], episodes: int, seed:
             raise ReportError(f"--variant {name}: {exc}") from exc
         configs.append((name, ", ".join(f"{k.removeprefix('planner.')}={v}" for k, v in overrides.items()), config))
     p = trained.planner
-    own = (f"{p.name} H={p.horizon} N={p.num_candidates} iterations={p.iterations} "
+    acting = f" (acting: {p.eval_num_candidates})" if p.eval_num_candidates else ""
+    own = (f"{p.name} H={p.horizon} N={p.num_candidates}{acting} iterations={p.iterations} "
            f"elites={p.num_elites} particles={p.particles}")
     lines = [f"Planner probe of {run_dir} at {agent.num_timesteps} steps: {episodes} evaluation episodes, "
              f"reset seeds {seed} to {seed + episodes - 1}", "",

@@ -121,7 +121,8 @@ def time_parts(agent: MBRLAgent, repeats: int) -> PartTimes:
     for _ in range(repeats + 1):  # the loop's order: a plan, then a gradient step; the first pair warms up
         plans.append(_ms(lambda: agent._plan(one, agent.planner, train_warm)))
         gradients.append(_ms(lambda: agent.adapter.train_step(agent.buffer, agent.rng)))
-    eval_plan = _median_ms(lambda: agent._plan(batch, agent.planner, eval_warm), repeats)
+    acting = agent._make_planner(torch.Generator().manual_seed(config.seed), acting=True)  # eval_num_candidates
+    eval_plan = _median_ms(lambda: agent._plan(batch, acting, eval_warm), repeats)
     return PartTimes(statistics.median(plans[1:]), eval_plan, statistics.median(gradients[1:]))
 
 
@@ -148,7 +149,8 @@ def report_lines(config: Config, overrides: dict[str, str], times: PartTimes, co
     lines = [
         f"### {config.env_id}, {config.train.total_timesteps:,} steps; overrides: {changed}",
         "",
-        f"Planner {p.name}: horizon {p.horizon}, {p.num_candidates} candidates, {p.iterations} iterations, "
+        f"Planner {p.name}: horizon {p.horizon}, {p.num_candidates} candidates"
+        f"{f' ({p.eval_num_candidates} in evaluations)' if p.eval_num_candidates else ''}, {p.iterations} iterations, "
         f"{p.particles} particles; model {config.model.num_layers}x{config.model.hidden_dim}, "
         f"{config.model.ensemble_size} members, value function {'on' if config.model.value_function else 'off'}.",
         "",

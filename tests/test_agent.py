@@ -244,6 +244,8 @@ def test_config_overrides_and_validation() -> None:
     ({"planner.momentum": 1.0}, "planner settings: SamplingConfig: 0 <= momentum < 1 does not hold"),
     ({"planner.num_elites": 500}, "1 <= num_elites <= num_candidates does not hold"),
     ({"planner.temperature": 0.0}, "temperature > 0 does not hold"),
+    ({"planner.num_elites": 8, "planner.num_candidates": 16, "planner.eval_num_candidates": 4},
+     "planner settings when acting (eval_num_candidates): SamplingConfig: 1 <= num_elites <= num_candidates"),
 ])
 def test_planner_settings_are_checked_with_the_config(overrides: dict[str, Any], message: str) -> None:
     """The sampling planner's own rules fail at validation, as a ConfigError, not later at construction."""
@@ -259,6 +261,7 @@ def test_planner_settings_are_checked_with_the_config(overrides: dict[str, Any],
     ({"planner.pessimism": -1.0}, "planner.pessimism must be a finite number >= 0 (0: off), got -1.0"),
     ({"planner.policy_proposals": -1}, "planner.policy_proposals must be >= 0 (0: none), got -1"),
     ({"planner.policy_noise": float("inf")}, "planner.policy_noise must be a finite number >= 0, got inf"),
+    ({"planner.eval_num_candidates": -1}, "planner.eval_num_candidates must be >= 0 (0: num_candidates), got -1"),
     ({"train.total_timesteps": -5}, "train.total_timesteps must be >= 0, got -5"),
     ({"train.eval_freq": -1}, "train.eval_freq must be >= 0 (0: no evaluation), got -1"),
     ({"train.batch_size": 0}, "train.batch_size must be >= 1, got 0"),
@@ -543,6 +546,53 @@ def test_public_evaluate_matches_the_training_loops_evaluation(tmp_path: Path) -
     np.testing.assert_array_equal(more.returns, agent.evaluate(5, seed=3).returns)  # seeded: repeatable
     with pytest.raises(ValueError, match="n_episodes"):
         agent.evaluate(0)
+
+
+def test_eval_num_candidates_widens_only_the_search_of_acting(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Evaluations, evaluate() and predict() search eval_num_candidates candidates; the training loop's
+    plans keep num_candidates, and its steps do not depend on the evaluation's width."""
+    import agent.agent as agent_module
+
+    searched: list[tuple[str, int]] = []  # (phase, candidates in one objective call)
+    phase = ["train"]
+    make_objective = agent_module.make_objective
+
+    def recording_make_objective(*args: Any, **kwargs: Any) -> Callable[[torch.Tensor], torch.Tensor]:
+        objective = make_objective(*args, **kwargs)
+
+        def recorded(candidates: torch.Tensor) -> torch.Tensor:  # (N, H, A) or (B, N, H, A)
+            searched.append((phase[0], candidates.shape[-3]))
+            return objective(candidates)
+        return recorded
+
+    monkeypatch.setattr(agent_module, "make_objective", recording_make_objective)
+    runs = {}
+    for width in (0, 24):
+        config = debug_config(**{"planner.eval_num_candidates": width, "train.eval_freq": 50})
+        agent = MBRLAgent(POINT_MASS_ID, config, run_dir=tmp_path / f"w{width}")
+        evaluate_in_loop = agent._evaluate
+
+        def in_eval_phase(evaluate_in_loop: Callable[[], EvalResult] = evaluate_in_loop) -> EvalResult:
+            phase[0] = "eval"
+            try:
+                return evaluate_in_loop()
+            finally:
+                phase[0] = "train"
+        agent._evaluate = in_eval_phase  # type: ignore[method-assign]
+        searched.clear()
+        agent.learn(100, progress_bar=False)
+        training = {n for p, n in searched if p == "train"}
+        evaluating = {n for p, n in searched if p == "eval"}
+        assert training and evaluating
+        assert max(training) <= 16 + 1 and max(evaluating) == max(training) + (width - 16 if width else 0)
+        searched.clear()
+        phase[0] = "acting"
+        agent.evaluate(1)
+        agent.predict(np.zeros(agent.obs_shape, np.float32))
+        assert {n for _, n in searched} == evaluating
+        phase[0] = "train"
+        runs[width] = agent.buffer.stored().actions.copy()
+    np.testing.assert_array_equal(runs[0], runs[24])  # the training loop's plans are the same
 
 
 def test_value_window_trains_the_value_on_the_newest_transitions(monkeypatch: pytest.MonkeyPatch) -> None:
