@@ -8,7 +8,9 @@ evaluation episodes (reset seeds ``seed``, ``seed + 1``, ...; the protocol of th
 loop's evaluations) once with the planner settings the run was trained with (``as trained``)
 and once per ``--variant NAME:key=value[,key=value...]``, whose keys are ``planner.*`` settings
 (``python train_agent.py --help`` lists them). The world model, value and replay buffer are the
-checkpoint's, untouched; nothing is trained or written.
+checkpoint's, untouched; nothing is trained or written. The episodes are played as ``evaluate()``
+plays them, so a run that sets ``eval_num_candidates`` searches that many candidates: vary that key
+(``--variant c128:eval_num_candidates=128``) rather than ``num_candidates`` to widen its search.
 
 If a wider or longer search returns about the same, the planner is not what limits the agent:
 its model or terminal value is. Returns of a few evaluation episodes spread widely, so read
