@@ -4,7 +4,8 @@
 
 Configurations: ``pets`` (400 candidates, horizon 30, 5 CEM iterations, 20 particles,
 5-member ensemble of 4x200 MLPs on HalfCheetah's 17-dim state and 6-dim action) and
-every preset named with ``--presets``; with ``--lockstep B`` (default 10, the evaluation
+every preset named with ``--presets`` (its acting plan, and its training plan where
+``planner.eval_num_candidates`` makes that one narrower); with ``--lockstep B`` (default 10, the evaluation
 episodes) each preset also as ``B`` problems in one batched plan, as evaluation plans its
 side-by-side episodes. Milliseconds per action are then the batched plan's time over ``B``.
 
@@ -72,14 +73,18 @@ PETS = SpeedCase("pets", 17, 6, 5, 200, 4, "cem", 30, 400, 5, 20, 40)
 ENV_DIMS = {"HalfCheetah-v5": (17, 6), "Hopper-v5": (11, 3), "InvertedPendulum-v5": (4, 1), "Pendulum-v1": (3, 1)}
 
 
-def preset_case(env_id: str) -> SpeedCase:
-    """The planning configuration of ``env_id``'s preset."""
+def preset_cases(env_id: str) -> list[SpeedCase]:
+    """The planning configurations of ``env_id``'s preset: the acting plan first (``predict`` and
+    evaluation, ``planner.eval_num_candidates`` wide), then, where the training loop searches a
+    different width (``planner.num_candidates``), its plan too."""
     c = resolve_config(env_id)
     s, a = ENV_DIMS[env_id]
     p, m = c.planner, c.model
-    return SpeedCase(f"preset:{env_id}", s, a, m.ensemble_size, m.hidden_dim, m.num_layers, p.name,
-                     p.horizon, p.num_candidates, p.iterations, p.particles, p.num_elites,
-                     continuation_from=m.continuation_from)
+    acting = p.eval_num_candidates or p.num_candidates
+    widths = [("", acting)] if acting == p.num_candidates else [(" acting", acting), (" training", p.num_candidates)]
+    return [SpeedCase(f"preset:{env_id}{label}", s, a, m.ensemble_size, m.hidden_dim, m.num_layers, p.name,
+                      p.horizon, n, p.iterations, p.particles, p.num_elites, continuation_from=m.continuation_from)
+            for label, n in widths]
 
 
 def matmul_peak_gflops(size: int = 2048, repeats: int = 10, dtype: torch.dtype = torch.float32) -> float:
@@ -270,8 +275,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         silus = ("torch",)  # the kernel could not be built here: torch's SiLU is what planning uses
     dtypes = ("float32", "bfloat16") if args.dtype == "both" else (args.dtype,)
     variants = tuple((silu, dtype) for dtype in dtypes for silu in silus)
-    presets = [preset_case(e) for e in args.presets]
-    batched = [replace(c, problems=args.lockstep) for c in presets] if args.lockstep > 1 else []
+    cases = [preset_cases(e) for e in args.presets]
+    presets = [case for per_env in cases for case in per_env]
+    # evaluation plans its side-by-side episodes at the acting width, the first of each preset's cases
+    batched = [replace(per_env[0], problems=args.lockstep) for per_env in cases] if args.lockstep > 1 else []
     for case in [PETS, *presets, *batched]:
         gflop = flops_per_plan(case) / 1e9
         timed = time_case(case, args.repeats, variants)

@@ -76,6 +76,22 @@ def test_plan_speed_refuses_what_it_cannot_time(argv: list[str], message: str,
     assert exit_info.value.code == 2 and message in capsys.readouterr().err
 
 
+def test_preset_cases_time_the_acting_and_the_training_width() -> None:
+    """A preset that evaluates wider than it trains is timed at both widths, acting first (the
+    width evaluation's batched plan uses); one that does not keeps a single case."""
+    from agent.config import resolve_config
+    from benchmarks.plan_speed import preset_cases
+
+    planner = resolve_config("HalfCheetah-v5").planner
+    assert planner.eval_num_candidates not in (0, planner.num_candidates)  # the preset this test is about
+    acting, training = preset_cases("HalfCheetah-v5")
+    assert (acting.name, acting.num_candidates) == ("preset:HalfCheetah-v5 acting", planner.eval_num_candidates)
+    assert (training.name, training.num_candidates) == ("preset:HalfCheetah-v5 training", planner.num_candidates)
+    (single,) = preset_cases("Pendulum-v1")
+    assert single.name == "preset:Pendulum-v1"
+    assert single.num_candidates == resolve_config("Pendulum-v1").planner.num_candidates
+
+
 def test_time_case_alternates_float32_and_bfloat16_imagination() -> None:
     from dataclasses import replace
 
