@@ -4,8 +4,8 @@
 
 Configurations: ``pets`` (400 candidates, horizon 30, 5 CEM iterations, 20 particles,
 5-member ensemble of 4x200 MLPs on HalfCheetah's 17-dim state and 6-dim action) and
-every preset named with ``--presets`` (its acting plan, and its training plan where
-``planner.eval_num_candidates`` makes that one narrower); with ``--lockstep B`` (default 10, the evaluation
+every preset named with ``--presets`` (its acting plan, and its training plan too where
+``planner.eval_num_candidates`` gives the two different widths); with ``--lockstep B`` (default 10, the evaluation
 episodes) each preset also as ``B`` problems in one batched plan, as evaluation plans its
 side-by-side episodes. Milliseconds per action are then the batched plan's time over ``B``.
 
