@@ -348,12 +348,17 @@ def validate(config: Config, kind: str | None = None) -> None:
         raise ConfigError(f"device must be auto, cpu or cuda, got {config.device!r}")
 
 
+def search_width(p: PlannerConfig, acting: bool = False) -> int:
+    """Candidates per iteration: the training loop's ``num_candidates``, or, when ``acting`` (evaluations,
+    ``evaluate``, ``predict``), ``eval_num_candidates`` where set."""
+    return p.eval_num_candidates if acting and p.eval_num_candidates else p.num_candidates
+
+
 def sampling_config(p: PlannerConfig, acting: bool = False) -> SamplingConfig:
     """The sampling planner's settings out of ``p`` (``ValueError`` for values it cannot run with);
-    ``acting``: for acting without exploration (``eval_num_candidates`` candidates, where set)."""
-    candidates = p.eval_num_candidates if acting and p.eval_num_candidates else p.num_candidates
+    ``acting``: for acting without exploration (:func:`search_width`)."""
     return SamplingConfig(
-        num_candidates=candidates, iterations=p.iterations, num_elites=p.num_elites,
+        num_candidates=search_width(p, acting), iterations=p.iterations, num_elites=p.num_elites,
         init_std=p.init_std, min_std=p.min_std, momentum=p.momentum, temperature=p.temperature,
     )
 

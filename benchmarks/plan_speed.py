@@ -37,7 +37,7 @@ from pathlib import Path
 
 import torch
 
-from agent.config import resolve_config
+from agent.config import resolve_config, search_width
 from agent.runtime import keep_freed_memory
 from planners import SamplingConfig, make_objective, make_planner
 from world_models.activation import (
@@ -80,8 +80,8 @@ def preset_cases(env_id: str) -> list[SpeedCase]:
     c = resolve_config(env_id)
     s, a = ENV_DIMS[env_id]
     p, m = c.planner, c.model
-    acting = p.eval_num_candidates or p.num_candidates
-    widths = [("", acting)] if acting == p.num_candidates else [(" acting", acting), (" training", p.num_candidates)]
+    acting, training = search_width(p, acting=True), search_width(p)
+    widths = [("", acting)] if acting == training else [(" acting", acting), (" training", training)]
     return [SpeedCase(f"preset:{env_id}{label}", s, a, m.ensemble_size, m.hidden_dim, m.num_layers, p.name,
                       p.horizon, n, p.iterations, p.particles, p.num_elites, continuation_from=m.continuation_from)
             for label, n in widths]
