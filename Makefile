@@ -21,5 +21,5 @@ train: install
 
 test: install
 	$(BIN)/ruff check .
-	$(BIN)/mypy agent world_models planners envs train_agent.py benchmarks
+	$(BIN)/mypy agent world_models planners envs train_agent.py benchmarks tests
 	MUJOCO_GL=egl $(BIN)/python -m pytest -q $(ARGS)

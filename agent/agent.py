@@ -240,20 +240,26 @@ class MBRLAgent:
 
     def predict(
         self,
-        observation: np.ndarray,
-        state: Any = None,
+        observation: np.ndarray | dict[str, np.ndarray],
+        state: tuple[np.ndarray, ...] | None = None,
         episode_start: np.ndarray | bool | None = None,
         deterministic: bool = True,
-    ) -> tuple[np.ndarray, None]:
+    ) -> tuple[np.ndarray, tuple[np.ndarray, ...] | None]:
         """Stable-Baselines3's ``predict``: the action in the environment's own action space (its bounds, not
         the [-1, 1] the planner works in), so that ``env.step`` of the unwrapped environment takes it.
 
         One observation ``obs_shape`` -> ``(A,)``; ``n`` observations ``(n, *obs_shape)`` (a VecEnv's, as
         SB3's ``evaluate_policy`` passes them) -> ``(n, A)``, planned as ``n`` problems in one batched call.
         ``episode_start`` (a bool, or ``(n,)`` flags) clears the warm start of the episodes that start.
-        ``deterministic=False`` adds the training exploration noise. No training side effects.
+        ``deterministic=False`` adds the training exploration noise. No training side effects. The signature
+        is SB3's ``PolicyPredictor``, so ``evaluate_policy`` takes the agent; ``state`` is unused (no
+        recurrent state) and the second value returned is always ``None``.
         """
         del state
+        if isinstance(observation, dict):
+            raise TypeError(f"predict takes array observations ({self.obs_shape}), got a dict with keys "
+                            f"{sorted(observation)}: flatten the environment's Dict observation space first "
+                            "(gymnasium.wrappers.FlattenObservation)")
         obs = self.adapter.as_obs(observation)
         batched = obs.ndim == len(self.obs_shape) + 1 and obs.shape[1:] == self.obs_shape and len(obs) > 0
         if obs.shape != self.obs_shape and not batched:

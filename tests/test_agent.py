@@ -139,6 +139,8 @@ def test_sb3_evaluate_policy_runs_the_agent_on_a_vecenv() -> None:
     vec_env = make_vec_env("Pendulum-v1", n_envs=2, seed=0, env_kwargs={"max_episode_steps": 20})
     returns, lengths = evaluate_policy(agent, vec_env, n_eval_episodes=2, return_episode_rewards=True)
     assert lengths == [20, 20] and all(np.isfinite(returns))
+    with pytest.raises(TypeError, match="FlattenObservation"):
+        agent.predict({"observation": np.zeros(3, dtype=np.float32)})
 
 
 def test_warm_start_restart_clears_only_the_marked_problems() -> None:
@@ -386,10 +388,10 @@ def test_opening_a_run_without_training_leaves_its_logs_alone(tmp_path: Path) ->
     assert [e.step for e in events.Scalars("world_model/loss")] == []  # TensorBoard hides step 50 as well
     agent.learn(60, progress_bar=False)
     events.Reload()
-    progress = (tmp_path / "progress.csv").read_text().splitlines()
-    loss_col = progress[0].split(",").index("world_model/loss")
+    rows = (tmp_path / "progress.csv").read_text().splitlines()
+    loss_col = rows[0].split(",").index("world_model/loss")
     assert [(e.step, e.value) for e in events.Scalars("world_model/loss")] == [
-        (50, pytest.approx(float(progress[1].split(",")[loss_col]), rel=1e-6))]  # step 50 once, the new value
+        (50, pytest.approx(float(rows[1].split(",")[loss_col]), rel=1e-6))]  # step 50 once, the new value
 
 
 def _returns(env: Any, policy: Callable[[np.ndarray], np.ndarray], episodes: int = 5) -> float:
@@ -667,7 +669,7 @@ def test_episode_recorder_keeps_one_episode_only_when_armed() -> None:
 
 
 def test_write_gif_scales_large_frames_and_refuses_bad_input(tmp_path: Path) -> None:
-    from PIL import Image
+    from PIL import GifImagePlugin, Image
 
     from agent.logger import VIDEO_SIDE, write_gif
 
@@ -676,6 +678,7 @@ def test_write_gif_scales_large_frames_and_refuses_bad_input(tmp_path: Path) -> 
     write_gif(tmp_path / "v.gif", frames, fps=25)
     with Image.open(tmp_path / "v.gif") as gif:
         assert gif.size == (VIDEO_SIDE * 320 // 480, VIDEO_SIDE)
+        assert isinstance(gif, GifImagePlugin.GifImageFile)
         assert gif.n_frames == 3 and gif.info["duration"] == 40
     with pytest.raises(ValueError, match=r"\(T >= 1, H, W, 3\) uint8"):
         write_gif(tmp_path / "w.gif", frames.astype(np.float32), fps=25)

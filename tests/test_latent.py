@@ -278,6 +278,7 @@ def test_masked_steps_leave_every_loss_unchanged(objective: Objective) -> None:
     mask[2:, 0] = 0.0  # window 0 ends at step 1: steps 2 and 3 belong to the next episode
     masked = batch._replace(mask=mask)
     # what happens after the end (frames, rewards, ends, costs) must not matter
+    assert isinstance(batch.obs, torch.Tensor)
     changed_obs = batch.obs.clone()
     changed_obs[3:, 0] = 255 - changed_obs[3:, 0]
     changed = masked._replace(obs=changed_obs, rewards=batch.rewards.clone(), terminated=batch.terminated.clone())
@@ -310,6 +311,7 @@ def test_value_function_learns_the_discounted_return_and_reaches_imagine() -> No
     batch = batch._replace(rewards=torch.ones(3, 4), terminated=ends)
     for _ in range(200):  # the latents move as the model learns, so the value chases them
         model.update(batch)
+    assert isinstance(batch.obs, torch.Tensor)
     with torch.no_grad():
         latents = model.rollout(model.encode(batch.obs[0]), batch.actions)
         values = model.value(latents[:-1])  # (T, B)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import pytest
 import torch
 
@@ -212,7 +214,12 @@ def test_threaded_imagination_in_chunks_equals_the_batched_products(monkeypatch:
     assert robotics.row_chunks(3, 96, 2) == 4  # 12 chunks of 24 rows, 6 per worker
     calls: list[int] = []
     real_run = robotics._ChunkSteps.run
-    monkeypatch.setattr(robotics._ChunkSteps, "run", lambda self, g: (calls.append(g), real_run(self, g))[1])
+
+    def counted_run(self: robotics._ChunkSteps, g: int) -> None:
+        calls.append(g)
+        real_run(self, g)
+
+    monkeypatch.setattr(robotics._ChunkSteps, "run", counted_run)
     with torch.inference_mode():
         chunked = model.imagine(z0, actions)
         assert sorted(calls) == list(range(12))
@@ -237,7 +244,7 @@ def test_bfloat16_imagination_is_close_to_float32_and_only_in_planning() -> None
     rollouts stay within bf16's precision of float32's over the horizon, come out float32, and the
     path with gradients (training) is exactly the float32 model's."""
     torch.manual_seed(0)
-    kwargs = {"ensemble_size": 2, "hidden_dim": 64, "num_layers": 3}
+    kwargs: dict[str, Any] = {"ensemble_size": 2, "hidden_dim": 64, "num_layers": 3}
     model = RoboticsWorldModel(3, 2, **kwargs)
     fast = RoboticsWorldModel(3, 2, imagination_dtype=torch.bfloat16, **kwargs)
     data = torch.randn(50, 3) * 3 + 100  # far from zero: the raw input layer must stay float32

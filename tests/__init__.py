@@ -1,0 +1,1 @@
+"""Rehearse test suite (a package, so that tests import shared helpers as ``tests.<module>``)."""
