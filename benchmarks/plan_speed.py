@@ -3,7 +3,7 @@
     python -m benchmarks.plan_speed --out benchmarks/results/plan_speed.md
 
 Configurations: ``pets`` (400 candidates, horizon 30, 5 CEM iterations, 20 particles,
-5-member ensemble of 4x200 MLPs on HalfCheetah's 17-dim state and 6-dim action) and
+5-member ensemble of 4x200 MLPs on HalfCheetah's 17-dim state and 6-dim action, no terminal value) and
 every preset named with ``--presets`` (its acting plan, and its training plan too where
 ``planner.eval_num_candidates`` gives the two different widths); with ``--lockstep B`` (default 10, the evaluation
 episodes) each preset also as ``B`` problems in one batched plan, as evaluation plans its
@@ -67,6 +67,7 @@ class SpeedCase:
     num_elites: int
     problems: int = 1  # planning problems in one batched call (evaluation's side-by-side episodes)
     continuation_from: str = "transition"  # next_state: the model's continuation network runs on every imagined state
+    terminal_value: str = "none"  # none (as PETS), state (V(z)) or policy (twin Q(z, pi(z))): model.value_kind
 
 
 PETS = SpeedCase("pets", 17, 6, 5, 200, 4, "cem", 30, 400, 5, 20, 40)
@@ -83,7 +84,8 @@ def preset_cases(env_id: str) -> list[SpeedCase]:
     acting, training = search_width(p, acting=True), search_width(p)
     widths = [("", acting)] if acting == training else [(" acting", acting), (" training", training)]
     return [SpeedCase(f"preset:{env_id}{label}", s, a, m.ensemble_size, m.hidden_dim, m.num_layers, p.name,
-                      p.horizon, n, p.iterations, p.particles, p.num_elites, continuation_from=m.continuation_from)
+                      p.horizon, n, p.iterations, p.particles, p.num_elites, continuation_from=m.continuation_from,
+                      terminal_value=m.value_kind if m.value_function else "none")
             for label, n in widths]
 
 
@@ -121,7 +123,18 @@ def flops_per_plan(case: SpeedCase) -> float:
     if case.continuation_from == "next_state":  # the continuation network on each imagined state
         per_row += _mlp_flops([case.state_dim, CONTINUATION_HIDDEN, CONTINUATION_HIDDEN, 1])
     rows = (case.num_candidates + 1) * case.particles  # per problem
-    return float(per_row * rows * case.horizon * case.iterations)
+    return float((per_row * case.horizon + terminal_value_flops(case)) * rows * case.iterations)
+
+
+def terminal_value_flops(case: SpeedCase) -> int:
+    """Multiply-add FLOPs of the terminal value on one row's last imagined state: ``V(z)`` (``state``),
+    or the policy and both critics (``policy``); 0 for ``none``. Their MLPs have 2 hidden layers."""
+    z, a, h = case.state_dim, case.action_dim, case.hidden_dim
+    if case.terminal_value == "state":
+        return _mlp_flops([z, h, h, 1])
+    if case.terminal_value == "policy":
+        return _mlp_flops([z, h, h, a]) + 2 * _mlp_flops([z + a, h, h, 1])
+    return 0
 
 
 def _silu_in_use(silu: str) -> AbstractContextManager[None]:
@@ -145,6 +158,8 @@ def time_case(case: SpeedCase, repeats: int, variants: tuple[Variant, ...] = (("
         models[dtype] = RoboticsWorldModel(case.state_dim, case.action_dim, ensemble_size=case.ensemble_size,
                                            hidden_dim=case.hidden_dim, num_layers=case.num_layers,
                                            continuation_from=case.continuation_from,
+                                           value_function=case.terminal_value != "none",
+                                           value_kind="state" if case.terminal_value == "none" else case.terminal_value,
                                            imagination_dtype=IMAGINATION_DTYPES[dtype]).eval()
     sampling = SamplingConfig(num_candidates=case.num_candidates, iterations=case.iterations,
                               num_elites=case.num_elites)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -64,6 +65,23 @@ def test_pets_flop_count() -> None:
     assert flops_per_plan(PETS) == per_row * 401 * 20 * 30 * 5
 
 
+def test_preset_cases_carry_and_count_the_terminal_value() -> None:
+    from benchmarks.plan_speed import preset_cases
+
+    assert PETS.terminal_value == "none"  # PETS plans on rewards alone
+    hopper = preset_cases("Hopper-v5")[0]  # V(z): 11 -> 200 -> 200 -> 1 on each row's last state
+    assert hopper.terminal_value == "state"
+    without = flops_per_plan(replace(hopper, terminal_value="none"))
+    rows = (hopper.num_candidates + 1) * hopper.particles * hopper.iterations
+    assert flops_per_plan(hopper) - without == 2 * (11 * 200 + 200 * 200 + 200) * rows
+    pendulum = preset_cases("InvertedPendulum-v5")[0]  # pi(z) and twin Q(z, a)
+    assert pendulum.terminal_value == "policy"
+    h = pendulum.hidden_dim
+    policy = 2 * (4 * h + h * h + h * 1) + 2 * 2 * (5 * h + h * h + h)
+    assert flops_per_plan(pendulum) - flops_per_plan(replace(pendulum, terminal_value="none")) == policy * (
+        (pendulum.num_candidates + 1) * pendulum.particles * pendulum.iterations)
+
+
 @pytest.mark.parametrize(("argv", "message"), [
     (["--presets", "Walker2d-v5"], "no planning case for preset(s) ['Walker2d-v5']"),
     (["--repeats", "0"], "--repeats must be >= 1"),
@@ -93,7 +111,6 @@ def test_preset_cases_time_the_acting_and_the_training_width() -> None:
 
 
 def test_time_case_alternates_float32_and_bfloat16_imagination() -> None:
-    from dataclasses import replace
 
     from benchmarks.plan_speed import time_case
 
@@ -107,7 +124,6 @@ def test_time_case_alternates_float32_and_bfloat16_imagination() -> None:
 
 
 def test_layer_lines_time_every_part_of_one_imagined_step() -> None:
-    from dataclasses import replace
 
     from benchmarks.plan_speed import layer_lines
     from world_models.activation import silu_vector_bits
