@@ -111,7 +111,6 @@ def test_preset_cases_time_the_acting_and_the_training_width() -> None:
 
 
 def test_time_case_alternates_float32_and_bfloat16_imagination() -> None:
-
     from benchmarks.plan_speed import time_case
 
     case = replace(PETS, num_candidates=15, num_elites=4, particles=5, hidden_dim=8, num_layers=2, horizon=3,
@@ -124,7 +123,6 @@ def test_time_case_alternates_float32_and_bfloat16_imagination() -> None:
 
 
 def test_layer_lines_time_every_part_of_one_imagined_step() -> None:
-
     from benchmarks.plan_speed import layer_lines
     from world_models.activation import silu_vector_bits
 
