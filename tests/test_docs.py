@@ -28,6 +28,7 @@ import re
 import runpy
 import shlex
 import sys
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -146,7 +147,9 @@ def run_command(line: str, monkeypatch: pytest.MonkeyPatch, examples: bool = Fal
     if argv[1] == "-m":
         module, args = argv[2], tiny_module_args(argv[2], argv[3:])
         monkeypatch.setattr(sys, "argv", [module, *args])
-        _expect_success(lambda: runpy.run_module(module, run_name="__main__", alter_sys=True), line)
+        with warnings.catch_warnings():  # the module may be imported already, by another test: harmless here
+            warnings.filterwarnings("ignore", message=".*found in sys.modules", category=RuntimeWarning)
+            _expect_success(lambda: runpy.run_module(module, run_name="__main__", alter_sys=True), line)
         return
     script = ROOT / argv[1]
     if script.parent.name == "examples" and not examples:  # tests/test_examples.py runs each example
