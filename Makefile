@@ -1,6 +1,7 @@
 # Two commands do all set-up on a fresh machine:
 #   make train   -> trains an agent on InvertedPendulum-v5 (short default budget)
-#   make test    -> lint, type-check and the fast test suite
+#   make test    -> lint, type-check, the fast test suite and the docs build (mkdocs build --strict)
+#   make docs    -> the documentation site into build/site; make serve-docs serves it on 127.0.0.1:8000
 PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
@@ -13,7 +14,7 @@ $(VENV)/.installed: $(BIN)/python pyproject.toml constraints.txt
 	$(BIN)/pip install -q -c constraints.txt -e ".[dev]"
 	touch $@
 
-.PHONY: install train test bench
+.PHONY: install train test bench docs serve-docs
 install: $(VENV)/.installed
 
 train: install
@@ -21,5 +22,12 @@ train: install
 
 test: install
 	$(BIN)/ruff check .
-	$(BIN)/mypy agent world_models planners envs train_agent.py benchmarks tests
+	$(BIN)/mypy agent world_models planners envs train_agent.py benchmarks tests examples
 	MUJOCO_GL=egl $(BIN)/python -m pytest -q $(ARGS)
+	NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs build --strict --quiet
+
+docs: install
+	NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs build --strict
+
+serve-docs: install
+	NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs serve --strict --dev-addr 127.0.0.1:8000

@@ -15,7 +15,6 @@ of training (its saved configuration is used; the preset flags are ignored).
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import sys
 from pathlib import Path
 from typing import Any, Sequence
@@ -23,37 +22,55 @@ from typing import Any, Sequence
 from agent import CheckpointError, ConfigError, MBRLAgent, RunDirHasOutputs, RunDirInUse, resolve_config
 from agent.agent import CHECKPOINT_NAME
 from agent.config import SECTIONS, default_run_dir
+from agent.config_docs import config_fields, format_default
 from envs import EnvironmentSpecError, NonFiniteError, parse_env_kwargs
 from world_models.activation import fast_silu_on, fast_silu_status
 
 
 def build_parser() -> argparse.ArgumentParser:
+    """The command line: run options, then one flag per configuration field (``--<section>-<field>``) whose
+    help is the field's default and docstring (:func:`agent.config_docs.config_fields`)."""
     parser = argparse.ArgumentParser(
         description="Train a model-based agent (world model + CEM/MPPI planning) on a Gymnasium task.",
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+        usage="%(prog)s [--env ENV] [--preset PRESET] [--total-timesteps N] [--seed S] [--run-dir DIR] [options] "
+              "[--<section>-<field> VALUE ...]",
+        epilog="Example: python train_agent.py --env Pendulum-v1 --planner-name mppi --planner-horizon 25",
     )
-    parser.add_argument("--env", default="InvertedPendulum-v5", help="Gymnasium id or package.module:EnvClass")
-    parser.add_argument("--env-kwargs", nargs="*", default=[], metavar="KEY=VALUE", help="environment kwargs")
+    parser.add_argument("--env", default="InvertedPendulum-v5",
+                        help="Gymnasium id or package.module:EnvClass (default: InvertedPendulum-v5)")
+    parser.add_argument("--env-kwargs", nargs="*", default=[], metavar="KEY=VALUE",
+                        help="environment constructor arguments, values parsed as YAML (default: the preset's)")
     parser.add_argument("--pixels", action="store_true", default=None,
-                        help="observe rendered 64x64 RGB frames (envs that render rgb_array); default: preset")
+                        help="observe rendered 64x64 RGB frames (envs that render rgb_array) (default: the preset's)")
     parser.add_argument("--frame-stack", type=int, default=None, metavar="K",
-                        help="stack the last K frames along the channel axis (image observations); default: preset")
-    parser.add_argument("--preset", default=None, help="preset name (e.g. debug) or YAML path; default: the env's")
-    parser.add_argument("--total-timesteps", type=int, default=None, help="environment steps (default: preset)")
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--run-dir", type=Path, default=None, help="default: runs/<env>-seed<seed>")
-    parser.add_argument("--device", choices=["auto", "cpu", "cuda"], default="auto")
+                        help="stack the last K frames along the channel axis (image observations) "
+                             "(default: the preset's, else 1)")
+    parser.add_argument("--preset", default=None,
+                        help="preset name (e.g. debug) or YAML path (default: agent/presets/<env>.yaml, "
+                             "else default.yaml)")
+    parser.add_argument("--total-timesteps", type=int, default=None, metavar="N",
+                        help="environment steps, random warm-up included (default: the preset's)")
+    parser.add_argument("--seed", type=int, default=0, metavar="S", help="seeds everything (default: 0)")
+    parser.add_argument("--run-dir", type=Path, default=None, metavar="DIR",
+                        help="outputs and checkpoints; an existing run there is continued "
+                             "(default: runs/<env>-seed<seed>)")
+    parser.add_argument("--device", choices=["auto", "cpu", "cuda"], default="auto",
+                        help="auto picks CUDA when present (default: auto)")
     parser.add_argument("--resume", action="store_true", help="require a checkpoint in --run-dir and continue it")
-    parser.add_argument("--no-progress-bar", action="store_true")
+    parser.add_argument("--no-progress-bar", action="store_true", help="no progress bar (steps/s, latest return)")
     parser.add_argument("--evaluate", type=int, default=None, metavar="N",
                         help="do not train: play N deterministic episodes with --run-dir's checkpoint and print them")
     parser.add_argument("--evaluate-seed", type=int, default=0, metavar="S",
-                        help="with --evaluate: episode j starts from reset seed S + j")
-    group = parser.add_argument_group("preset overrides (any preset value)")
-    for section, cls in SECTIONS.items():
-        for field in dataclasses.fields(cls):
-            flag = f"--{section}-{field.name.replace('_', '-')}"
-            group.add_argument(flag, dest=f"{section}.{field.name}", default=argparse.SUPPRESS, metavar="V")
+                        help="with --evaluate: episode j starts from reset seed S + j (default: 0)")
+    group = parser.add_argument_group(
+        "preset overrides (any preset value)",
+        "Each flag sets one field of the configuration. The defaults shown are the built-in ones: the preset "
+        "(agent/presets/<env>.yaml, or --preset) may set another value, and a flag given here wins over both. "
+        "Booleans take true/false.",
+    )
+    for f in config_fields(SECTIONS):
+        group.add_argument(f.flag, dest=f.key, default=argparse.SUPPRESS, metavar=f.type.upper(),
+                           help=f"{f.doc} (default: {format_default(f.default)})".strip().replace("%", "%%"))
     return parser
 
 
