@@ -36,8 +36,9 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from agent.agent import MBRLAgent, WarmStart
+from agent.agent import MBRLAgent
 from agent.config import Config, resolve_config
+from planners.warm_start import WarmStart
 
 
 @dataclass(frozen=True)
@@ -119,10 +120,10 @@ def time_parts(agent: MBRLAgent, repeats: int) -> PartTimes:
     eval_warm = WarmStart(config.planner.horizon, agent.action_dim, agent.device, batch=len(batch))
     plans, gradients = [], []
     for _ in range(repeats + 1):  # the loop's order: a plan, then a gradient step; the first pair warms up
-        plans.append(_ms(lambda: agent._plan(one, agent.planner, train_warm)))
+        plans.append(_ms(lambda: agent.plan(one, agent.planner, train_warm)))
         gradients.append(_ms(lambda: agent.adapter.train_step(agent.buffer, agent.rng)))
-    acting = agent._make_planner(torch.Generator().manual_seed(config.seed), acting=True)  # eval_num_candidates
-    eval_plan = _median_ms(lambda: agent._plan(batch, acting, eval_warm), repeats)
+    acting = agent.make_planner(torch.Generator().manual_seed(config.seed), acting=True)  # eval_num_candidates
+    eval_plan = _median_ms(lambda: agent.plan(batch, acting, eval_warm), repeats)
     return PartTimes(statistics.median(plans[1:]), eval_plan, statistics.median(gradients[1:]))
 
 

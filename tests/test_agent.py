@@ -16,13 +16,14 @@ import torch
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
 from agent import MBRLAgent, RunDirInUse, resolve_config
-from agent.agent import CHECKPOINT_NAME, WarmStart
+from agent.agent import CHECKPOINT_NAME
 from agent.buffer import ReplayBuffer
 from agent.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
 from agent.config import Config, ConfigError, apply_overrides, validate
 from agent.evaluation import EvalResult, evaluate, evaluate_lockstep
 from agent.models import RoboticsAdapter
 from envs import POINT_MASS_ID, make_env
+from planners.warm_start import WarmStart
 
 
 def debug_config(**overrides: object) -> Config:
@@ -119,7 +120,7 @@ def test_predict_answers_in_the_environments_own_units_and_takes_a_batch() -> No
     agent, twin = MBRLAgent("Pendulum-v1", config), MBRLAgent("Pendulum-v1", config)
     obs = np.array([1.0, 0.0, 0.5], dtype=np.float32)
     action, _ = agent.predict(obs, episode_start=True)
-    planned = twin._plan(obs, twin._predict_planner, WarmStart(config.planner.horizon, 1, twin.device))
+    planned = twin.plan(obs)  # the acting planner, from a fresh warm start
     np.testing.assert_allclose(action, 2.0 * planned, rtol=1e-6)
     assert action.shape == (1,)
     actions, _ = agent.predict(np.stack([obs, -obs, obs]), episode_start=np.array([True, True, True]))
@@ -419,7 +420,7 @@ def test_agent_learns_point_mass(tmp_path: Path) -> None:
     agent = MBRLAgent(POINT_MASS_ID, config, run_dir=tmp_path)
     agent.learn(progress_bar=False)
     learned = float(np.load(tmp_path / "evaluations.npz")["results"][-1].mean())
-    env = agent._eval_env
+    env = agent.evaluator.envs[0]
     oracle = _returns(env, lambda o: np.clip([-5 * o[0] - 4 * o[1]], -1, 1).astype(np.float32))
     idle = _returns(env, lambda o: np.zeros(1, np.float32))
     assert oracle > -6 and idle < -30  # the task is what the docstring says
@@ -498,7 +499,7 @@ def _agent_evaluation(tmp_path: Path, env_id: str, **overrides: object) -> tuple
     config = resolve_config(env_id, {"device": "cpu", **overrides}, preset="debug")
     agent = MBRLAgent(env_id, config, run_dir=tmp_path / str(len(list(tmp_path.iterdir()))))
     agent.learn(0, progress_bar=False)  # opens the run: makes the evaluation envs
-    planner = agent._make_planner(torch.Generator().manual_seed(7))
+    planner = agent.make_planner(torch.Generator().manual_seed(7))
     sizes: list[int] = []
     plan = planner.plan
 
@@ -522,7 +523,7 @@ def test_agent_evaluates_in_lockstep(tmp_path: Path) -> None:
     # Three episodes that end at different times: one env each, one batched plan per step, rows dropped.
     pendulum = {"train.eval_episodes": 3}
     agent, result, sizes = _agent_evaluation(tmp_path, "InvertedPendulum-v5", **pendulum)
-    assert len({id(env) for env in agent._eval_envs}) == 3 and agent._eval_env is agent._eval_envs[0]
+    assert len({id(env) for env in agent.evaluator.envs}) == 3 and agent.evaluator.recorder is None
     assert sizes[0] == 3 and sizes == sorted(sizes, reverse=True) and len(sizes) == result.lengths.max()
     assert sum(sizes) == result.lengths.sum()
     _, again, _ = _agent_evaluation(tmp_path, "InvertedPendulum-v5", **pendulum)
@@ -530,7 +531,7 @@ def test_agent_evaluates_in_lockstep(tmp_path: Path) -> None:
         np.testing.assert_array_equal(got, want)  # seeded: the same evaluation twice
 
     agent, _, sizes = _agent_evaluation(tmp_path, "InvertedPendulum-v5", **pendulum, **{"train.eval_lockstep": False})
-    assert len(agent._eval_envs) == 1 and set(sizes) == {0}
+    assert len(agent.evaluator.envs) == 1 and set(sizes) == {0}
 
 
 def test_public_evaluate_matches_the_training_loops_evaluation(tmp_path: Path) -> None:
@@ -544,7 +545,7 @@ def test_public_evaluate_matches_the_training_loops_evaluation(tmp_path: Path) -
     assert (agent.num_timesteps, len(agent.buffer)) == (steps, stored)  # nothing gathered or trained
 
     more = agent.evaluate(5, seed=3)  # more episodes than eval envs so far: more envs, still in lockstep
-    assert more.returns.shape == (5,) and len(agent._eval_envs) == 5
+    assert more.returns.shape == (5,) and len(agent.evaluator.envs) == 5
     np.testing.assert_array_equal(more.returns, agent.evaluate(5, seed=3).returns)  # seeded: repeatable
     with pytest.raises(ValueError, match="n_episodes"):
         agent.evaluate(0)

@@ -148,7 +148,7 @@ def test_run_budget_counts_the_calls_a_run_makes(tmp_path: Path, monkeypatch: py
                             preset="debug")
     plans: list[int] = []  # problems per planner call
     gradient_steps = [0]
-    original_plan, original_step = MBRLAgent._plan, RoboticsAdapter.train_step
+    original_plan, original_step = MBRLAgent.plan, RoboticsAdapter.train_step
 
     def counted_plan(self: MBRLAgent, obs: np.ndarray, *args: object, **kwargs: object) -> np.ndarray:
         plans.append(1 if obs.ndim == 1 else len(obs))
@@ -158,7 +158,7 @@ def test_run_budget_counts_the_calls_a_run_makes(tmp_path: Path, monkeypatch: py
         gradient_steps[0] += 1
         return original_step(self, *args)  # type: ignore[arg-type]
 
-    monkeypatch.setattr(MBRLAgent, "_plan", counted_plan)
+    monkeypatch.setattr(MBRLAgent, "plan", counted_plan)
     monkeypatch.setattr(RoboticsAdapter, "train_step", counted_step)
     MBRLAgent(POINT_MASS_ID, config, run_dir=tmp_path).learn(config.train.total_timesteps, progress_bar=False)
     counts = run_counts(config, episode_steps=50)  # PointMass episodes: 50 steps, never terminated
