@@ -37,12 +37,12 @@ from agent.config import (
 )
 from agent.evaluation import EvalResult, Evaluator
 from agent.logger import RunDirHasOutputs, RunLogger, earlier_outputs, truncate_outputs
-from agent.models import ModelAdapter, make_adapter
+from agent.models import ModelAdapter, PolicyProposer, make_adapter
 from agent.runtime import keep_freed_memory
 from agent.signals import stop_on_signals
 from envs import env_action_bounds, env_shapes, make_env, wrap_env
 from planners import make_objective, make_planner
-from planners.base import Planner
+from planners.base import Planner, Proposer
 from planners.warm_start import WarmStart
 
 __all__ = ["CHECKPOINT_NAME", "MBRLAgent", "WarmStart", "resolve_device"]
@@ -69,10 +69,13 @@ class MBRLAgent:
         seed: int | None = None,
         run_dir: str | Path | None = None,
         eval_env: gym.Env | Sequence[gym.Env] | None = None,
+        proposer: Proposer | None = None,
     ) -> None:
         """``eval_env``: one env (evaluation episodes then run one by one on it) or at least
         ``train.eval_episodes`` distinct ones (run side by side); by default the agent makes
-        ``train.eval_episodes`` envs from ``config.env_id`` (one when ``train.eval_lockstep`` is off)."""
+        ``train.eval_episodes`` envs from ``config.env_id`` (one when ``train.eval_lockstep`` is off).
+        ``proposer``: a source of ``planner.proposals`` candidate sequences per plan (context: ``obs``,
+        ``z0 (B, Z)``, the planner's ``generator``); default the learned policy's with ``value.kind`` policy."""
         env_id = env if isinstance(env, str) else (env.spec.id if env.spec is not None else None)
         if config is None:
             config = resolve_config(env_id or "custom")
@@ -81,7 +84,8 @@ class MBRLAgent:
             config.seed = seed
         if env_id is not None:
             config.env_id = env_id
-        validate(config, kind="latent" if config.model.kind == "auto" else None)  # kind-specific checks below
+        validate(config, kind="latent" if config.model.kind == "auto" else None,  # kind-specific checks below
+                 proposer=proposer is not None)
         self.config = config
         self.device = resolve_device(config.device)
         self.env = self._make_env() if isinstance(env, str) else wrap_env(env)
@@ -94,12 +98,15 @@ class MBRLAgent:
         )
         self.obs_shape, self.action_dim = env_shapes(self.env)
         self.model_kind = model_kind(config, image_obs=len(self.obs_shape) == 3)
-        validate(config, kind=self.model_kind)
+        validate(config, kind=self.model_kind, proposer=proposer is not None)
 
         keep_freed_memory()  # planning reuses freed memory instead of faulting in fresh pages (agent/runtime.py)
         torch.manual_seed(config.seed)
         self.adapter: ModelAdapter = make_adapter(config, self.model_kind, self.obs_shape, self.action_dim, self.device)
         self.model = self.adapter.model
+        if proposer is None and config.value.kind == "policy" and config.planner.proposals:
+            proposer = PolicyProposer(self.adapter.model, config.value.policy_noise)  # type: ignore[arg-type]
+        self.proposer = proposer
         self._generator = torch.Generator().manual_seed(config.seed)
         self.planner = self.make_planner(self._generator)
         self._predict_planner = self.make_planner(torch.Generator().manual_seed(config.seed + 1), acting=True)
@@ -145,8 +152,7 @@ class MBRLAgent:
     def make_planner(self, generator: torch.Generator, acting: bool = False) -> Planner:
         """The training loop's planner; ``acting``: the one for acting without exploration (evaluations,
         ``evaluate``, ``predict``), which searches ``planner.eval_num_candidates`` candidates where set."""
-        p = self.config.planner
-        return make_planner(p.name, sampling_config(p, acting), self.action_dim, generator)
+        return make_planner(self.config.planner.name, sampling_config(self.config, acting), self.action_dim, generator)
 
     def plan(self, obs: np.ndarray, planner: Planner | None = None, warm: WarmStart | None = None,
              times: list[float] | None = None) -> np.ndarray:
@@ -166,16 +172,16 @@ class MBRLAgent:
             z0 = self.adapter.encode(obs)  # (B, Z); B = 1 for one observation
         batched = obs.ndim == len(self.obs_shape) + 1
         objective = make_objective(
-            self.model, z0 if batched else z0[0], particles=p.particles, discount=p.discount,
+            self.model.imagine, z0 if batched else z0[0], particles=p.particles, discount=p.discount,
             cost_weight=p.cost_weight, pessimism=p.pessimism,
         )
         start = time.perf_counter()
         proposals = None
-        if p.policy_proposals:  # the learned policy's own plans (model.value_kind policy), among the candidates
+        if self.proposer is not None and p.proposals:  # extra candidates, scored with the planner's own
             generator = getattr(planner, "generator", None) or torch.Generator().manual_seed(0)
-            with torch.inference_mode():
-                proposals = self.model.propose(z0, p.horizon, p.policy_proposals, p.policy_noise, generator)
-            proposals = proposals if batched else proposals[0]  # (B, n, H, A) or (n, H, A)
+            context = {"obs": obs, "z0": z0, "generator": generator}
+            proposals = self.proposer.propose(context, p.proposals, p.horizon)  # (B, n, H, A) or (n, H, A)
+            proposals = proposals[0] if proposals.dim() == 4 and not batched else proposals
         if warm is None:
             warm = WarmStart(p.horizon, self.action_dim, self.device, batch=len(z0) if batched else None)
         plan = planner.plan(objective, warm.init(), proposals)

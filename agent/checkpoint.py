@@ -12,6 +12,7 @@ import torch
 
 from agent.atomic import atomic_write
 from agent.config import ConfigError, config_from_dict, config_to_dict
+from world_models.base import WorldModel
 
 if TYPE_CHECKING:
     from agent.agent import MBRLAgent
@@ -55,7 +56,9 @@ def load_checkpoint(path: str | Path) -> dict[str, Any]:
     return payload
 
 
-def load_module_state(module: torch.nn.Module, state: Mapping[str, Any], source: str | Path, remedy: str) -> None:
+def load_module_state(
+    module: torch.nn.Module | WorldModel, state: Mapping[str, Any], source: str | Path, remedy: str
+) -> None:
     """``module.load_state_dict(state)``, or a CheckpointError saying that ``source`` holds other
     networks (missing, unexpected or mis-shaped tensors) and what to do (``remedy``)."""
     try:

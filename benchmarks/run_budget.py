@@ -140,7 +140,7 @@ def _overrides(pairs: Sequence[str]) -> dict[str, str]:
 def report_lines(config: Config, overrides: dict[str, str], times: PartTimes, counts: RunCounts,
                  budget_minutes: float) -> list[str]:
     seconds = estimate_seconds(times, counts)
-    p = config.planner
+    p, s, m = config.planner, config.sampling, config.robotics
     each = {
         "training plans": (counts.train_plans, times.train_plan_ms, "1 problem"),
         "evaluation plans": (counts.eval_plans, times.eval_plan_ms, f"{config.train.eval_episodes} problems"),
@@ -150,10 +150,10 @@ def report_lines(config: Config, overrides: dict[str, str], times: PartTimes, co
     lines = [
         f"### {config.env_id}, {config.train.total_timesteps:,} steps; overrides: {changed}",
         "",
-        f"Planner {p.name}: horizon {p.horizon}, {p.num_candidates} candidates"
-        f"{f' ({p.eval_num_candidates} in evaluations)' if p.eval_num_candidates else ''}, {p.iterations} iterations, "
-        f"{p.particles} particles; model {config.model.num_layers}x{config.model.hidden_dim}, "
-        f"{config.model.ensemble_size} members, value function {'on' if config.model.value_function else 'off'}.",
+        f"Planner {p.name}: horizon {p.horizon}, {s.num_candidates} candidates"
+        f"{f' ({p.eval_num_candidates} in evaluations)' if p.eval_num_candidates else ''}, {s.iterations} iterations, "
+        f"{p.particles} particles; model {m.num_layers}x{m.hidden_dim}, "
+        f"{m.ensemble_size} members, value function {'on' if config.value.function else 'off'}.",
         "",
         "| part | calls | ms each (median) | minutes |",
         "|---|---|---|---|",

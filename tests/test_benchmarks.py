@@ -100,14 +100,15 @@ def test_preset_cases_time_the_acting_and_the_training_width() -> None:
     from agent.config import resolve_config
     from benchmarks.plan_speed import preset_cases
 
-    planner = resolve_config("HalfCheetah-v5").planner
-    assert planner.eval_num_candidates not in (0, planner.num_candidates)  # the preset this test is about
+    config = resolve_config("HalfCheetah-v5")
+    planner, width = config.planner, config.sampling.num_candidates
+    assert planner.eval_num_candidates not in (0, width)  # the preset this test is about
     acting, training = preset_cases("HalfCheetah-v5")
     assert (acting.name, acting.num_candidates) == ("preset:HalfCheetah-v5 acting", planner.eval_num_candidates)
-    assert (training.name, training.num_candidates) == ("preset:HalfCheetah-v5 training", planner.num_candidates)
+    assert (training.name, training.num_candidates) == ("preset:HalfCheetah-v5 training", width)
     (single,) = preset_cases("Pendulum-v1")
     assert single.name == "preset:Pendulum-v1"
-    assert single.num_candidates == resolve_config("Pendulum-v1").planner.num_candidates
+    assert single.num_candidates == resolve_config("Pendulum-v1").sampling.num_candidates
 
 
 def test_time_case_alternates_float32_and_bfloat16_imagination() -> None:
