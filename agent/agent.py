@@ -26,12 +26,12 @@ from agent.buffer import ReplayBuffer
 from agent.checkpoint import CHECKPOINT_NAME, agent_payload, load_checkpoint, restore_agent, save_checkpoint
 from agent.config import (
     Config,
-    ConfigError,
     config_from_dict,
     config_to_dict,
     default_run_dir,
     model_kind,
     resolve_config,
+    resolve_device,
     sampling_config,
     validate,
 )
@@ -46,15 +46,6 @@ from planners.base import Planner, Proposer
 from planners.warm_start import WarmStart
 
 __all__ = ["CHECKPOINT_NAME", "MBRLAgent", "WarmStart", "resolve_device"]
-
-
-def resolve_device(name: str) -> torch.device:
-    """``auto`` -> CUDA when present, else CPU."""
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if name.startswith("cuda") and not torch.cuda.is_available():
-        raise ConfigError("device cuda was asked for but no CUDA device is available; use --device cpu")
-    return torch.device(name)
 
 
 class MBRLAgent:

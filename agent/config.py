@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterable, Mapping
 
+import torch
 import yaml
 
 from planners import PLANNER_NAMES, SamplingConfig
@@ -286,6 +287,15 @@ def resolve_config(env_id: str, overrides: Mapping[str, Any] | None = None, pres
     config = apply_overrides(Config(env_id=env_id), load_preset(env_id, preset))
     config = apply_overrides(config, {"env_id": env_id})
     return apply_overrides(config, overrides or {})
+
+
+def resolve_device(name: str) -> torch.device:
+    """``auto`` -> CUDA when present, else CPU."""
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name.startswith("cuda") and not torch.cuda.is_available():
+        raise ConfigError("device cuda was asked for but no CUDA device is available; use --device cpu")
+    return torch.device(name)
 
 
 def model_kind(config: Config, image_obs: bool) -> str:
