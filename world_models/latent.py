@@ -85,23 +85,10 @@ class SequenceBatch(NamedTuple):
 class LatentWorldModel(nn.Module):
     """Pixel (+ optional proprio) world model with a reconstruction or a JEPA objective."""
 
-    def __init__(
-        self,
-        action_dim: int,
-        config: LatentConfig | None = None,
-        value: ValueConfig | None = None,
-        *,
-        image_size: int = 64,
-        channels: int = 3,
-        state_dim: int = 0,
-        discount: float = 0.99,
-        safety_head: bool = True,
-        grad_clip: float = 20.0,
-        ema_tau: float = 0.02,
-        variance_weight: float = 1.0,
-        covariance_weight: float = 0.04,
-        smoothness_weight: float = 1.0,
-    ) -> None:
+    def __init__(self, action_dim: int, config: LatentConfig | None = None, value: ValueConfig | None = None, *,
+                 image_size: int = 64, channels: int = 3, state_dim: int = 0, safety_head: bool = True,
+                 discount: float = 0.99, grad_clip: float = 20.0, ema_tau: float = 0.02, variance_weight: float = 1.0,
+                 covariance_weight: float = 0.04, smoothness_weight: float = 1.0) -> None:
         """Build the networks and an Adam optimizer over the trainable parameters.
 
         Args:
@@ -114,8 +101,8 @@ class LatentWorldModel(nn.Module):
             image_size: ``Hp = Wp``, a multiple of 16.
             channels: ``C`` (``3k`` for ``k`` stacked RGB frames).
             state_dim: ``S`` of the optional proprioceptive vector (0: pixels only).
-            discount: the value's discount, in ``[0, 1)`` (the planner's).
             safety_head: predict the probability that a step incurs cost (else costs are 0).
+            discount: the value's discount, in ``[0, 1)`` (the planner's).
             grad_clip: max global gradient norm per update.
             ema_tau: JEPA target update ``target <- target + tau (online - target)``.
             variance_weight: JEPA weight of the per-dimension std hinge.

@@ -129,17 +129,9 @@ class _ChunkSteps:
 class RoboticsWorldModel(nn.Module):
     """Ensemble dynamics, reward, continuation and safety model on state vectors."""
 
-    def __init__(
-        self,
-        state_dim: int,
-        action_dim: int,
-        config: RoboticsConfig | None = None,
-        value: ValueConfig | None = None,
-        *,
-        discount: float = 0.99,
-        embed_dim: int = 0,
-        logvar_bound_weight: float = 0.01,
-    ) -> None:
+    def __init__(self, state_dim: int, action_dim: int, config: RoboticsConfig | None = None,
+                 value: ValueConfig | None = None, *, discount: float = 0.99, embed_dim: int = 0,
+                 logvar_bound_weight: float = 0.01) -> None:
         """``config``: the networks and their training (default :class:`RoboticsConfig`'s); ``value``: a
         terminal value when ``value.function`` (none when ``None``), with ``discount`` (the planner's).
 
