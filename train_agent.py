@@ -21,7 +21,7 @@ from typing import Any, Sequence
 
 from agent import CheckpointError, ConfigError, MBRLAgent, RunDirHasOutputs, RunDirInUse, resolve_config
 from agent.agent import CHECKPOINT_NAME
-from agent.config import SECTIONS, default_run_dir
+from agent.config import RENAMED, SECTIONS, default_run_dir
 from agent.config_docs import config_fields, format_default
 from envs import EnvironmentSpecError, NonFiniteError, parse_env_kwargs
 from world_models.activation import fast_silu_on, fast_silu_status
@@ -74,6 +74,16 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def add_renamed_flags(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
+    """The flags of earlier versions' keys (``--model-hidden-dim``), hidden from ``--help``: their values go
+    where those settings are now (``agent.config.RENAMED``)."""
+    for key in RENAMED:
+        section, _, name = key.partition(".")
+        parser.add_argument(f"--{section}-{name.replace('_', '-')}", dest=key, default=argparse.SUPPRESS,
+                            help=argparse.SUPPRESS)
+    return parser
+
+
 def overrides_from_args(args: argparse.Namespace) -> dict[str, Any]:
     """Collect ``section.field`` overrides plus the top-level flags."""
     overrides = {k: v for k, v in vars(args).items() if "." in k}
@@ -106,7 +116,7 @@ def evaluate_run(run_dir: Path, episodes: int, seed: int) -> str:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    args = add_renamed_flags(build_parser()).parse_args(argv)
     if args.evaluate is not None:
         if args.evaluate < 1:
             print(f"error: --evaluate needs at least one episode, got {args.evaluate}", file=sys.stderr)

@@ -23,99 +23,29 @@ from tqdm.auto import tqdm
 
 from agent.atomic import RunDirLock
 from agent.buffer import ReplayBuffer
-from agent.checkpoint import load_checkpoint, load_module_state, numpy_to_tensors, save_checkpoint, tensors_to_numpy
+from agent.checkpoint import CHECKPOINT_NAME, agent_payload, load_checkpoint, restore_agent, save_checkpoint
 from agent.config import (
     Config,
-    ConfigError,
     config_from_dict,
     config_to_dict,
     default_run_dir,
     model_kind,
     resolve_config,
+    resolve_device,
     sampling_config,
     validate,
 )
-from agent.evaluation import EvalResult, evaluate, evaluate_lockstep
+from agent.evaluation import EvalResult, Evaluator
 from agent.logger import RunDirHasOutputs, RunLogger, earlier_outputs, truncate_outputs
-from agent.models import ModelAdapter, make_adapter
+from agent.models import ModelAdapter, PolicyProposer, make_adapter
 from agent.runtime import keep_freed_memory
 from agent.signals import stop_on_signals
-from envs import EpisodeRecorder, env_action_bounds, env_shapes, make_env, wrap_env
+from envs import env_action_bounds, env_shapes, make_env, wrap_env
 from planners import make_objective, make_planner
-from planners.base import Planner
+from planners.base import Planner, Proposer
+from planners.warm_start import WarmStart
 
-CHECKPOINT_NAME = "checkpoints/latest.pt"
-RESUMABLE_CHANGES = {"train.total_timesteps", "device"}
-
-
-def resolve_device(name: str) -> torch.device:
-    """``auto`` -> CUDA when present, else CPU."""
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if name.startswith("cuda") and not torch.cuda.is_available():
-        raise ConfigError("device cuda was asked for but no CUDA device is available; use --device cpu")
-    return torch.device(name)
-
-
-class WarmStart:
-    """Keeps the previous plan and offers it shifted by one step as the next ``init``.
-
-    One problem: ``init (H, A)``. With ``batch=B``: ``B`` problems planned together
-    (e.g. the running evaluation episodes), ``init (B, H, A)``, one row per problem;
-    :meth:`keep` drops the rows of problems that ended.
-    """
-
-    def __init__(self, horizon: int, action_dim: int, device: torch.device, batch: int | None = None) -> None:
-        self._full_shape = (horizon, action_dim) if batch is None else (batch, horizon, action_dim)
-        self.shape = self._full_shape
-        self.device = device
-        self.plan: torch.Tensor | None = None
-        self.ids = np.arange(batch if batch is not None else 1)  # problem id of each row
-
-    def init(self) -> torch.Tensor:
-        """Zeros ``(H, A)`` / ``(B, H, A)`` after a reset, else the stored plan shifted by one step (zero-padded)."""
-        if self.plan is None:
-            return torch.zeros(self.shape, device=self.device)
-        return torch.cat([self.plan[..., 1:, :], torch.zeros_like(self.plan[..., :1, :])], dim=-2)
-
-    def store(self, plan: torch.Tensor) -> None:
-        self.plan = plan
-
-    def reset(self) -> None:
-        self.plan = None
-        self.shape = self._full_shape
-        self.ids = np.arange(self.shape[0] if len(self.shape) == 3 else 1)
-
-    def restart(self, rows: np.ndarray) -> None:
-        """Batched only: clear the warm start of the problems marked in ``rows (B,)`` (their episodes start)."""
-        if len(self.shape) != 3 or rows.shape != (self.shape[0],):
-            raise ValueError(f"WarmStart.restart: expects one flag per problem, {self.shape[:1]}, got {rows.shape}")
-        if self.plan is not None and rows.any():
-            self.plan = self.plan.clone()
-            self.plan[torch.as_tensor(rows, device=self.plan.device)] = 0.0  # a cleared row plans from zeros
-
-    def keep(self, ids: np.ndarray) -> None:
-        """Batched only: keep the rows of problems ``ids`` (ascending, a subset of the current ones)."""
-        if np.array_equal(ids, self.ids):
-            return
-        rows = np.searchsorted(self.ids, ids)
-        if len(self.shape) != 3 or not np.array_equal(self.ids[np.minimum(rows, len(self.ids) - 1)], ids):
-            raise ValueError(f"WarmStart.keep: {ids} is not a subset of the problems {self.ids}")
-        self.ids = np.asarray(ids)
-        self.shape = (len(ids), *self.shape[1:])
-        if self.plan is not None:
-            self.plan = self.plan[torch.as_tensor(rows, device=self.plan.device)]
-
-
-def _flat_diff(old: dict[str, Any], new: dict[str, Any], prefix: str = "") -> list[str]:
-    keys = []
-    for key in sorted(set(old) | set(new)):
-        a, b = old.get(key), new.get(key)
-        if isinstance(a, dict) and isinstance(b, dict) and key != "env_kwargs":
-            keys += _flat_diff(a, b, f"{prefix}{key}.")
-        elif a != b:
-            keys.append(f"{prefix}{key}")
-    return keys
+__all__ = ["CHECKPOINT_NAME", "MBRLAgent", "WarmStart", "resolve_device"]
 
 
 class MBRLAgent:
@@ -130,10 +60,13 @@ class MBRLAgent:
         seed: int | None = None,
         run_dir: str | Path | None = None,
         eval_env: gym.Env | Sequence[gym.Env] | None = None,
+        proposer: Proposer | None = None,
     ) -> None:
         """``eval_env``: one env (evaluation episodes then run one by one on it) or at least
         ``train.eval_episodes`` distinct ones (run side by side); by default the agent makes
-        ``train.eval_episodes`` envs from ``config.env_id`` (one when ``train.eval_lockstep`` is off)."""
+        ``train.eval_episodes`` envs from ``config.env_id`` (one when ``train.eval_lockstep`` is off).
+        ``proposer``: a source of ``planner.proposals`` candidate sequences per plan (context: ``obs``,
+        ``z0 (B, Z)``, the planner's ``generator``); default the learned policy's with ``value.kind`` policy."""
         env_id = env if isinstance(env, str) else (env.spec.id if env.spec is not None else None)
         if config is None:
             config = resolve_config(env_id or "custom")
@@ -142,27 +75,32 @@ class MBRLAgent:
             config.seed = seed
         if env_id is not None:
             config.env_id = env_id
-        validate(config, kind="latent" if config.model.kind == "auto" else None)  # kind-specific checks below
+        validate(config, kind="latent" if config.model.kind == "auto" else None,  # kind-specific checks below
+                 proposer=proposer is not None)
         self.config = config
         self.device = resolve_device(config.device)
         self.env = self._make_env() if isinstance(env, str) else wrap_env(env)
         if eval_env is None and env_id is None:
             raise ValueError("this environment has no registered id; pass eval_env=... (a second instance)")
-        self._eval_envs: list[gym.Env] = (
-            [] if eval_env is None else [eval_env] if isinstance(eval_env, gym.Env) else list(eval_env)
+        self.evaluator = Evaluator(
+            [] if eval_env is None else [eval_env] if isinstance(eval_env, gym.Env) else list(eval_env),
+            lambda check, render_mode: self._make_env(check, render_mode),
+            lockstep=config.train.eval_lockstep, video=config.train.eval_video,
         )
-        self._own_eval_envs = False  # made by the agent (more are made when an evaluation needs them)
         self.obs_shape, self.action_dim = env_shapes(self.env)
         self.model_kind = model_kind(config, image_obs=len(self.obs_shape) == 3)
-        validate(config, kind=self.model_kind)
+        validate(config, kind=self.model_kind, proposer=proposer is not None)
 
         keep_freed_memory()  # planning reuses freed memory instead of faulting in fresh pages (agent/runtime.py)
         torch.manual_seed(config.seed)
         self.adapter: ModelAdapter = make_adapter(config, self.model_kind, self.obs_shape, self.action_dim, self.device)
         self.model = self.adapter.model
+        if proposer is None and config.value.kind == "policy" and config.planner.proposals:
+            proposer = PolicyProposer(self.adapter.model, config.value.policy_noise)  # type: ignore[arg-type]
+        self.proposer = proposer
         self._generator = torch.Generator().manual_seed(config.seed)
-        self.planner = self._make_planner(self._generator)
-        self._predict_planner = self._make_planner(torch.Generator().manual_seed(config.seed + 1), acting=True)
+        self.planner = self.make_planner(self._generator)
+        self._predict_planner = self.make_planner(torch.Generator().manual_seed(config.seed + 1), acting=True)
         self._predict_rng = np.random.default_rng(config.seed + 1)  # predict(deterministic=False)'s noise
         self.buffer = self._make_buffer(config.train.buffer_capacity)
         self.rng = np.random.default_rng(config.seed)
@@ -191,7 +129,7 @@ class MBRLAgent:
         self._resumed_at: int | None = None  # the run directory's logs are cut back to this step when training opens it
         self.run_dir = Path(run_dir) if run_dir is not None else None
         if self.run_dir is not None and (self.run_dir / CHECKPOINT_NAME).exists():
-            self._restore(load_checkpoint(self.run_dir / CHECKPOINT_NAME), self.run_dir / CHECKPOINT_NAME)
+            restore_agent(self, load_checkpoint(self.run_dir / CHECKPOINT_NAME), self.run_dir / CHECKPOINT_NAME)
 
     # ----------------------------------------------------------------- building blocks
     def _make_env(self, check: bool | None = None, render_mode: str | None = None) -> gym.Env:
@@ -202,36 +140,41 @@ class MBRLAgent:
     def _make_buffer(self, capacity: int) -> ReplayBuffer:
         return ReplayBuffer(capacity, self.obs_shape, self.action_dim, obs_dtype=self.adapter.obs_dtype)
 
-    def _make_planner(self, generator: torch.Generator, acting: bool = False) -> Planner:
+    def make_planner(self, generator: torch.Generator, acting: bool = False) -> Planner:
         """The training loop's planner; ``acting``: the one for acting without exploration (evaluations,
         ``evaluate``, ``predict``), which searches ``planner.eval_num_candidates`` candidates where set."""
-        p = self.config.planner
-        return make_planner(p.name, sampling_config(p, acting), self.action_dim, generator)
+        return make_planner(self.config.planner.name, sampling_config(self.config, acting), self.action_dim, generator)
 
-    def _plan(self, obs: np.ndarray, planner: Planner, warm: WarmStart, times: list[float] | None = None) -> np.ndarray:
-        """First action of the plan for ``obs``; stores the plan for warm starting.
+    def plan(self, obs: np.ndarray, planner: Planner | None = None, warm: WarmStart | None = None,
+             times: list[float] | None = None) -> np.ndarray:
+        """First action (in ``[-1, 1]``) of the plan for ``obs``; stores the plan in ``warm`` for warm starting.
 
         ``obs (*obs_shape) -> (A,)``; or ``obs (B, *obs_shape) -> (B, A)``: ``B`` independent
         problems in one batched planner call (``warm`` then holds ``(B, H, A)``).
+        ``planner``: default the one ``predict`` acts with (:meth:`make_planner` makes others);
+        ``warm``: default a fresh one (the plan starts from zeros).
         ``times`` (training's ``planner/plan_ms``, evaluation's ``eval/plan_ms``; none for ``predict``) gets
         the call's milliseconds per problem, once per problem.
         """
+        planner = self._predict_planner if planner is None else planner
         p = self.config.planner
         obs = self.adapter.as_obs(obs)
         with torch.inference_mode():
             z0 = self.adapter.encode(obs)  # (B, Z); B = 1 for one observation
         batched = obs.ndim == len(self.obs_shape) + 1
         objective = make_objective(
-            self.model, z0 if batched else z0[0], particles=p.particles, discount=p.discount,
+            self.model.imagine, z0 if batched else z0[0], particles=p.particles, discount=p.discount,
             cost_weight=p.cost_weight, pessimism=p.pessimism,
         )
         start = time.perf_counter()
         proposals = None
-        if p.policy_proposals:  # the learned policy's own plans (model.value_kind policy), among the candidates
+        if self.proposer is not None and p.proposals:  # extra candidates, scored with the planner's own
             generator = getattr(planner, "generator", None) or torch.Generator().manual_seed(0)
-            with torch.inference_mode():
-                proposals = self.model.propose(z0, p.horizon, p.policy_proposals, p.policy_noise, generator)
-            proposals = proposals if batched else proposals[0]  # (B, n, H, A) or (n, H, A)
+            context = {"obs": obs, "z0": z0, "generator": generator}
+            proposals = self.proposer.propose(context, p.proposals, p.horizon)  # (B, n, H, A) or (n, H, A)
+            proposals = proposals[0] if proposals.dim() == 4 and not batched else proposals
+        if warm is None:
+            warm = WarmStart(p.horizon, self.action_dim, self.device, batch=len(z0) if batched else None)
         plan = planner.plan(objective, warm.init(), proposals)
         if times is not None:
             times += [1000 * (time.perf_counter() - start) / len(z0)] * len(z0)
@@ -277,7 +220,7 @@ class MBRLAgent:
             warm = self._predict_ws
             if starts.any():
                 warm.reset()
-        action = self._plan(obs, self._predict_planner, warm)  # (A,) or (n, A) in [-1, 1]
+        action = self.plan(obs, self._predict_planner, warm)  # (A,) or (n, A) in [-1, 1]
         if not deterministic:
             noise = self.config.train.exploration_noise * self._predict_rng.normal(size=action.shape)
             action = np.clip(action + noise, -1.0, 1.0).astype(np.float32)
@@ -349,9 +292,9 @@ class MBRLAgent:
                 )
             (self.run_dir / "config.yaml").write_text(yaml.safe_dump(config_to_dict(self.config), sort_keys=False))
             self.logger = RunLogger(self.run_dir, self.config.env_id, resumed_at=resumed_at)
-            self._ensure_eval_envs(self.config.train.eval_episodes)
-            if self.config.train.eval_video and not isinstance(self._eval_envs[0], EpisodeRecorder):
-                self._eval_envs[0] = EpisodeRecorder(self._eval_envs[0])  # plays episode 0 of every evaluation
+            self.evaluator.ensure(self.config.train.eval_episodes)
+            if self.config.train.eval_video:
+                self.evaluator.record_video()
             self._resumed_at = None
         except BaseException:
             if self.logger is not None:
@@ -359,19 +302,6 @@ class MBRLAgent:
             self._run_lock.release()
             raise
         self._start_time, self._start_steps = time.time(), self.num_timesteps
-
-    def _ensure_eval_envs(self, episodes: int) -> None:
-        """Make evaluation envs for ``episodes`` episodes (one per episode with ``train.eval_lockstep``,
-        else one), unless the caller gave its own (``eval_env``) or enough exist."""
-        if self._eval_envs and not self._own_eval_envs:
-            return
-        t = self.config.train
-        count = episodes if t.eval_lockstep else 1
-        video = "rgb_array" if t.eval_video else None
-        # the first is checked like any env we make; its copies need not be
-        self._eval_envs += [self._make_env(check=False if k else None, render_mode=None if k else video)
-                            for k in range(len(self._eval_envs), count)]
-        self._own_eval_envs = True
 
     def _elapsed(self) -> float:
         """Wall-clock seconds of this run so far, summed over resumed sessions."""
@@ -386,7 +316,7 @@ class MBRLAgent:
         if self.num_timesteps < t.learning_starts:
             action = self.rng.uniform(-1.0, 1.0, self.action_dim).astype(np.float32)
         else:
-            action = self._plan(obs, self.planner, self._train_ws, self._plan_ms)
+            action = self.plan(obs, self.planner, self._train_ws, self._plan_ms)
             action = np.clip(action + t.exploration_noise * self.rng.normal(size=self.action_dim), -1, 1)
             action = action.astype(np.float32)
         next_obs, reward, terminated, truncated, info = self.env.step(action)
@@ -435,11 +365,6 @@ class MBRLAgent:
             metrics = self.adapter.train_step(self.buffer, self.rng)
         self._train_metrics = metrics
 
-    @property
-    def _eval_env(self) -> gym.Env | None:
-        """The first evaluation env (the only one when episodes run one by one)."""
-        return self._eval_envs[0] if self._eval_envs else None
-
     def evaluate(self, n_episodes: int | None = None, seed: int = 0) -> EvalResult:
         """Play ``n_episodes`` (default ``train.eval_episodes``) deterministic episodes and return
         their returns, lengths and costs, as the training loop's evaluations do (Stable-Baselines3's
@@ -448,37 +373,24 @@ class MBRLAgent:
         episodes = self.config.train.eval_episodes if n_episodes is None else n_episodes
         if episodes < 1:
             raise ValueError(f"evaluate: n_episodes must be >= 1, got {episodes}")
-        self._ensure_eval_envs(episodes)
-        planner = self._make_planner(torch.Generator().manual_seed(seed), acting=True)
+        self.evaluator.ensure(episodes)
+        planner = self.make_planner(torch.Generator().manual_seed(seed), acting=True)
         return self._run_evaluation(planner, seed, episodes)
 
     def _run_evaluation(self, planner: Planner, seed: int, episodes: int | None = None,
                         times: list[float] | None = None) -> EvalResult:
-        """The evaluation episodes (default ``train.eval_episodes``): side by side with one batched plan
-        per step when there is an env per episode (and ``train.eval_lockstep``), else one by one on the
-        first env."""
-        horizon = self.config.planner.horizon
+        """The evaluation episodes (default ``train.eval_episodes``) with ``planner`` (:meth:`Evaluator.run`)."""
         episodes = self.config.train.eval_episodes if episodes is None else episodes
-        if self.config.train.eval_lockstep and len(self._eval_envs) >= episodes:
-            warm = WarmStart(horizon, self.action_dim, self.device, batch=episodes)
-
-            def act_running(obs: np.ndarray, running: np.ndarray) -> np.ndarray:
-                warm.keep(running)  # drop the warm starts of episodes that ended
-                return self._plan(obs, planner, warm, times)
-
-            return evaluate_lockstep(self._eval_envs, act_running, warm.reset, episodes, seed)
-        single = WarmStart(horizon, self.action_dim, self.device)
-        return evaluate(
-            self._eval_envs[0], lambda o: self._plan(o, planner, single, times), single.reset,
-            episodes, seed,
-        )
+        return self.evaluator.run(lambda obs, warm: self.plan(obs, planner, warm, times),
+                                  (self.config.planner.horizon, self.action_dim), self.device, episodes, seed)
 
     def _evaluate(self) -> EvalResult:
-        assert self.logger is not None and self._eval_envs
+        """The training loop's evaluation: the episodes, their video, the logged ``eval/...`` values."""
+        assert self.logger is not None and self.evaluator.envs
         seed = self.config.seed + 100_000 + 1000 * self._evals_done
-        planner = self._make_planner(torch.Generator().manual_seed(seed), acting=True)
+        planner = self.make_planner(torch.Generator().manual_seed(seed), acting=True)
         started = time.time()
-        recorder = self._eval_envs[0] if isinstance(self._eval_envs[0], EpisodeRecorder) else None
+        recorder = self.evaluator.recorder
         if recorder is not None:
             recorder.arm()
         plan_ms: list[float] = []
@@ -516,62 +428,14 @@ class MBRLAgent:
             self.logger.record(key, value)
         self.logger.dump(self.num_timesteps)
 
-    # ----------------------------------------------------------------- persistence
-    def _state(self) -> dict[str, Any]:
-        env_rng = getattr(self.env.unwrapped, "np_random", None)
-        return {
-            "config": config_to_dict(self.config),
-            "counters": {
-                "num_timesteps": self.num_timesteps, "episode": self._episode, "trained": self._trained,
-                "next_checkpoint": self._next_checkpoint, "last_fit": self._last_fit,
-                "evals_done": self._evals_done, "mid_episode": self._obs is not None,
-                "ep_returns": list(self._ep_returns),
-                "elapsed": self._elapsed(), "eval_seconds": self._eval_seconds,
-            },
-            "model": self.model.state_dict(),
-            "optimizer": self.model.optimizer.state_dict(),
-            "buffer": numpy_to_tensors(self.buffer.state_dict()),
-            "rng": self.rng.bit_generator.state,
-            "planner_rng": self._generator.get_state(),
-            "env_rng": env_rng.bit_generator.state if env_rng is not None else None,
-        }
-
-    def _restore(self, payload: dict[str, Any], source: Path) -> None:
-        saved = config_to_dict(config_from_dict(payload["config"]))  # fills fields added since
-        changed = [k for k in _flat_diff(saved, config_to_dict(self.config)) if k not in RESUMABLE_CHANGES]
-        if changed:
-            raise ConfigError(
-                f"the checkpoint {source} was made with a different configuration ({', '.join(changed)}); "
-                "use the same settings to resume, or a new --run-dir to start a fresh run"
-            )
-        load_module_state(self.model, payload["model"], source, "start a fresh run with a new --run-dir")
-        c = payload["counters"]
-        self.num_timesteps, self._episode, self._trained = c["num_timesteps"], c["episode"], c["trained"]
-        self._next_checkpoint, self._last_fit, self._evals_done = c["next_checkpoint"], c["last_fit"], c["evals_done"]
-        self._ep_returns.extend(c["ep_returns"])
-        self._elapsed_before, self._eval_seconds = c.get("elapsed", 0.0), c.get("eval_seconds", 0.0)
-        self.model.optimizer.load_state_dict(payload["optimizer"])
-        buffer_state = tensors_to_numpy(payload["buffer"])
-        self.buffer = self._make_buffer(int(buffer_state["capacity"]))
-        self.buffer.load_state_dict(buffer_state)
-        if c.get("mid_episode", False):  # written mid-episode (a stop): that episode ends here, a new one starts
-            self.buffer.truncate_last()
-            self._episode += 1
-        self.rng.bit_generator.state = payload["rng"]
-        self._generator.set_state(payload["planner_rng"])
-        if payload["env_rng"] is not None:
-            self.env.unwrapped.np_random = np.random.Generator(np.random.PCG64())
-            self.env.unwrapped.np_random.bit_generator.state = payload["env_rng"]
-        if self.run_dir is not None:
-            self._resumed_at = self.num_timesteps
-
+    # ----------------------------------------------------------------- persistence (agent/checkpoint.py)
     def _checkpoint(self) -> None:
         if self.run_dir is not None:
-            save_checkpoint(self.run_dir / CHECKPOINT_NAME, self._state())
+            save_checkpoint(self.run_dir / CHECKPOINT_NAME, agent_payload(self))
 
     def save(self, path: str | Path) -> None:
         """Write everything needed to resume or deploy to ``path`` (atomically)."""
-        save_checkpoint(path, self._state())
+        save_checkpoint(path, agent_payload(self))
 
     @classmethod
     def load(cls, path: str | Path, env: gym.Env | str | None = None, **kwargs: Any) -> MBRLAgent:
@@ -579,5 +443,5 @@ class MBRLAgent:
         payload = load_checkpoint(path)
         config = config_from_dict(payload["config"])
         agent = cls(env if env is not None else config.env_id, config, **kwargs)
-        agent._restore(payload, Path(path))
+        restore_agent(agent, payload, Path(path))
         return agent

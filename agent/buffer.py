@@ -18,8 +18,6 @@ for images), ``A`` action dim, ``E`` ensemble members.
 from __future__ import annotations
 
 import math
-import os
-import zipfile
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, NamedTuple
@@ -27,6 +25,8 @@ from typing import Any, NamedTuple
 import numpy as np
 
 from agent.atomic import atomic_write
+from agent.buffer_io import as_int, available_memory_bytes, read_npz
+from agent.windows import draw_window_starts
 
 _GIB = float(1 << 30)
 _FORMAT_VERSION = 1
@@ -40,8 +40,6 @@ _ARRAY_KEYS = (
     "next_obs",
 )
 _SCALAR_KEYS = ("format_version", "capacity", "position", "size")
-# Rejection sampling of sequence starts: rounds before enumerating valid starts.
-_REJECTION_ROUNDS = 4
 
 
 class Transitions(NamedTuple):
@@ -77,30 +75,6 @@ class Sequences(NamedTuple):
     terminated: np.ndarray  # (T, B) bool
     truncated: np.ndarray  # (T, B) bool
     mask: np.ndarray | None = None  # (T, B) float32: 1 up to the window's first end, 0 after; None: all 1
-
-
-def available_memory_bytes() -> int | None:
-    """Memory the OS can still give us, in bytes, or ``None`` if unknown.
-
-    Reads ``MemAvailable`` from ``/proc/meminfo``; falls back to free physical
-    pages times page size from ``os.sysconf``.
-    """
-    try:
-        with open("/proc/meminfo", encoding="ascii") as f:
-            for line in f:
-                parts = line.split()
-                if len(parts) >= 2 and parts[0] == "MemAvailable:":
-                    return int(parts[1]) * 1024  # reported in kB
-    except (OSError, ValueError):
-        pass
-    try:
-        pages = os.sysconf("SC_AVPHYS_PAGES")
-        page_size = os.sysconf("SC_PAGE_SIZE")
-    except (OSError, ValueError, AttributeError):
-        return None
-    if pages < 0 or page_size <= 0:
-        return None
-    return int(pages) * int(page_size)
 
 
 class ReplayBuffer:
@@ -343,7 +317,7 @@ class ReplayBuffer:
         if across_episodes:
             starts = rng.integers(0, n_starts, size=batch_size)
         else:
-            starts = self._draw_window_starts(batch_size, length, n_starts, rng)
+            starts = draw_window_starts(self._done_at, self._size, batch_size, length, n_starts, rng)
         return self._windows(starts, length, across_episodes)
 
     def _windows(self, starts: np.ndarray, length: int, across_episodes: bool) -> Sequences:
@@ -373,42 +347,10 @@ class ReplayBuffer:
         origin = self._pos if self._size == self.capacity else 0
         return (origin + logical) % self.capacity
 
-    def _windows_ok(self, starts: np.ndarray, length: int) -> np.ndarray:
-        """``(N,)`` bool: no done flag in the first ``T-1`` steps of each window."""
-        if length == 1:
-            return np.ones(starts.shape, dtype=bool)
-        steps = np.arange(length - 1)
-        idx = self._physical(starts[:, None] + steps[None, :])  # (N, T-1)
-        done = self._terminated[idx] | self._truncated[idx]
-        return ~done.any(axis=1)
-
-    def _valid_starts(self, length: int, n_starts: int) -> np.ndarray:
-        """All logical window starts that pass :meth:`_windows_ok`, by prefix sums."""
-        idx = self._physical(np.arange(self._size))
-        done = (self._terminated[idx] | self._truncated[idx]).astype(np.int64)
-        cum = np.concatenate([[0], np.cumsum(done)])
-        k = np.arange(n_starts)
-        return np.flatnonzero(cum[k + length - 1] - cum[k] == 0)
-
-    def _draw_window_starts(self, batch_size: int, length: int, n_starts: int, rng: np.random.Generator) -> np.ndarray:
-        """Uniform valid starts: rejection sampling, then enumeration if needed."""
-        accepted: list[np.ndarray] = []
-        n_accepted = 0
-        for _ in range(_REJECTION_ROUNDS):
-            cand = rng.integers(0, n_starts, size=2 * batch_size)
-            ok = cand[self._windows_ok(cand, length)]
-            accepted.append(ok)
-            n_accepted += ok.size
-            if n_accepted >= batch_size:
-                return np.concatenate(accepted)[:batch_size]
-        valid = self._valid_starts(length, n_starts)
-        if valid.size == 0:
-            raise ValueError(
-                f"no window of {length} consecutive steps within one episode: "
-                f"every stored episode is shorter than {length} steps"
-            )
-        rest = rng.choice(valid, size=batch_size - n_accepted)
-        return np.concatenate([*accepted, rest])
+    def _done_at(self, logical: np.ndarray) -> np.ndarray:
+        """Whether the episode ended (terminated or truncated) at logical positions ``logical`` (any shape)."""
+        idx = self._physical(logical)
+        return self._terminated[idx] | self._truncated[idx]
 
     # ------------------------------------------------------------- persistence
 
@@ -434,7 +376,7 @@ class ReplayBuffer:
         missing = [k for k in (*_SCALAR_KEYS, *_ARRAY_KEYS) if k not in state]
         if missing:
             raise ValueError(f"not a ReplayBuffer state: missing keys {missing}")
-        version, capacity, pos, size = (_as_int(state, k) for k in _SCALAR_KEYS)
+        version, capacity, pos, size = (as_int(state, k) for k in _SCALAR_KEYS)
         if version != _FORMAT_VERSION:
             raise ValueError(f"ReplayBuffer state format {version} unsupported (expected {_FORMAT_VERSION})")
         if capacity != self.capacity:
@@ -484,7 +426,7 @@ class ReplayBuffer:
             FileNotFoundError: no such file.
             ValueError: the file is truncated, corrupt, or not a ReplayBuffer file.
         """
-        state = _read_npz(Path(path))
+        state = read_npz(Path(path))
         missing = [k for k in (*_SCALAR_KEYS, *_ARRAY_KEYS) if k not in state]
         if missing:
             raise ValueError(f"{path} is not a ReplayBuffer file: missing keys {missing}")
@@ -492,7 +434,7 @@ class ReplayBuffer:
         if obs.ndim < 1 or actions.ndim != 2:
             raise ValueError(f"{path}: malformed ReplayBuffer arrays (obs {obs.shape}, actions {actions.shape})")
         buf = cls(
-            _as_int(state, "capacity"),
+            as_int(state, "capacity"),
             tuple(obs.shape[1:]),
             int(actions.shape[1]),
             obs.dtype,
@@ -503,26 +445,3 @@ class ReplayBuffer:
         except ValueError as err:
             raise ValueError(f"{path}: {err}") from err
         return buf
-
-
-def _read_npz(path: Path) -> dict[str, np.ndarray]:
-    """Every array of an ``.npz`` file, read eagerly so corruption shows up here."""
-    try:
-        data = np.load(path, allow_pickle=False)
-        if not isinstance(data, np.lib.npyio.NpzFile):
-            raise ValueError("holds one array, not an .npz archive")  # noqa: TRY004
-        with data:
-            return {k: data[k] for k in data.files}
-    except (FileNotFoundError, IsADirectoryError, PermissionError):
-        raise
-    except (zipfile.BadZipFile, ValueError, EOFError, OSError, KeyError) as err:
-        raise ValueError(
-            f"cannot read ReplayBuffer file {path} (truncated, corrupt or not a ReplayBuffer .npz): {err}"
-        ) from err
-
-
-def _as_int(state: Mapping[str, Any], key: str) -> int:
-    value = np.asarray(state[key])
-    if value.shape != () or not np.issubdtype(value.dtype, np.integer):
-        raise ValueError(f"state[{key!r}] must be an integer scalar, got {value!r}")
-    return int(value)

@@ -1,15 +1,21 @@
-"""Checkpoints: plain tensors and builtins only, written atomically, loaded with weights_only."""
+"""Checkpoints: plain tensors and builtins only, written atomically, loaded with weights_only;
+and what the agent puts in one (:func:`agent_payload`) and takes back out (:func:`restore_agent`)."""
 
 from __future__ import annotations
 
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
 
 from agent.atomic import atomic_write
+from agent.config import ConfigError, config_from_dict, config_to_dict
+from world_models.base import WorldModel
+
+if TYPE_CHECKING:
+    from agent.agent import MBRLAgent
 
 FORMAT = "rehearse-checkpoint/1"
 
@@ -50,7 +56,9 @@ def load_checkpoint(path: str | Path) -> dict[str, Any]:
     return payload
 
 
-def load_module_state(module: torch.nn.Module, state: Mapping[str, Any], source: str | Path, remedy: str) -> None:
+def load_module_state(
+    module: torch.nn.Module | WorldModel, state: Mapping[str, Any], source: str | Path, remedy: str
+) -> None:
     """``module.load_state_dict(state)``, or a CheckpointError saying that ``source`` holds other
     networks (missing, unexpected or mis-shaped tensors) and what to do (``remedy``)."""
     try:
@@ -71,3 +79,77 @@ def numpy_to_tensors(state: dict[str, Any]) -> dict[str, Any]:
 def tensors_to_numpy(state: dict[str, Any]) -> dict[str, Any]:
     """Inverse of :func:`numpy_to_tensors`."""
     return {k: v.numpy() if isinstance(v, torch.Tensor) else v for k, v in state.items()}
+
+
+# ----------------------------------------------------------------- the agent's payload
+CHECKPOINT_NAME = "checkpoints/latest.pt"
+"""Where a run directory keeps its checkpoint."""
+RESUMABLE_CHANGES = {"train.total_timesteps", "device"}
+"""Settings a run may change when it resumes; any other difference is refused."""
+
+
+def flat_diff(old: dict[str, Any], new: dict[str, Any], prefix: str = "") -> list[str]:
+    """Dotted keys (``section.field``) whose values differ between two nested config dicts."""
+    keys = []
+    for key in sorted(set(old) | set(new)):
+        a, b = old.get(key), new.get(key)
+        if isinstance(a, dict) and isinstance(b, dict) and key != "env_kwargs":
+            keys += flat_diff(a, b, f"{prefix}{key}.")
+        elif a != b:
+            keys.append(f"{prefix}{key}")
+    return keys
+
+
+def agent_payload(agent: MBRLAgent) -> dict[str, Any]:
+    """Everything needed to resume ``agent``: config, loop counters, model, optimizer, buffer, generators."""
+    env_rng = getattr(agent.env.unwrapped, "np_random", None)
+    return {
+        "config": config_to_dict(agent.config),
+        "counters": {
+            "num_timesteps": agent.num_timesteps, "episode": agent._episode, "trained": agent._trained,
+            "next_checkpoint": agent._next_checkpoint, "last_fit": agent._last_fit,
+            "evals_done": agent._evals_done, "mid_episode": agent._obs is not None,
+            "ep_returns": list(agent._ep_returns),
+            "elapsed": agent._elapsed(), "eval_seconds": agent._eval_seconds,
+        },
+        "model": agent.model.state_dict(),
+        "optimizer": agent.model.optimizer.state_dict(),
+        "buffer": numpy_to_tensors(agent.buffer.state_dict()),
+        "rng": agent.rng.bit_generator.state,
+        "planner_rng": agent._generator.get_state(),
+        "env_rng": env_rng.bit_generator.state if env_rng is not None else None,
+    }
+
+
+def restore_agent(agent: MBRLAgent, payload: dict[str, Any], source: Path) -> None:
+    """Put ``agent`` in the state :func:`agent_payload` saved in ``payload`` (read from ``source``).
+
+    A ConfigError when the checkpoint's configuration differs from the agent's beyond
+    :data:`RESUMABLE_CHANGES`."""
+    saved = config_to_dict(config_from_dict(payload["config"]))  # fills fields added since, maps renamed keys
+    changed = [k for k in flat_diff(saved, config_to_dict(agent.config)) if k not in RESUMABLE_CHANGES]
+    if changed:
+        raise ConfigError(
+            f"the checkpoint {source} was made with a different configuration ({', '.join(changed)}); "
+            "use the same settings to resume, or a new --run-dir to start a fresh run"
+        )
+    load_module_state(agent.model, payload["model"], source, "start a fresh run with a new --run-dir")
+    c = payload["counters"]
+    agent.num_timesteps, agent._episode, agent._trained = c["num_timesteps"], c["episode"], c["trained"]
+    agent._next_checkpoint, agent._last_fit, agent._evals_done = c["next_checkpoint"], c["last_fit"], c["evals_done"]
+    agent._ep_returns.extend(c["ep_returns"])
+    agent._elapsed_before, agent._eval_seconds = c.get("elapsed", 0.0), c.get("eval_seconds", 0.0)
+    agent.model.optimizer.load_state_dict(payload["optimizer"])
+    buffer_state = tensors_to_numpy(payload["buffer"])
+    agent.buffer = agent._make_buffer(int(buffer_state["capacity"]))
+    agent.buffer.load_state_dict(buffer_state)
+    if c.get("mid_episode", False):  # written mid-episode (a stop): that episode ends here, a new one starts
+        agent.buffer.truncate_last()
+        agent._episode += 1
+    agent.rng.bit_generator.state = payload["rng"]
+    agent._generator.set_state(payload["planner_rng"])
+    if payload["env_rng"] is not None:
+        agent.env.unwrapped.np_random = np.random.Generator(np.random.PCG64())
+        agent.env.unwrapped.np_random.bit_generator.state = payload["env_rng"]
+    if agent.run_dir is not None:
+        agent._resumed_at = agent.num_timesteps

@@ -1,8 +1,10 @@
 """Configuration: one dataclass per component, YAML presets per environment, CLI overrides.
 
 A preset (``agent/presets/<env id>.yaml``) holds any subset of the fields below,
-nested by section. ``resolve_config`` merges defaults <- preset <- overrides and
-rejects unknown keys with a message naming the valid ones.
+nested by section (:data:`SECTIONS`). ``resolve_config`` merges defaults <- preset <- overrides and
+rejects unknown keys with a message naming the valid ones. Keys of earlier versions are read
+through :data:`RENAMED`. The world models' sections are defined in ``world_models/config.py``,
+the sampling planners' in ``planners/sampling.py``.
 """
 
 from __future__ import annotations
@@ -11,11 +13,13 @@ import dataclasses
 import math
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any, Iterable, Mapping
 
+import torch
 import yaml
 
 from planners import PLANNER_NAMES, SamplingConfig
+from world_models.config import LatentConfig, RoboticsConfig, ValueConfig
 from world_models.robotics import CONTINUATION_SOURCES, IMAGINATION_DTYPES
 
 PRESET_DIR = Path(__file__).parent / "presets"
@@ -28,111 +32,38 @@ VALUE_KINDS = ("state", "policy")
 
 @dataclass
 class ModelConfig:
-    """The world model: RoboticsWorldModel (ensemble of probabilistic MLPs on states) or
-    LatentWorldModel (conv encoder + latent dynamics on pixels)."""
+    """Which world model: its settings are the ``robotics`` or the ``latent`` section."""
 
     kind: str = "auto"
-    """auto (latent for image observations, else robotics), robotics or latent."""
-    ensemble_size: int = 5
-    """Number of ensemble members E."""
-    hidden_dim: int = 200
-    """Width of each hidden layer."""
-    num_layers: int = 4
-    """Number of hidden layers."""
-    learning_rate: float = 1e-3
-    """AdamW learning rate."""
-    weight_decay: float = 1e-5
-    """AdamW weight decay."""
-    value_function: bool = False
-    """Learn a terminal value V(z) by TD(0) on stored transitions; the planner adds it after H steps."""
-    value_tau: float = 0.02
-    """EMA rate of the value function's target network."""
-    value_window: int = 0
-    """Train the value on the most recent N transitions only (0: all stored): the current planner's
-    behaviour rather than the random warm-up's."""
-    value_kind: str = "state"
-    """Robotics model, with value_function: ``state``, V(z) by TD(0) on stored transitions (the value
-    of the behaviour that filled the buffer); or ``policy``, a learned deterministic policy pi(z) and
-    twin Q(z, a) trained off-policy (TD3's clipped double Q and target smoothing), the terminal
-    value then being min Q(z_H, pi(z_H)): the value of acting by the learned policy after the horizon."""
-    policy_imitation: float = 0.0
-    """With value_kind policy: weight of a pull of the policy towards the stored (planned) actions in its
-    loss, TD3+BC's form (0.4 is its alpha 2.5): keeps the critics queried where they were trained, against
-    the over-estimation of a policy that leaves the planner's actions. 0: off."""
-    sparse_reward_weight: float = 0.0
-    """Extra weight of transitions with a non-zero reward in the reward loss (each counts 1 + this):
-    for sparse rewards, which a model otherwise learns to predict as zero everywhere. 0: off."""
-    termination_weight: float = 0.0
-    """Extra weight of terminal transitions in the continuation loss (each counts 1 + this), so the
-    model marks sharply where episodes end. 0: off."""
-    continuation_from: str = "transition"
-    """Robotics model: where the continuation (the episode goes on) is read from. ``transition``: an
-    output of the dynamics network, from (z, a). ``next_state``: a small network of its own on the
-    next state, applied to every imagined state; for tasks that end when the state leaves a healthy
-    range (Hopper, Walker2d), whose end the dynamics network blurs."""
-    imagination_dtype: str = "float32"
-    """Robotics model: dtype of the dynamics network's hidden-to-hidden products while planning,
-    ``float32`` or ``bfloat16``, about 3 significant digits in those layers; the input and output
-    layers, the latents and all training stay float32. Measured on a 2-core AVX512-BF16 CPU
-    (benchmarks/results/imagination_dtype.md): the PETS plan 1.36x and a HalfCheetah preset plan
-    1.22x faster, batched evaluation plans slower (19.5 against 17.0 ms an action); one HalfCheetah
-    seed returned 4,130 at 50k against 4,610 to 5,502 in float32. Without native bf16 it is emulated
-    and slower. Off (float32) in every preset."""
-    latent_dim: int = 64
-    """Latent model: latent size Z."""
-    depth: int = 16
-    """Latent model: channels of the first conv (then 2d, 4d, 8d)."""
-    objective: str = "jepa"
-    """Latent model: jepa (EMA-target embedding prediction) or reconstruction (pixel decoder)."""
-    sequence_length: int = 8
-    """Latent model: length T of the training windows (open-loop rollout steps)."""
-    windows_across_episodes: bool = False
-    """Latent model: start training windows at any stored step, leaving the steps after an
-    episode's end out of the losses. false: only windows inside one episode, so episodes shorter
-    than sequence_length never reach the model and each episode's last steps are drawn rarely."""
+    """auto (latent for image observations, else robotics), robotics (RoboticsWorldModel, an ensemble of
+    probabilistic MLPs on states) or latent (LatentWorldModel, conv encoder + latent dynamics on pixels)."""
 
 
 @dataclass
 class PlannerConfig:
-    """Model-predictive control: which optimiser and how hard it searches."""
+    """Model-predictive control: which optimiser, what it imagines and scores; how hard it searches is
+    the ``sampling`` section (the planners' own SamplingConfig)."""
 
     name: str = "cem"
     """One of cem, mppi, random."""
     horizon: int = 15
     """Planning horizon H (imagined steps)."""
-    num_candidates: int = 256
-    """Candidate sequences N sampled per iteration."""
     eval_num_candidates: int = 0
     """Candidates per iteration when the agent acts without exploring: evaluations, ``evaluate()`` and
-    ``predict()``; the training loop's plans keep ``num_candidates``. 0: ``num_candidates``. A wider
-    search at evaluation only: on a HalfCheetah-v5 agent trained with 64 candidates (50k steps), 96
-    returned 4,948 against 4,400 on the same 10 episodes (benchmarks/results/HalfCheetah-v5/budget_screen)."""
-    iterations: int = 4
-    """Optimiser iterations per action."""
-    num_elites: int = 32
-    """CEM elites / MPPI top-k."""
+    ``predict()``; the training loop's plans keep ``sampling.num_candidates``. 0: ``sampling.num_candidates``.
+    A wider search at evaluation only (benchmarks/results/HalfCheetah-v5/budget_screen)."""
     particles: int = 5
-    """Particles P per candidate; a multiple of the ensemble size."""
-    init_std: float = 0.5
-    """Initial sampling std of actions in [-1, 1]."""
-    min_std: float = 0.05
-    """Lower bound on the sampling std."""
-    momentum: float = 0.1
-    """Weight of the previous mean/std in each update."""
-    temperature: float = 0.5
-    """MPPI softmax temperature."""
+    """Particles P per candidate; a multiple of the robotics model's ensemble size."""
     discount: float = 0.99
     """Discount of imagined rewards."""
     cost_weight: float = 0.0
     """Penalty per unit of predicted unsafe probability."""
     pessimism: float = 0.0
     """Subtract this many standard deviations of the particles' returns (ensemble disagreement)."""
-    policy_proposals: int = 0
-    """With model.value_kind policy: sequences proposed by rolling the learned policy through the model
-    (the first without noise, the rest with noise policy_noise on every action), scored with the
-    planner's own candidates. 0: none."""
-    policy_noise: float = 0.1
-    """Std of the noise on the policy's actions in all proposals but the first."""
+    proposals: int = 0
+    """Sequences a proposer adds to each plan's candidates, scored with the planner's own: the agent's
+    ``proposer``, else the learned policy's plans (value.kind policy; the first without noise, the rest
+    with noise value.policy_noise on every action). 0: none."""
 
 
 @dataclass
@@ -185,11 +116,38 @@ class Config:
     seed: int = 0
     device: str = "auto"
     model: ModelConfig = field(default_factory=ModelConfig)
+    robotics: RoboticsConfig = field(default_factory=RoboticsConfig)
+    latent: LatentConfig = field(default_factory=LatentConfig)
+    value: ValueConfig = field(default_factory=ValueConfig)
     planner: PlannerConfig = field(default_factory=PlannerConfig)
+    sampling: SamplingConfig = field(default_factory=SamplingConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
 
 
-SECTIONS: dict[str, type] = {"model": ModelConfig, "planner": PlannerConfig, "train": TrainConfig}
+SECTIONS: dict[str, type] = {
+    "model": ModelConfig, "robotics": RoboticsConfig, "latent": LatentConfig, "value": ValueConfig,
+    "planner": PlannerConfig, "sampling": SamplingConfig, "train": TrainConfig,
+}
+"""Section name -> its dataclass (a preset's top-level keys, the CLI's ``--<section>-<field>`` flags)."""
+
+_BOTH_MODELS = ("hidden_dim", "learning_rate", "sparse_reward_weight", "termination_weight")
+RENAMED: dict[str, tuple[str, ...]] = {
+    **{f"model.{name}": (f"robotics.{name}",) for name in (
+        "ensemble_size", "num_layers", "weight_decay", "continuation_from", "imagination_dtype")},
+    **{f"model.{name}": (f"robotics.{name}", f"latent.{name}") for name in _BOTH_MODELS},
+    **{f"model.{name}": (f"latent.{name}",) for name in (
+        "latent_dim", "depth", "objective", "sequence_length", "windows_across_episodes")},
+    "model.value_function": ("value.function",),
+    "model.value_tau": ("value.tau",),
+    "model.value_window": ("value.window",),
+    "model.value_kind": ("value.kind",),
+    "model.policy_imitation": ("value.policy_imitation",),
+    "planner.policy_proposals": ("planner.proposals",),
+    "planner.policy_noise": ("value.policy_noise",),
+    **{f"planner.{f.name}": (f"sampling.{f.name}",) for f in dataclasses.fields(SamplingConfig)},
+}
+"""Keys of earlier versions (presets, saved config.yaml files, checkpoints, CLI flags) -> the keys that hold
+their values now. A key shared by both world models (``model.hidden_dim``) sets it for both."""
 
 
 class ConfigError(ValueError):
@@ -236,7 +194,8 @@ def _field_types(cls: type) -> dict[str, type]:
 
 
 def apply_overrides(config: Config, overrides: Mapping[str, Any]) -> Config:
-    """Return a new Config with ``{"section.key" or "key": value}`` applied (nested dicts too)."""
+    """Return a new Config with ``{"section.key" or "key": value}`` applied (nested dicts too); keys of
+    earlier versions are applied where they are now (:data:`RENAMED`)."""
     flat: dict[str, Any] = {}
     for key, value in overrides.items():
         if key in SECTIONS and isinstance(value, Mapping):
@@ -244,23 +203,50 @@ def apply_overrides(config: Config, overrides: Mapping[str, Any]) -> Config:
         else:
             flat[key] = value
     data = config_to_dict(config)
-    for key, value in flat.items():
-        section, _, name = key.rpartition(".")
-        cls = SECTIONS.get(section) if section else Config
-        if cls is None:
-            raise ConfigError(f"unknown config section {section!r} in {key!r}; valid: {sorted(SECTIONS)}")
-        types = _field_types(cls)
-        if name not in types or (not section and name in SECTIONS):
-            raise ConfigError(f"unknown config key {key!r}; valid keys: {sorted(types)}")
-        target = data[section] if section else data
-        target[name] = _coerce(value, types[name], key)
+    for old_key, value in flat.items():
+        for key in RENAMED.get(old_key, (old_key,)):
+            section, _, name = key.rpartition(".")
+            cls = SECTIONS.get(section) if section else Config
+            if cls is None:
+                raise ConfigError(f"unknown config section {section!r} in {key!r}; valid: {sorted(SECTIONS)}")
+            types = _field_types(cls)
+            if name not in types or (not section and name in SECTIONS):
+                raise ConfigError(f"unknown config key {key!r}; valid keys: {sorted(types)}")
+            target = data[section] if section else data
+            target[name] = _coerce(value, types[name], old_key)
     return config_from_dict(data)
 
 
+def upgrade_dict(data: Mapping[str, Any]) -> dict[str, Any]:
+    """A nested config dict with the keys of earlier versions moved where they are now (:data:`RENAMED`);
+    where a dict holds both, the current key wins."""
+    out = {k: dict(v) if k in SECTIONS and isinstance(v, Mapping) else v for k, v in data.items()}
+    moved: dict[str, dict[str, Any]] = {}
+    for old_key, new_keys in RENAMED.items():
+        section, _, name = old_key.partition(".")
+        if isinstance(out.get(section), dict) and name in out[section]:
+            value = out[section].pop(name)
+            for key in new_keys:
+                new_section, _, new_name = key.partition(".")
+                moved.setdefault(new_section, {})[new_name] = value
+    for section, values in moved.items():
+        out[section] = {**values, **out.get(section, {})}
+    return out
+
+
 def config_from_dict(data: Mapping[str, Any]) -> Config:
-    """Inverse of :func:`config_to_dict`."""
+    """Inverse of :func:`config_to_dict`; reads the layout of earlier versions too (:func:`upgrade_dict`)."""
+    data = upgrade_dict(data)
     top = {k: v for k, v in data.items() if k not in SECTIONS}
-    sections = {name: cls(**data.get(name, {})) for name, cls in SECTIONS.items()}
+    sections = {}
+    for name, cls in SECTIONS.items():
+        try:
+            sections[name] = cls(**data.get(name, {}))
+        except ValueError as exc:  # SamplingConfig checks its values
+            raise ConfigError(f"{name} settings: {exc}") from None
+        except TypeError as exc:
+            valid = sorted(f.name for f in dataclasses.fields(cls))
+            raise ConfigError(f"unknown key in section {name!r} ({exc}); valid keys: {valid}") from None
     return Config(**top, **sections)
 
 
@@ -303,6 +289,15 @@ def resolve_config(env_id: str, overrides: Mapping[str, Any] | None = None, pres
     return apply_overrides(config, overrides or {})
 
 
+def resolve_device(name: str) -> torch.device:
+    """``auto`` -> CUDA when present, else CPU."""
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name.startswith("cuda") and not torch.cuda.is_available():
+        raise ConfigError("device cuda was asked for but no CUDA device is available; use --device cpu")
+    return torch.device(name)
+
+
 def model_kind(config: Config, image_obs: bool) -> str:
     """The world model to build: ``model.kind``, with ``auto`` resolved by the observations."""
     if config.model.kind == "auto":
@@ -310,57 +305,65 @@ def model_kind(config: Config, image_obs: bool) -> str:
     return config.model.kind
 
 
-def validate(config: Config, kind: str | None = None) -> None:
+def validate(config: Config, kind: str | None = None, proposer: bool = False) -> None:
     """Cross-field checks with messages that say how to fix them.
 
     ``kind``: the resolved model kind (see :func:`model_kind`); ``None`` uses ``model.kind``,
-    and an unresolved ``auto`` is checked like ``robotics``.
+    and an unresolved ``auto`` is checked like ``robotics``. ``proposer``: the agent has a proposer of
+    its own (``planner.proposals`` then needs no learned policy).
     """
-    _validate_model(config.model)
+    if config.model.kind not in MODEL_KINDS:
+        raise ConfigError(f"model.kind must be one of {', '.join(MODEL_KINDS)}, got {config.model.kind!r}")
+    _validate_robotics(config.robotics)
+    _validate_latent(config.latent)
+    _validate_value(config.value)
     if config.frame_stack < 1:
         raise ConfigError(f"frame_stack must be >= 1 (1: no stacking), got {config.frame_stack}")
     kind = kind or config.model.kind
-    if kind != "latent" and config.planner.particles % config.model.ensemble_size:
+    if kind != "latent" and config.planner.particles % config.robotics.ensemble_size:
         raise ConfigError(
             f"planner.particles ({config.planner.particles}) must be a multiple of "
-            f"model.ensemble_size ({config.model.ensemble_size}) for the robotics ensemble "
+            f"robotics.ensemble_size ({config.robotics.ensemble_size}) for the robotics ensemble "
             "(the latent model, model.kind latent, is deterministic and takes any number)"
         )
-    _validate_planner(config.planner)
+    _validate_planner(config.planner, config.sampling)
     _validate_train(config.train)
-    if config.model.value_function and config.planner.discount >= 1.0:  # [0, 1] is checked with the planner
-        raise ConfigError(
-            f"planner.discount must be in [0, 1) when model.value_function is on, got {config.planner.discount}"
-        )
-    if config.model.value_kind == "policy" and not config.model.value_function:
-        raise ConfigError("model.value_kind policy needs model.value_function: true")
-    if config.model.policy_imitation and config.model.value_kind != "policy":
-        raise ConfigError(
-            f"model.policy_imitation ({config.model.policy_imitation}) trains the learned policy: set "
-            "model.value_kind: policy (with model.value_function: true), or model.policy_imitation: 0"
-        )
-    if config.planner.policy_proposals and config.model.value_kind != "policy":
-        raise ConfigError(
-            f"planner.policy_proposals ({config.planner.policy_proposals}) needs a learned policy: "
-            "set model.value_kind: policy (with model.value_function: true), or planner.policy_proposals: 0"
-        )
+    _validate_value_use(config, proposer)
     if config.device not in ("auto", "cpu", "cuda") and not config.device.startswith("cuda:"):
         raise ConfigError(f"device must be auto, cpu or cuda, got {config.device!r}")
 
 
-def search_width(p: PlannerConfig, acting: bool = False) -> int:
-    """Candidates per iteration: the training loop's ``num_candidates``, or, when ``acting`` (evaluations,
-    ``evaluate``, ``predict``), ``eval_num_candidates`` where set."""
-    return p.eval_num_candidates if acting and p.eval_num_candidates else p.num_candidates
+def _validate_value_use(config: Config, proposer: bool) -> None:
+    """The value and policy settings against each other and the planner's."""
+    v = config.value
+    if v.function and config.planner.discount >= 1.0:  # [0, 1] is checked with the planner
+        raise ConfigError(
+            f"planner.discount must be in [0, 1) when value.function is on, got {config.planner.discount}"
+        )
+    if v.kind == "policy" and not v.function:
+        raise ConfigError("value.kind policy needs value.function: true")
+    if v.policy_imitation and v.kind != "policy":
+        raise ConfigError(
+            f"value.policy_imitation ({v.policy_imitation}) trains the learned policy: set "
+            "value.kind: policy (with value.function: true), or value.policy_imitation: 0"
+        )
+    if config.planner.proposals and v.kind != "policy" and not proposer:
+        raise ConfigError(
+            f"planner.proposals ({config.planner.proposals}) needs a learned policy: "
+            "set value.kind: policy (with value.function: true), give the agent a proposer, or planner.proposals: 0"
+        )
 
 
-def sampling_config(p: PlannerConfig, acting: bool = False) -> SamplingConfig:
-    """The sampling planner's settings out of ``p`` (``ValueError`` for values it cannot run with);
-    ``acting``: for acting without exploration (:func:`search_width`)."""
-    return SamplingConfig(
-        num_candidates=search_width(p, acting), iterations=p.iterations, num_elites=p.num_elites,
-        init_std=p.init_std, min_std=p.min_std, momentum=p.momentum, temperature=p.temperature,
-    )
+def search_width(p: PlannerConfig, s: SamplingConfig, acting: bool = False) -> int:
+    """Candidates per iteration: the training loop's ``sampling.num_candidates``, or, when ``acting``
+    (evaluations, ``evaluate``, ``predict``), ``planner.eval_num_candidates`` where set."""
+    return p.eval_num_candidates if acting and p.eval_num_candidates else s.num_candidates
+
+
+def sampling_config(config: Config, acting: bool = False) -> SamplingConfig:
+    """The sampling planner's settings (``ValueError`` for values it cannot run with); ``acting``: for acting
+    without exploration (:func:`search_width`)."""
+    return dataclasses.replace(config.sampling, num_candidates=search_width(config.planner, config.sampling, acting))
 
 
 def _at_least(section: str, holder: object, names: tuple[str, ...], low: int, meaning: str = "") -> None:
@@ -379,6 +382,13 @@ def _finite_at_least_zero(section: str, holder: object, names: tuple[str, ...], 
             raise ConfigError(f"{section}.{name} must be a finite number >= 0{meaning}, got {value}")
 
 
+def _one_of(section: str, holder: object, name: str, valid: Iterable[str]) -> None:
+    """``ConfigError`` when the string field ``name`` of ``holder`` is none of ``valid``."""
+    value, valid = getattr(holder, name), tuple(valid)
+    if value not in valid:
+        raise ConfigError(f"{section}.{name} must be one of {', '.join(valid)}, got {value!r}")
+
+
 def _validate_train(t: TrainConfig) -> None:
     _at_least("train", t, ("total_timesteps", "learning_starts", "gradient_steps", "initial_gradient_steps"), 0)
     _at_least("train", t, ("eval_freq",), 0, " (0: no evaluation)")
@@ -387,43 +397,45 @@ def _validate_train(t: TrainConfig) -> None:
     _finite_at_least_zero("train", t, ("exploration_noise",), " (0: act as planned)")
 
 
-def _validate_planner(p: PlannerConfig) -> None:
-    if p.name not in PLANNER_NAMES:
-        raise ConfigError(f"planner.name must be one of {', '.join(PLANNER_NAMES)}, got {p.name!r}")
+def _validate_planner(p: PlannerConfig, s: SamplingConfig) -> None:
+    _one_of("planner", p, "name", PLANNER_NAMES)
     _at_least("planner", p, ("horizon", "particles"), 1)
-    _at_least("planner", p, ("policy_proposals",), 0, " (0: none)")
-    _at_least("planner", p, ("eval_num_candidates",), 0, " (0: num_candidates)")
+    _at_least("planner", p, ("proposals",), 0, " (0: none)")
+    _at_least("planner", p, ("eval_num_candidates",), 0, " (0: sampling.num_candidates)")
     _finite_at_least_zero("planner", p, ("cost_weight", "pessimism"), " (0: off)")
-    _finite_at_least_zero("planner", p, ("policy_noise",))
     if not 0.0 <= p.discount <= 1.0:
         raise ConfigError(f"planner.discount must be in [0, 1], got {p.discount}")
-    for acting, which in ((False, ""), (True, " when acting (eval_num_candidates)")):
-        try:
-            sampling_config(p, acting)
-        except ValueError as exc:
-            raise ConfigError(f"planner settings{which}: {exc}") from None
+    try:
+        dataclasses.replace(s, num_candidates=search_width(p, s, acting=True))
+    except ValueError as exc:
+        raise ConfigError(f"sampling settings when acting (planner.eval_num_candidates): {exc}") from None
 
 
-def _validate_model(m: ModelConfig) -> None:
-    if m.kind not in MODEL_KINDS:
-        raise ConfigError(f"model.kind must be one of {', '.join(MODEL_KINDS)}, got {m.kind!r}")
-    if m.objective not in LATENT_OBJECTIVES:
-        raise ConfigError(f"model.objective must be one of {', '.join(LATENT_OBJECTIVES)}, got {m.objective!r}")
-    _finite_at_least_zero("model", m, ("sparse_reward_weight", "termination_weight", "policy_imitation"), " (0: off)")
-    _finite_at_least_zero("model", m, ("weight_decay",))
-    if not (math.isfinite(m.learning_rate) and m.learning_rate > 0):
-        raise ConfigError(f"model.learning_rate must be a finite number > 0, got {m.learning_rate}")
-    if not 0.0 < m.value_tau <= 1.0:
-        raise ConfigError(f"model.value_tau must be in (0, 1] (1: the target copies the network), got {m.value_tau}")
-    if m.value_kind not in VALUE_KINDS:
-        raise ConfigError(f"model.value_kind must be one of {', '.join(VALUE_KINDS)}, got {m.value_kind!r}")
-    if m.continuation_from not in CONTINUATION_SOURCES:
-        raise ConfigError(
-            f"model.continuation_from must be one of {', '.join(CONTINUATION_SOURCES)}, got {m.continuation_from!r}"
-        )
-    if m.imagination_dtype not in IMAGINATION_DTYPES:
-        raise ConfigError(
-            f"model.imagination_dtype must be one of {', '.join(IMAGINATION_DTYPES)}, got {m.imagination_dtype!r}"
-        )
-    _at_least("model", m, ("value_window",), 0, " (0: all stored transitions)")
-    _at_least("model", m, ("latent_dim", "depth", "sequence_length", "hidden_dim", "ensemble_size", "num_layers"), 1)
+def _learning_rate(section: str, holder: RoboticsConfig | LatentConfig) -> None:
+    if not (math.isfinite(holder.learning_rate) and holder.learning_rate > 0):
+        raise ConfigError(f"{section}.learning_rate must be a finite number > 0, got {holder.learning_rate}")
+
+
+def _validate_robotics(m: RoboticsConfig) -> None:
+    _finite_at_least_zero("robotics", m, ("sparse_reward_weight", "termination_weight"), " (0: off)")
+    _finite_at_least_zero("robotics", m, ("weight_decay",))
+    _learning_rate("robotics", m)
+    _one_of("robotics", m, "continuation_from", CONTINUATION_SOURCES)
+    _one_of("robotics", m, "imagination_dtype", IMAGINATION_DTYPES)
+    _at_least("robotics", m, ("hidden_dim", "ensemble_size", "num_layers"), 1)
+
+
+def _validate_latent(m: LatentConfig) -> None:
+    _one_of("latent", m, "objective", LATENT_OBJECTIVES)
+    _finite_at_least_zero("latent", m, ("sparse_reward_weight", "termination_weight"), " (0: off)")
+    _learning_rate("latent", m)
+    _at_least("latent", m, ("latent_dim", "depth", "sequence_length", "hidden_dim"), 1)
+
+
+def _validate_value(v: ValueConfig) -> None:
+    _one_of("value", v, "kind", VALUE_KINDS)
+    _finite_at_least_zero("value", v, ("policy_imitation",), " (0: off)")
+    _finite_at_least_zero("value", v, ("policy_noise",))
+    if not 0.0 < v.tau <= 1.0:
+        raise ConfigError(f"value.tau must be in (0, 1] (1: the target copies the network), got {v.tau}")
+    _at_least("value", v, ("window",), 0, " (0: all stored transitions)")

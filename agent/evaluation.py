@@ -1,5 +1,8 @@
 """Evaluation: K deterministic episodes on separate environments.
 
+:class:`Evaluator` is what the agent holds: its evaluation envs (given, or made on demand) and
+the choice between the two ways of playing the episodes below, each plan warm-started from
+the previous one of its episode.
 :func:`evaluate` plays the episodes one after another on one env with a per-observation
 ``act``; :func:`evaluate_lockstep` plays them side by side, one env per episode, with
 one ``act`` call per time step for all episodes still running (so a planner can solve
@@ -14,6 +17,10 @@ from typing import Any, Callable, NamedTuple
 
 import gymnasium as gym
 import numpy as np
+import torch
+
+from envs import EpisodeRecorder
+from planners.warm_start import WarmStart
 
 
 class EvalResult(NamedTuple):
@@ -105,3 +112,61 @@ def _step_running(
         if not (terminated or truncated):
             still.append(j)
     return np.array(still, dtype=np.int64)
+
+
+PlanFn = Callable[[np.ndarray, WarmStart], np.ndarray]
+"""``plan(obs, warm) -> action``: ``obs (*obs_shape) -> (A,)`` or ``(k, *obs_shape) -> (k, A)``, warm-started by
+``warm`` (which it updates)."""
+MakeEnv = Callable[[bool | None, str | None], gym.Env]
+"""``make_env(check, render_mode) -> env``, as the agent makes its training env."""
+
+
+class Evaluator:
+    """The evaluation envs and how the episodes are played on them.
+
+    ``given``: the caller's envs (one: episodes one by one on it; at least ``episodes`` distinct ones: side by
+    side), used as they are; none: the evaluator makes them with ``make_env``, one per episode with
+    ``lockstep`` (else one), the first rendering ``rgb_array`` frames when ``video``.
+    """
+
+    def __init__(self, given: Sequence[gym.Env], make_env: MakeEnv, *, lockstep: bool, video: bool) -> None:
+        self.envs: list[gym.Env] = list(given)
+        self._make_env, self.lockstep, self.video = make_env, lockstep, video
+        self._own = False  # made here (more are made when an evaluation needs them)
+
+    def ensure(self, episodes: int) -> None:
+        """Make evaluation envs for ``episodes`` episodes unless the caller gave its own or enough exist."""
+        if self.envs and not self._own:
+            return
+        count = episodes if self.lockstep else 1
+        render = "rgb_array" if self.video else None
+        # the first is checked like any env we make; its copies need not be
+        self.envs += [self._make_env(False if k else None, None if k else render)
+                      for k in range(len(self.envs), count)]
+        self._own = True
+
+    def record_video(self) -> None:
+        """Wrap the first env in an :class:`~envs.EpisodeRecorder` (it plays episode 0 of every evaluation)."""
+        if not isinstance(self.envs[0], EpisodeRecorder):
+            self.envs[0] = EpisodeRecorder(self.envs[0])
+
+    @property
+    def recorder(self) -> EpisodeRecorder | None:
+        """The first env when it records episodes, else ``None``."""
+        return self.envs[0] if self.envs and isinstance(self.envs[0], EpisodeRecorder) else None
+
+    def run(self, plan: PlanFn, plan_shape: tuple[int, int], device: torch.device, episodes: int,
+            seed: int) -> EvalResult:
+        """Play ``episodes`` episodes: side by side with one batched ``plan`` per step when there is an env per
+        episode (and ``lockstep``), else one by one on the first env. ``plan_shape``: ``(H, A)``."""
+        horizon, action_dim = plan_shape
+        if self.lockstep and len(self.envs) >= episodes:
+            warm = WarmStart(horizon, action_dim, device, batch=episodes)
+
+            def act_running(obs: np.ndarray, running: np.ndarray) -> np.ndarray:
+                warm.keep(running)  # drop the warm starts of episodes that ended
+                return plan(obs, warm)
+
+            return evaluate_lockstep(self.envs, act_running, warm.reset, episodes, seed)
+        single = WarmStart(horizon, action_dim, device)
+        return evaluate(self.envs[0], lambda o: plan(o, single), single.reset, episodes, seed)

@@ -20,8 +20,9 @@ import torch
 
 from agent.buffer import ReplayBuffer, Transitions
 from agent.config import Config, ConfigError
+from world_models.base import WorldModel
 from world_models.latent import LatentWorldModel, SequenceBatch
-from world_models.robotics import IMAGINATION_DTYPES, ModelBatch, RoboticsWorldModel
+from world_models.robotics import ModelBatch, RoboticsWorldModel
 
 
 def to_tensor(x: np.ndarray, device: torch.device, dtype: torch.dtype = torch.float32) -> torch.Tensor:
@@ -34,8 +35,10 @@ def to_tensor(x: np.ndarray, device: torch.device, dtype: torch.dtype = torch.fl
 class ModelAdapter(Protocol):
     """What the agent loop needs from a world model (see the module docstring)."""
 
-    model: Any  # an nn.Module with .optimizer, encode() and imagine()
     obs_dtype: type[np.generic]
+
+    @property
+    def model(self) -> WorldModel: ...
 
     def as_obs(self, obs: Any) -> np.ndarray: ...
 
@@ -61,19 +64,13 @@ class RoboticsAdapter(_OnDevice):
     obs_dtype: type[np.generic] = np.float32
 
     def __init__(self, config: Config, state_dim: int, action_dim: int, device: torch.device) -> None:
-        m = config.model
         self.model = RoboticsWorldModel(
-            state_dim, action_dim, ensemble_size=m.ensemble_size, hidden_dim=m.hidden_dim,
-            num_layers=m.num_layers, learning_rate=m.learning_rate, weight_decay=m.weight_decay,
-            value_function=m.value_function, discount=config.planner.discount, value_tau=m.value_tau,
-            sparse_reward_weight=m.sparse_reward_weight, termination_weight=m.termination_weight,
-            value_kind=m.value_kind, continuation_from=m.continuation_from, policy_imitation=m.policy_imitation,
-            imagination_dtype=IMAGINATION_DTYPES[m.imagination_dtype],
+            state_dim, action_dim, config.robotics, config.value, discount=config.planner.discount
         ).to(device)
-        self.value_window = m.value_window if m.value_function else 0
+        self.value_window = config.value.window if config.value.function else 0
         self.model.eval()
         self.state_dim, self.device = state_dim, device
-        self.batch_size, self.ensemble_size = config.train.batch_size, m.ensemble_size
+        self.batch_size, self.ensemble_size = config.train.batch_size, config.robotics.ensemble_size
 
     def as_obs(self, obs: Any) -> np.ndarray:
         return np.asarray(obs, dtype=np.float32)
@@ -120,33 +117,22 @@ class LatentAdapter(_OnDevice):
                 f"model.kind latent needs square frames whose side is a multiple of 16, got {obs_shape}; "
                 "render at 64x64 (the default of pixels: true) or resize the frames"
             )
-        m = config.model
-        robotics_only = (  # (setting, the latent model's only value, why)
-            ("value_kind", "state", "the latent model learns a state value"),
-            ("imagination_dtype", "float32", "the latent model imagines in float32"),
-            ("continuation_from", "transition", "the latent model's heads read (z, a)"),
-        )
-        for name, latent_value, why in robotics_only:
-            value = getattr(m, name)
-            if value != latent_value:
-                raise ConfigError(f"model.{name} {value} is for the robotics model (state observations); "
-                                  f"{why}: set model.{name}: {latent_value}")
-        if m.value_function and m.value_window:
+        v = config.value
+        if v.kind != "state":
+            raise ConfigError(f"value.kind {v.kind} is for the robotics model (state observations); the latent "
+                              "model learns a state value: set value.kind: state")
+        if v.function and v.window:
             raise ConfigError(
-                "model.value_window is for the robotics model; the latent model learns its value on "
-                "its training windows: set model.value_window: 0"
+                "value.window is for the robotics model; the latent model learns its value on "
+                "its training windows: set value.window: 0"
             )
         self.model = LatentWorldModel(
-            action_dim, image_size=height, channels=channels, latent_dim=m.latent_dim, depth=m.depth,
-            hidden_dim=m.hidden_dim, objective=m.objective,  # type: ignore[arg-type]  # checked by validate
-            learning_rate=m.learning_rate, sparse_reward_weight=m.sparse_reward_weight,
-            termination_weight=m.termination_weight, value_function=m.value_function,
-            discount=config.planner.discount, value_tau=m.value_tau,
+            action_dim, config.latent, v, image_size=height, channels=channels, discount=config.planner.discount
         ).to(device)
         self.model.eval()
         self.obs_shape, self.device = tuple(obs_shape), device
-        self.batch_size, self.sequence_length = config.train.batch_size, m.sequence_length
-        self.across_episodes = m.windows_across_episodes
+        self.batch_size, self.sequence_length = config.train.batch_size, config.latent.sequence_length
+        self.across_episodes = config.latent.windows_across_episodes
 
     def as_obs(self, obs: Any) -> np.ndarray:
         return np.asarray(obs, dtype=np.uint8)
@@ -167,6 +153,21 @@ class LatentAdapter(_OnDevice):
             terminated=t(seq.terminated, torch.bool), costs=t(seq.costs),
             mask=None if seq.mask is None else t(seq.mask),
         ))
+
+
+class PolicyProposer:
+    """The learned policy's plans as a :class:`planners.base.Proposer` (``value.kind`` policy): rolled through
+    the model from ``context["z0"] (B, Z)``, the first without noise, the others with noise ``noise`` on every
+    action from ``context["generator"]``; ``(B, n, H, A)``."""
+
+    def __init__(self, model: RoboticsWorldModel, noise: float) -> None:
+        self.model, self.noise = model, noise
+
+    def propose(self, context: dict[str, object], n: int, horizon: int) -> torch.Tensor:
+        z0, generator = context["z0"], context["generator"]
+        assert isinstance(z0, torch.Tensor) and isinstance(generator, torch.Generator)
+        with torch.inference_mode():
+            return self.model.propose(z0, horizon, n, self.noise, generator)
 
 
 def make_adapter(

@@ -46,6 +46,7 @@ import torch
 from agent.atomic import atomic_write
 from agent.checkpoint import CheckpointError, load_module_state, read_weights
 from envs.ball_catch import FLOOR_WIDTH, BallCatchEnv, landing_bin
+from world_models.config import LatentConfig
 from world_models.latent import LatentWorldModel, SequenceBatch
 
 __all__ = ["Probe", "Throws", "collect", "fit_probe", "imagine_landing", "landing_point", "main", "stack_frames",
@@ -354,8 +355,8 @@ def _model_path(out: Path, objective: str) -> Path:
 
 
 def _new_model(objective: str, stack: int = 2) -> LatentWorldModel:
-    return LatentWorldModel(1, channels=3 * stack, latent_dim=64, depth=16, hidden_dim=256,
-                            objective=objective, safety_head=False)  # type: ignore[arg-type]
+    config = LatentConfig(latent_dim=64, depth=16, hidden_dim=256, objective=objective, learning_rate=3e-4)
+    return LatentWorldModel(1, config, channels=3 * stack, safety_head=False)
 
 
 def _train_and_save(train: Throws, objective: str, args: argparse.Namespace,

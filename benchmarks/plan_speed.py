@@ -48,6 +48,7 @@ from world_models.activation import (
     silu_vector_width,
     torch_silu,
 )
+from world_models.config import RoboticsConfig, ValueConfig
 from world_models.robotics import CONTINUATION_HIDDEN, IMAGINATION_DTYPES, RoboticsWorldModel, row_blocks
 
 
@@ -80,12 +81,12 @@ def preset_cases(env_id: str) -> list[SpeedCase]:
     different width (``planner.num_candidates``), its plan too."""
     c = resolve_config(env_id)
     s, a = ENV_DIMS[env_id]
-    p, m = c.planner, c.model
-    acting, training = search_width(p, acting=True), search_width(p)
+    p, m, v, sampling = c.planner, c.robotics, c.value, c.sampling
+    acting, training = search_width(p, sampling, acting=True), search_width(p, sampling)
     widths = [("", acting)] if acting == training else [(" acting", acting), (" training", training)]
     return [SpeedCase(f"preset:{env_id}{label}", s, a, m.ensemble_size, m.hidden_dim, m.num_layers, p.name,
-                      p.horizon, n, p.iterations, p.particles, p.num_elites, continuation_from=m.continuation_from,
-                      terminal_value=m.value_kind if m.value_function else "none")
+                      p.horizon, n, sampling.iterations, p.particles, sampling.num_elites,
+                      continuation_from=m.continuation_from, terminal_value=v.kind if v.function else "none")
             for label, n in widths]
 
 
@@ -155,17 +156,18 @@ def time_case(case: SpeedCase, repeats: int, variants: tuple[Variant, ...] = (("
     models = {}
     for dtype in dtypes:
         torch.manual_seed(0)
-        models[dtype] = RoboticsWorldModel(case.state_dim, case.action_dim, ensemble_size=case.ensemble_size,
-                                           hidden_dim=case.hidden_dim, num_layers=case.num_layers,
-                                           continuation_from=case.continuation_from,
-                                           value_function=case.terminal_value != "none",
-                                           value_kind="state" if case.terminal_value == "none" else case.terminal_value,
-                                           imagination_dtype=IMAGINATION_DTYPES[dtype]).eval()
+        network = RoboticsConfig(ensemble_size=case.ensemble_size, hidden_dim=case.hidden_dim,
+                                 num_layers=case.num_layers, continuation_from=case.continuation_from,
+                                 imagination_dtype=dtype)
+        value = ValueConfig(function=case.terminal_value != "none",
+                            kind="state" if case.terminal_value == "none" else case.terminal_value)
+        models[dtype] = RoboticsWorldModel(case.state_dim, case.action_dim, network, value).eval()
     sampling = SamplingConfig(num_candidates=case.num_candidates, iterations=case.iterations,
                               num_elites=case.num_elites)
     planner = make_planner(case.planner, sampling, case.action_dim, torch.Generator().manual_seed(0))
     z0 = torch.randn(case.state_dim) if case.problems == 1 else torch.randn(case.problems, case.state_dim)
-    objectives = {dtype: make_objective(model, z0, particles=case.particles, discount=0.99, cost_weight=0.0)
+    objectives = {dtype: make_objective(model.imagine, z0, particles=case.particles, discount=0.99,
+                                        cost_weight=0.0)
                   for dtype, model in models.items()}
     init = torch.zeros(*z0.shape[:-1], case.horizon, case.action_dim)
     times: dict[Variant, list[float]] = {variant: [] for variant in variants}

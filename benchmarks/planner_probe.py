@@ -57,8 +57,9 @@ def probe_table(run_dir: Path, variants: Sequence[Variant], episodes: int, seed:
         configs.append((name, ", ".join(f"{k.removeprefix('planner.')}={v}" for k, v in overrides.items()), config))
     p = trained.planner
     acting = f" (acting: {p.eval_num_candidates})" if p.eval_num_candidates else ""
-    own = (f"{p.name} H={p.horizon} N={p.num_candidates}{acting} iterations={p.iterations} "
-           f"elites={p.num_elites} particles={p.particles}")
+    s = trained.sampling
+    own = (f"{p.name} H={p.horizon} N={s.num_candidates}{acting} iterations={s.iterations} "
+           f"elites={s.num_elites} particles={p.particles}")
     lines = [f"Planner probe of {run_dir} at {agent.num_timesteps} steps: {episodes} evaluation episodes, "
              f"reset seeds {seed} to {seed + episodes - 1}", "",
              "| variant | settings | mean return | std | min | max | mean length | seconds |",

@@ -36,8 +36,9 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from agent.agent import MBRLAgent, WarmStart
+from agent.agent import MBRLAgent
 from agent.config import Config, resolve_config
+from planners.warm_start import WarmStart
 
 
 @dataclass(frozen=True)
@@ -119,10 +120,10 @@ def time_parts(agent: MBRLAgent, repeats: int) -> PartTimes:
     eval_warm = WarmStart(config.planner.horizon, agent.action_dim, agent.device, batch=len(batch))
     plans, gradients = [], []
     for _ in range(repeats + 1):  # the loop's order: a plan, then a gradient step; the first pair warms up
-        plans.append(_ms(lambda: agent._plan(one, agent.planner, train_warm)))
+        plans.append(_ms(lambda: agent.plan(one, agent.planner, train_warm)))
         gradients.append(_ms(lambda: agent.adapter.train_step(agent.buffer, agent.rng)))
-    acting = agent._make_planner(torch.Generator().manual_seed(config.seed), acting=True)  # eval_num_candidates
-    eval_plan = _median_ms(lambda: agent._plan(batch, acting, eval_warm), repeats)
+    acting = agent.make_planner(torch.Generator().manual_seed(config.seed), acting=True)  # eval_num_candidates
+    eval_plan = _median_ms(lambda: agent.plan(batch, acting, eval_warm), repeats)
     return PartTimes(statistics.median(plans[1:]), eval_plan, statistics.median(gradients[1:]))
 
 
@@ -139,7 +140,7 @@ def _overrides(pairs: Sequence[str]) -> dict[str, str]:
 def report_lines(config: Config, overrides: dict[str, str], times: PartTimes, counts: RunCounts,
                  budget_minutes: float) -> list[str]:
     seconds = estimate_seconds(times, counts)
-    p = config.planner
+    p, s, m = config.planner, config.sampling, config.robotics
     each = {
         "training plans": (counts.train_plans, times.train_plan_ms, "1 problem"),
         "evaluation plans": (counts.eval_plans, times.eval_plan_ms, f"{config.train.eval_episodes} problems"),
@@ -149,10 +150,10 @@ def report_lines(config: Config, overrides: dict[str, str], times: PartTimes, co
     lines = [
         f"### {config.env_id}, {config.train.total_timesteps:,} steps; overrides: {changed}",
         "",
-        f"Planner {p.name}: horizon {p.horizon}, {p.num_candidates} candidates"
-        f"{f' ({p.eval_num_candidates} in evaluations)' if p.eval_num_candidates else ''}, {p.iterations} iterations, "
-        f"{p.particles} particles; model {config.model.num_layers}x{config.model.hidden_dim}, "
-        f"{config.model.ensemble_size} members, value function {'on' if config.model.value_function else 'off'}.",
+        f"Planner {p.name}: horizon {p.horizon}, {s.num_candidates} candidates"
+        f"{f' ({p.eval_num_candidates} in evaluations)' if p.eval_num_candidates else ''}, {s.iterations} iterations, "
+        f"{p.particles} particles; model {m.num_layers}x{m.hidden_dim}, "
+        f"{m.ensemble_size} members, value function {'on' if config.value.function else 'off'}.",
         "",
         "| part | calls | ms each (median) | minutes |",
         "|---|---|---|---|",

@@ -49,7 +49,8 @@ from agent.buffer import ReplayBuffer, Sequences
 from agent.checkpoint import CheckpointError
 from agent.config import ConfigError
 from envs import EnvironmentSpecError
-from world_models.latent import ConvEncoder, LatentWorldModel
+from world_models.latent import LatentWorldModel
+from world_models.latent_nets import ConvEncoder
 from world_models.robotics import RoboticsWorldModel
 
 __all__ = [
@@ -352,7 +353,7 @@ def log_tensorboard(run_dir: Path, report: dict[str, Any], figure: Any | None) -
 
 
 def _objective(agent: MBRLAgent) -> str:
-    return agent.config.model.objective if agent.model_kind == "latent" else "ensemble Gaussian NLL"
+    return agent.config.latent.objective if agent.model_kind == "latent" else "ensemble Gaussian NLL"
 
 
 def evaluate(agent: MBRLAgent, windows: Sequences) -> Prediction:

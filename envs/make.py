@@ -14,7 +14,6 @@ into such images, and ``frame_stack=k`` stacks the last ``k`` of them along ``C`
 
 from __future__ import annotations
 
-import difflib
 import importlib
 import inspect
 import logging
@@ -29,6 +28,7 @@ import yaml
 from gymnasium.utils.env_checker import check_env
 
 from envs.errors import EnvironmentSpecError
+from envs.ids import close_env_ids, did_you_mean, is_entry_point
 from envs.wrappers import CostInfo, FiniteCheck, FrameStack, env_name
 
 __all__ = [
@@ -212,19 +212,6 @@ def env_dims(env: gym.Env[Any, Any]) -> tuple[int, int]:
     return int(obs_space.shape[0]), int(action_space.shape[0])
 
 
-def is_entry_point(env_id: str) -> bool:
-    """Whether ``env_id`` is ``package.module:EnvClass`` rather than a registered id."""
-    module, sep, name = env_id.rpartition(":")
-    return bool(sep and module and name.isidentifier())
-
-
-def close_env_ids(env_id: str, n: int = 5) -> list[str]:
-    """Return up to ``n`` registered ids close to ``env_id`` (case-insensitive)."""
-    by_lower = {registered.lower(): registered for registered in gym.registry}
-    matches = difflib.get_close_matches(env_id.lower(), list(by_lower), n=n)
-    return [by_lower[match] for match in matches]
-
-
 # ---------------------------------------------------------------- construction
 
 
@@ -259,20 +246,15 @@ def _make_registered(env_id: str, kwargs: dict[str, Any]) -> gym.Env[Any, Any]:
     except (gym.error.Error, ImportError) as exc:
         raise EnvironmentSpecError(
             f"gymnasium could not make {env_id!r}: {_plain(str(exc))}. Install the missing "
-            f"dependency it names, or choose another environment.{_suggestions(env_id)}"
+            f"dependency it names, or choose another environment.{did_you_mean(env_id)}"
         ) from exc
 
 
 def _unknown_id_error(env_id: str, cause: Exception) -> EnvironmentSpecError:
     return EnvironmentSpecError(
         f"unknown environment id {env_id!r} (gymnasium says: {_plain(str(cause))})."
-        f"{_suggestions(env_id)} {_ENTRY_POINT_HINT}"
+        f"{did_you_mean(env_id)} {_ENTRY_POINT_HINT}"
     )
-
-
-def _suggestions(env_id: str) -> str:
-    matches = [match for match in close_env_ids(env_id) if match != env_id]
-    return f" Did you mean one of: {', '.join(matches)}?" if matches else ""
 
 
 def _make_from_entry_point(entry_point: str, kwargs: dict[str, Any]) -> gym.Env[Any, Any]:

@@ -23,7 +23,7 @@ import numpy as np
 from numpy.typing import NDArray
 
 from envs.errors import EnvironmentSpecError
-from envs.make import close_env_ids
+from envs.ids import did_you_mean
 from envs.wrappers import env_name
 
 __all__ = ["PixelObservation", "make_pixel_env", "resize_frame"]
@@ -159,9 +159,7 @@ def _is_mujoco(env_id: str) -> bool:
     try:
         creator: Any = gym.spec(env_id).entry_point
     except gym.error.Error as exc:
-        matches = [match for match in close_env_ids(env_id) if match != env_id]
-        hint = f" Did you mean one of: {', '.join(matches)}?" if matches else ""
-        raise EnvironmentSpecError(f"unknown environment id {env_id!r} ({exc}).{hint}") from exc
+        raise EnvironmentSpecError(f"unknown environment id {env_id!r} ({exc}).{did_you_mean(env_id)}") from exc
     if isinstance(creator, str):
         creator = gym.envs.registration.load_env_creator(creator)
     try:

@@ -7,6 +7,7 @@ import torch
 from planners.base import Objective, Planner, Proposer
 from planners.objective import make_objective, score_rollout
 from planners.sampling import CEM, MPPI, PlanningError, RandomShooting, SamplingConfig
+from planners.warm_start import WarmStart
 
 __all__ = [
     "CEM",
@@ -18,6 +19,7 @@ __all__ = [
     "RandomShooting",
     "PLANNER_NAMES",
     "SamplingConfig",
+    "WarmStart",
     "make_objective",
     "make_planner",
     "score_rollout",

@@ -20,6 +20,27 @@ Objective = Callable[[torch.Tensor], torch.Tensor]
 """``candidates (N, H, A) -> scores (N,)``; never returns NaN (non-finite becomes ``-inf``)."""
 
 
+class ImaginedRollout(Protocol):
+    """The fields of an imagined rollout the objective scores (``world_models.base.Rollout`` has them):
+    ``rewards``, ``costs``, ``continuation`` ``(H, B)``; ``terminal_value`` ``(B,)`` or ``None``."""
+
+    @property
+    def rewards(self) -> torch.Tensor: ...
+
+    @property
+    def costs(self) -> torch.Tensor: ...
+
+    @property
+    def continuation(self) -> torch.Tensor: ...
+
+    @property
+    def terminal_value(self) -> torch.Tensor | None: ...
+
+
+Imagine = Callable[[torch.Tensor, torch.Tensor], ImaginedRollout]
+"""``imagine(z0 (B, Z), actions (H, B, A)) -> rollout``: a world model's ``imagine``."""
+
+
 class Planner(Protocol):
     """``plan(objective, init (H, A), proposals (n, H, A) | None) -> (H, A)``.
 
@@ -36,7 +57,10 @@ class Planner(Protocol):
 
 
 class Proposer(Protocol):
-    """Any source of candidate action sequences (a language model, a policy, a human)."""
+    """Any source of candidate action sequences (a language model, a policy, a human).
+
+    Its sequences join a plan's candidates (the ``proposals`` of :meth:`Planner.plan`) and are
+    scored by the same objective as every other candidate."""
 
     def propose(self, context: dict[str, object], n: int, horizon: int) -> torch.Tensor:
         """Return ``(n, H, A)`` action sequences in ``[-1, 1]``."""

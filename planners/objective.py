@@ -1,7 +1,7 @@
 """The objective: the one place that turns an imagined rollout into a score.
 
 A planner only ever sees ``objective(candidates (N, H, A)) -> scores (N,)``. This
-module builds that function from a world model and the encoded current observation
+module builds that function from a world model's ``imagine`` and the encoded current observation
 (or ``B`` of them, one per planning problem of a batched plan):
 
     score = sum_t discount**t * alive_t * (reward_t - cost_weight * cost_t)
@@ -14,13 +14,9 @@ so a planner can never prefer a sequence the model could not predict.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
 import torch
 
-if TYPE_CHECKING:
-    from planners.base import Objective
-    from world_models.base import Rollout, WorldModel
+from planners.base import Imagine, ImaginedRollout, Objective
 
 
 def _check_shape(name: str, x: torch.Tensor, shape: tuple[int, ...]) -> None:
@@ -28,7 +24,7 @@ def _check_shape(name: str, x: torch.Tensor, shape: tuple[int, ...]) -> None:
         raise ValueError(f"{name}: expected shape {shape}, got {tuple(x.shape)}")
 
 
-def score_rollout(rollout: Rollout, *, discount: float, cost_weight: float) -> torch.Tensor:
+def score_rollout(rollout: ImaginedRollout, *, discount: float, cost_weight: float) -> torch.Tensor:
     """Discounted, continuation-weighted return of each imagined row: ``(B,)``.
 
     Uses ``rollout.rewards``, ``rollout.costs`` and ``rollout.continuation`` (all
@@ -67,7 +63,7 @@ def _weigh(weights: torch.Tensor, values: torch.Tensor) -> torch.Tensor:
 
 
 def make_objective(
-    model: WorldModel,
+    imagine: Imagine,
     z0: torch.Tensor,
     *,
     particles: int,
@@ -85,7 +81,7 @@ def make_objective(
     Each candidate is repeated ``P = particles`` times (``repeat_interleave``), so
     row ``r = c * P + p`` of the imagined batch is particle ``p`` of candidate ``c``;
     inside problem ``b``'s block that is ``r = b * M * P + n * P + p`` for its
-    candidate ``n``. The model imagines all ``N * P`` rows in one call under
+    candidate ``n``. ``imagine`` (a world model's) imagines all ``N * P`` rows in one call under
     ``torch.inference_mode()`` and each candidate's score is the mean of its
     particles' scores (``-inf`` if any particle's score is ``-inf``), minus
     ``pessimism`` times their standard deviation: where the ensemble members disagree
@@ -125,7 +121,7 @@ def make_objective(
             actions = actions.transpose(0, 1).repeat_interleave(particles, dim=1)
             # (N*P, Z): block b (M*P rows) starts from z0[b]; a stride-0 view, no copy, when B = 1
             z = latents[:, None].expand(batch, num // batch * particles, width).reshape(num * particles, width)
-            rollout = model.imagine(z, actions)
+            rollout = imagine(z, actions)
             scores = score_rollout(rollout, discount=discount, cost_weight=cost_weight)
             _check_shape("objective: imagined row scores", scores, (num * particles,))
             per_particle = scores.view(num, particles)  # (N, P)

@@ -16,13 +16,14 @@ import torch
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
 from agent import MBRLAgent, RunDirInUse, resolve_config
-from agent.agent import CHECKPOINT_NAME, WarmStart
+from agent.agent import CHECKPOINT_NAME
 from agent.buffer import ReplayBuffer
 from agent.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
 from agent.config import Config, ConfigError, apply_overrides, validate
 from agent.evaluation import EvalResult, evaluate, evaluate_lockstep
 from agent.models import RoboticsAdapter
-from envs import POINT_MASS_ID, make_env
+from envs import BALL_CATCH_ID, POINT_MASS_ID, make_env
+from planners.warm_start import WarmStart
 
 
 def debug_config(**overrides: object) -> Config:
@@ -119,7 +120,7 @@ def test_predict_answers_in_the_environments_own_units_and_takes_a_batch() -> No
     agent, twin = MBRLAgent("Pendulum-v1", config), MBRLAgent("Pendulum-v1", config)
     obs = np.array([1.0, 0.0, 0.5], dtype=np.float32)
     action, _ = agent.predict(obs, episode_start=True)
-    planned = twin._plan(obs, twin._predict_planner, WarmStart(config.planner.horizon, 1, twin.device))
+    planned = twin.plan(obs)  # the acting planner, from a fresh warm start
     np.testing.assert_allclose(action, 2.0 * planned, rtol=1e-6)
     assert action.shape == (1,)
     actions, _ = agent.predict(np.stack([obs, -obs, obs]), episode_start=np.array([True, True, True]))
@@ -187,15 +188,15 @@ def test_resume_with_other_settings_is_refused(tmp_path: Path) -> None:
 
 
 def test_policy_value_settings_are_checked() -> None:
-    with pytest.raises(ConfigError, match="value_kind must be one of"):
+    with pytest.raises(ConfigError, match="value.kind must be one of"):
         validate(debug_config(**{"model.value_kind": "greedy"}))
-    with pytest.raises(ConfigError, match="needs model.value_function: true"):
+    with pytest.raises(ConfigError, match="needs value.function: true"):
         validate(debug_config(**{"model.value_kind": "policy"}))
-    with pytest.raises(ConfigError, match="policy_proposals .* needs a learned policy"):
+    with pytest.raises(ConfigError, match=r"planner.proposals \(4\) needs a learned policy"):
         validate(debug_config(**{"planner.policy_proposals": 4}))
-    with pytest.raises(ConfigError, match=r"model.policy_imitation \(0.4\) trains the learned policy"):
+    with pytest.raises(ConfigError, match=r"value.policy_imitation \(0.4\) trains the learned policy"):
         validate(debug_config(**{"model.policy_imitation": 0.4}))
-    with pytest.raises(ConfigError, match="model.policy_imitation must be a finite number >= 0"):
+    with pytest.raises(ConfigError, match="value.policy_imitation must be a finite number >= 0"):
         validate(debug_config(**POLICY, **{"model.policy_imitation": -1.0}))
     validate(debug_config(**POLICY, **{"model.policy_imitation": 0.4}))
     validate(debug_config(**POLICY))
@@ -207,19 +208,14 @@ def test_policy_value_settings_are_checked() -> None:
 def test_continuation_source_is_checked() -> None:
     with pytest.raises(ConfigError, match="continuation_from must be one of transition, next_state"):
         validate(debug_config(**{"model.continuation_from": "state"}))
-    config = debug_config(**NEXT_STATE, **{"env_kwargs": {"obs_mode": "pixels"}})
-    with pytest.raises(ConfigError, match="continuation_from next_state is for the robotics model"):
-        MBRLAgent("rehearse/BallCatch-v0", config)
+    assert debug_config(**NEXT_STATE).robotics.continuation_from == "next_state"
 
 
 def test_imagination_dtype_is_checked(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match="imagination_dtype must be one of float32, bfloat16, got 'float16'"):
         validate(debug_config(**{"model.imagination_dtype": "float16"}))
-    config = debug_config(**{"model.imagination_dtype": "bfloat16", "env_kwargs": {"obs_mode": "pixels"}})
-    with pytest.raises(ConfigError, match="imagination_dtype bfloat16 is for the robotics model"):
-        MBRLAgent("rehearse/BallCatch-v0", config)
     agent = MBRLAgent(POINT_MASS_ID, debug_config(**{"model.imagination_dtype": "bfloat16"}), run_dir=tmp_path)
-    assert agent.adapter.model.imagination_dtype == torch.bfloat16
+    assert isinstance(agent.adapter, RoboticsAdapter) and agent.adapter.model.imagination_dtype == torch.bfloat16
     action = agent.learn(60, progress_bar=False).predict(agent.env.reset(seed=0)[0], deterministic=True)[0]
     assert action.dtype == np.float32 and np.all(np.abs(action) <= 1.0)
 
@@ -235,7 +231,7 @@ def test_config_overrides_and_validation() -> None:
         validate(apply_overrides(config, {"planner.particles": 3}))
     with pytest.raises(ConfigError, match="discount"):
         validate(apply_overrides(config, {"planner.discount": 1.0}))
-    with pytest.raises(ConfigError, match="value_window must be >= 0"):
+    with pytest.raises(ConfigError, match="value.window must be >= 0"):
         validate(apply_overrides(config, {"model.value_window": -1}))
     with pytest.raises(ConfigError, match="no preset"):
         resolve_config("Pendulum-v1", preset="nonexistent")
@@ -243,17 +239,17 @@ def test_config_overrides_and_validation() -> None:
 
 @pytest.mark.parametrize(("overrides", "message"), [
     ({"planner.name": "beam"}, "planner.name must be one of cem, mppi, random, got 'beam'"),
-    ({"planner.momentum": 1.0}, "planner settings: SamplingConfig: 0 <= momentum < 1 does not hold"),
+    ({"planner.momentum": 1.0}, "sampling settings: SamplingConfig: 0 <= momentum < 1 does not hold"),
     ({"planner.num_elites": 500}, "1 <= num_elites <= num_candidates does not hold"),
     ({"planner.temperature": 0.0}, "temperature > 0 does not hold"),
     ({"planner.num_elites": 8, "planner.num_candidates": 16, "planner.eval_num_candidates": 4},
-     "planner settings when acting (eval_num_candidates): SamplingConfig: 1 <= num_elites <= num_candidates"),
+     "sampling settings when acting (planner.eval_num_candidates): SamplingConfig: 1 <= num_elites <= num_candidates"),
 ])
 def test_planner_settings_are_checked_with_the_config(overrides: dict[str, Any], message: str) -> None:
-    """The sampling planner's own rules fail at validation, as a ConfigError, not later at construction."""
-    config = apply_overrides(resolve_config("Pendulum-v1"), overrides)
+    """The sampling planner's own rules fail when the config is read or validated, as a ConfigError, not later
+    at the planner's construction."""
     with pytest.raises(ConfigError, match=re.escape(message)):
-        validate(config)
+        validate(apply_overrides(resolve_config("Pendulum-v1"), overrides))
 
 
 @pytest.mark.parametrize(("overrides", "message"), [
@@ -261,18 +257,20 @@ def test_planner_settings_are_checked_with_the_config(overrides: dict[str, Any],
     ({"planner.particles": 0}, "planner.particles must be >= 1, got 0"),
     ({"planner.discount": 1.5}, "planner.discount must be in [0, 1], got 1.5"),
     ({"planner.pessimism": -1.0}, "planner.pessimism must be a finite number >= 0 (0: off), got -1.0"),
-    ({"planner.policy_proposals": -1}, "planner.policy_proposals must be >= 0 (0: none), got -1"),
-    ({"planner.policy_noise": float("inf")}, "planner.policy_noise must be a finite number >= 0, got inf"),
-    ({"planner.eval_num_candidates": -1}, "planner.eval_num_candidates must be >= 0 (0: num_candidates), got -1"),
+    ({"planner.policy_proposals": -1}, "planner.proposals must be >= 0 (0: none), got -1"),
+    ({"planner.policy_noise": float("inf")}, "value.policy_noise must be a finite number >= 0, got inf"),
+    ({"planner.eval_num_candidates": -1},
+     "planner.eval_num_candidates must be >= 0 (0: sampling.num_candidates), got -1"),
     ({"train.total_timesteps": -5}, "train.total_timesteps must be >= 0, got -5"),
     ({"train.eval_freq": -1}, "train.eval_freq must be >= 0 (0: no evaluation), got -1"),
     ({"train.batch_size": 0}, "train.batch_size must be >= 1, got 0"),
     ({"train.checkpoint_freq": 0}, "train.checkpoint_freq must be >= 1, got 0"),
     ({"train.exploration_noise": float("nan")}, "train.exploration_noise must be a finite number >= 0"),
-    ({"model.num_layers": 0}, "model.num_layers must be >= 1, got 0"),
-    ({"model.learning_rate": 0.0}, "model.learning_rate must be a finite number > 0, got 0.0"),
-    ({"model.value_tau": 1.5}, "model.value_tau must be in (0, 1]"),
-    ({"model.weight_decay": -1e-5}, "model.weight_decay must be a finite number >= 0, got -1e-05"),
+    ({"model.num_layers": 0}, "robotics.num_layers must be >= 1, got 0"),
+    ({"model.learning_rate": 0.0}, "robotics.learning_rate must be a finite number > 0, got 0.0"),
+    ({"latent.learning_rate": 0.0}, "latent.learning_rate must be a finite number > 0, got 0.0"),
+    ({"model.value_tau": 1.5}, "value.tau must be in (0, 1]"),
+    ({"model.weight_decay": -1e-5}, "robotics.weight_decay must be a finite number >= 0, got -1e-05"),
 ])
 def test_out_of_range_settings_are_refused_with_the_key(overrides: dict[str, Any], message: str) -> None:
     """A setting no run can use is refused when the config is read, naming its key and the allowed range."""
@@ -419,7 +417,7 @@ def test_agent_learns_point_mass(tmp_path: Path) -> None:
     agent = MBRLAgent(POINT_MASS_ID, config, run_dir=tmp_path)
     agent.learn(progress_bar=False)
     learned = float(np.load(tmp_path / "evaluations.npz")["results"][-1].mean())
-    env = agent._eval_env
+    env = agent.evaluator.envs[0]
     oracle = _returns(env, lambda o: np.clip([-5 * o[0] - 4 * o[1]], -1, 1).astype(np.float32))
     idle = _returns(env, lambda o: np.zeros(1, np.float32))
     assert oracle > -6 and idle < -30  # the task is what the docstring says
@@ -498,7 +496,7 @@ def _agent_evaluation(tmp_path: Path, env_id: str, **overrides: object) -> tuple
     config = resolve_config(env_id, {"device": "cpu", **overrides}, preset="debug")
     agent = MBRLAgent(env_id, config, run_dir=tmp_path / str(len(list(tmp_path.iterdir()))))
     agent.learn(0, progress_bar=False)  # opens the run: makes the evaluation envs
-    planner = agent._make_planner(torch.Generator().manual_seed(7))
+    planner = agent.make_planner(torch.Generator().manual_seed(7))
     sizes: list[int] = []
     plan = planner.plan
 
@@ -522,7 +520,7 @@ def test_agent_evaluates_in_lockstep(tmp_path: Path) -> None:
     # Three episodes that end at different times: one env each, one batched plan per step, rows dropped.
     pendulum = {"train.eval_episodes": 3}
     agent, result, sizes = _agent_evaluation(tmp_path, "InvertedPendulum-v5", **pendulum)
-    assert len({id(env) for env in agent._eval_envs}) == 3 and agent._eval_env is agent._eval_envs[0]
+    assert len({id(env) for env in agent.evaluator.envs}) == 3 and agent.evaluator.recorder is None
     assert sizes[0] == 3 and sizes == sorted(sizes, reverse=True) and len(sizes) == result.lengths.max()
     assert sum(sizes) == result.lengths.sum()
     _, again, _ = _agent_evaluation(tmp_path, "InvertedPendulum-v5", **pendulum)
@@ -530,7 +528,7 @@ def test_agent_evaluates_in_lockstep(tmp_path: Path) -> None:
         np.testing.assert_array_equal(got, want)  # seeded: the same evaluation twice
 
     agent, _, sizes = _agent_evaluation(tmp_path, "InvertedPendulum-v5", **pendulum, **{"train.eval_lockstep": False})
-    assert len(agent._eval_envs) == 1 and set(sizes) == {0}
+    assert len(agent.evaluator.envs) == 1 and set(sizes) == {0}
 
 
 def test_public_evaluate_matches_the_training_loops_evaluation(tmp_path: Path) -> None:
@@ -544,7 +542,7 @@ def test_public_evaluate_matches_the_training_loops_evaluation(tmp_path: Path) -
     assert (agent.num_timesteps, len(agent.buffer)) == (steps, stored)  # nothing gathered or trained
 
     more = agent.evaluate(5, seed=3)  # more episodes than eval envs so far: more envs, still in lockstep
-    assert more.returns.shape == (5,) and len(agent._eval_envs) == 5
+    assert more.returns.shape == (5,) and len(agent.evaluator.envs) == 5
     np.testing.assert_array_equal(more.returns, agent.evaluate(5, seed=3).returns)  # seeded: repeatable
     with pytest.raises(ValueError, match="n_episodes"):
         agent.evaluate(0)
@@ -683,3 +681,45 @@ def test_write_gif_scales_large_frames_and_refuses_bad_input(tmp_path: Path) -> 
     with pytest.raises(ValueError, match=r"\(T >= 1, H, W, 3\) uint8"):
         write_gif(tmp_path / "w.gif", frames.astype(np.float32), fps=25)
     assert not (tmp_path / "w.gif").exists()
+
+
+def test_a_proposers_sequences_join_the_planners_candidates() -> None:
+    """A Proposer given to the agent offers planner.proposals sequences to every plan, as the planner's
+    proposals; without one (and without a learned policy) planner.proposals is refused."""
+
+    class Constant:
+        def __init__(self) -> None:
+            self.contexts: list[dict[str, object]] = []
+
+        def propose(self, context: dict[str, object], n: int, horizon: int) -> torch.Tensor:
+            self.contexts.append(context)
+            return torch.full((n, horizon, 1), 0.5)
+
+    proposer = Constant()
+    config = debug_config(**{"planner.proposals": 2})
+    agent = MBRLAgent(POINT_MASS_ID, config, proposer=proposer)
+    planner = agent.make_planner(torch.Generator().manual_seed(0), acting=True)
+    received: list[torch.Tensor | None] = []
+    plan = planner.plan
+
+    def recording_plan(objective: Any, init: torch.Tensor, proposals: torch.Tensor | None = None) -> torch.Tensor:
+        received.append(proposals)
+        return plan(objective, init, proposals)
+
+    planner.plan = recording_plan  # type: ignore[method-assign]
+    action = agent.plan(np.zeros(agent.obs_shape, np.float32), planner)
+    assert action.shape == (1,) and len(received) == 1 and received[0] is not None
+    assert torch.equal(received[0], torch.full((2, config.planner.horizon, 1), 0.5))
+    z0 = proposer.contexts[0]["z0"]
+    assert isinstance(z0, torch.Tensor) and z0.shape == (1, *agent.obs_shape)
+    with pytest.raises(ConfigError, match="needs a learned policy"):
+        MBRLAgent(POINT_MASS_ID, config)
+
+
+def test_both_world_models_meet_the_world_model_contract() -> None:
+    from world_models.base import WorldModel
+
+    robotics = MBRLAgent(POINT_MASS_ID, debug_config())
+    latent = MBRLAgent(BALL_CATCH_ID, debug_config(**{"env_kwargs": {"obs_mode": "pixels"}}))
+    assert (robotics.model_kind, latent.model_kind) == ("robotics", "latent")
+    assert isinstance(robotics.model, WorldModel) and isinstance(latent.model, WorldModel)

@@ -100,14 +100,15 @@ def test_preset_cases_time_the_acting_and_the_training_width() -> None:
     from agent.config import resolve_config
     from benchmarks.plan_speed import preset_cases
 
-    planner = resolve_config("HalfCheetah-v5").planner
-    assert planner.eval_num_candidates not in (0, planner.num_candidates)  # the preset this test is about
+    config = resolve_config("HalfCheetah-v5")
+    planner, width = config.planner, config.sampling.num_candidates
+    assert planner.eval_num_candidates not in (0, width)  # the preset this test is about
     acting, training = preset_cases("HalfCheetah-v5")
     assert (acting.name, acting.num_candidates) == ("preset:HalfCheetah-v5 acting", planner.eval_num_candidates)
-    assert (training.name, training.num_candidates) == ("preset:HalfCheetah-v5 training", planner.num_candidates)
+    assert (training.name, training.num_candidates) == ("preset:HalfCheetah-v5 training", width)
     (single,) = preset_cases("Pendulum-v1")
     assert single.name == "preset:Pendulum-v1"
-    assert single.num_candidates == resolve_config("Pendulum-v1").planner.num_candidates
+    assert single.num_candidates == resolve_config("Pendulum-v1").sampling.num_candidates
 
 
 def test_time_case_alternates_float32_and_bfloat16_imagination() -> None:
@@ -148,7 +149,7 @@ def test_run_budget_counts_the_calls_a_run_makes(tmp_path: Path, monkeypatch: py
                             preset="debug")
     plans: list[int] = []  # problems per planner call
     gradient_steps = [0]
-    original_plan, original_step = MBRLAgent._plan, RoboticsAdapter.train_step
+    original_plan, original_step = MBRLAgent.plan, RoboticsAdapter.train_step
 
     def counted_plan(self: MBRLAgent, obs: np.ndarray, *args: object, **kwargs: object) -> np.ndarray:
         plans.append(1 if obs.ndim == 1 else len(obs))
@@ -158,7 +159,7 @@ def test_run_budget_counts_the_calls_a_run_makes(tmp_path: Path, monkeypatch: py
         gradient_steps[0] += 1
         return original_step(self, *args)  # type: ignore[arg-type]
 
-    monkeypatch.setattr(MBRLAgent, "_plan", counted_plan)
+    monkeypatch.setattr(MBRLAgent, "plan", counted_plan)
     monkeypatch.setattr(RoboticsAdapter, "train_step", counted_step)
     MBRLAgent(POINT_MASS_ID, config, run_dir=tmp_path).learn(config.train.total_timesteps, progress_bar=False)
     counts = run_counts(config, episode_steps=50)  # PointMass episodes: 50 steps, never terminated

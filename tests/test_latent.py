@@ -2,20 +2,26 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import pytest
 import torch
 import torch.nn.functional as F
 
 from world_models import LatentWorldModel, SequenceBatch
+from world_models.config import LatentConfig, ValueConfig
 from world_models.latent import Objective
 
 SIZE = 64  # Hp = Wp
+LATENT_FIELDS = {f.name for f in dataclasses.fields(LatentConfig)}
 
 
 def _model(objective: Objective = "reconstruction", **kwargs: int | float) -> LatentWorldModel:
     """A narrow model (depth 4, Z 16) that is fast enough for contract tests."""
-    args: dict = {"latent_dim": 16, "depth": 4, "hidden_dim": 32, **kwargs}
-    return LatentWorldModel(2, objective=objective, **args)
+    args: dict = {"latent_dim": 16, "depth": 4, "hidden_dim": 32, "learning_rate": 3e-4, **kwargs}
+    config = LatentConfig(objective=objective, **{k: args.pop(k) for k in list(args) if k in LATENT_FIELDS})
+    value = ValueConfig(function=bool(args.pop("value_function", False)), tau=args.pop("value_tau", 0.02))
+    return LatentWorldModel(2, config, value, **args)
 
 
 def _frames(*lead: int, channels: int = 3, seed: int = 0) -> torch.Tensor:
@@ -165,7 +171,7 @@ def _train(
     gen = torch.Generator().manual_seed(0)
     depth, latent, hidden = size
     model = LatentWorldModel(
-        2, objective=objective, latent_dim=latent, depth=depth, hidden_dim=hidden, learning_rate=1e-3
+        2, LatentConfig(objective=objective, latent_dim=latent, depth=depth, hidden_dim=hidden, learning_rate=1e-3)
     )
     history = [model.update(moving_square(horizon, 8, gen)) for _ in range(steps)]
     assert all(key in m for m in history)
@@ -266,7 +272,7 @@ def test_bad_batches_and_shapes_are_refused() -> None:
     with pytest.raises(ValueError, match="multiple of 16"):
         LatentWorldModel(2, image_size=60)
     with pytest.raises(ValueError, match="objective"):
-        LatentWorldModel(2, objective="pixels")  # type: ignore[arg-type]
+        LatentWorldModel(2, LatentConfig(objective="pixels"))  # type: ignore[arg-type]
 
 
 @pytest.mark.parametrize("objective", ["reconstruction", "jepa"])

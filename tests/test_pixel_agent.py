@@ -68,12 +68,12 @@ def test_latent_config_validation() -> None:
         validate(apply_overrides(config, {"model.kind": "robotics"}))
     cases: list[tuple[dict[str, Any], str]] = [
         ({"model.kind": "pixels"}, "model.kind must be one of auto, robotics, latent"),
-        ({"model.objective": "mse"}, "model.objective must be one of jepa, reconstruction"),
-        ({"model.sequence_length": 0}, "model.sequence_length must be >= 1"),
-        ({"model.latent_dim": 0}, "model.latent_dim must be >= 1"),
+        ({"model.objective": "mse"}, "latent.objective must be one of jepa, reconstruction"),
+        ({"latent.sequence_length": 0}, "latent.sequence_length must be >= 1"),
+        ({"model.latent_dim": 0}, "latent.latent_dim must be >= 1"),
         ({"frame_stack": 0}, "frame_stack must be >= 1"),
-        ({"model.sparse_reward_weight": -1.0}, "model.sparse_reward_weight must be a finite number >= 0"),
-        ({"model.termination_weight": -1.0}, "model.termination_weight must be a finite number >= 0"),
+        ({"latent.sparse_reward_weight": -1.0}, "latent.sparse_reward_weight must be a finite number >= 0"),
+        ({"model.termination_weight": -1.0}, "termination_weight must be a finite number >= 0"),
     ]
     for overrides, message in cases:
         with pytest.raises(ConfigError, match=message):
@@ -123,7 +123,7 @@ def test_agent_plans_from_pixels_saves_loads_and_resumes(tmp_path: Path) -> None
     assert payload["counters"]["num_timesteps"] == 60
     assert any(key.startswith("target_encoder.") for key in payload["model"])  # the EMA target is saved
 
-    frame, _ = agent._eval_envs[0].reset(seed=3)
+    frame, _ = agent.evaluator.envs[0].reset(seed=3)
     action, _ = agent.predict(frame, episode_start=True)
     assert action.shape == (1,) and -1 <= action[0] <= 1
     agent.save(tmp_path / "agent.pt")

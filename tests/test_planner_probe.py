@@ -61,7 +61,7 @@ def test_bad_variants_and_runs_are_refused(
         ([str(run_dir), "--variant", "x:particles=3"], "--variant x:"),
         ([str(run_dir), "--variant", "x:num_elites=500", "--episodes", "1"], "--variant x:"),
         ([str(run_dir), "--variant", "x:momentum=1"],
-         "--variant x: planner settings: SamplingConfig: 0 <= momentum < 1"),
+         "--variant x: sampling settings: SamplingConfig: 0 <= momentum < 1"),
         ([str(run_dir), "--variant", "x:name=beam"],
          "--variant x: planner.name must be one of cem, mppi, random, got 'beam'"),
     ]

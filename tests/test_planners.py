@@ -317,7 +317,7 @@ def test_termination_drops_later_rewards_and_terminal_value() -> None:
     candidates = actions.transpose(0, 1)  # (N, H, A)
     z0 = torch.tensor([0.1])
     alive = make_objective(
-        FakeModel(continuation=[1.0, 0.0, 1.0, 1.0], terminal_value=True),
+        FakeModel(continuation=[1.0, 0.0, 1.0, 1.0], terminal_value=True).imagine,
         z0,
         particles=1,
         discount=0.9,
@@ -345,8 +345,8 @@ def test_cost_weight_subtracts_discounted_costs() -> None:
     model = FakeModel(costs=costs, continuation=[1.0, 0.5, 1.0])
     z0 = torch.tensor([0.0, 0.2])
     candidates = torch.rand(5, 3, 2, generator=torch.Generator().manual_seed(0))
-    free = make_objective(model, z0, particles=1, discount=0.9, cost_weight=0.0)
-    taxed = make_objective(model, z0, particles=1, discount=0.9, cost_weight=3.0)
+    free = make_objective(model.imagine, z0, particles=1, discount=0.9, cost_weight=0.0)
+    taxed = make_objective(model.imagine, z0, particles=1, discount=0.9, cost_weight=3.0)
     penalty = 3.0 * (0.2 + 0.9 * 1.0 + 0.81 * 0.5 * 0.5)
     torch.testing.assert_close(taxed(candidates), free(candidates) - penalty)
 
@@ -355,13 +355,13 @@ def test_non_finite_reward_gives_minus_inf_and_is_never_chosen() -> None:
     # Reward grows towards a = 0.5 from below; any first action above 0.4 is NaN.
     model = FakeModel(nan_reward_above=0.4)
     z0 = torch.tensor([-1.0])
-    objective = make_objective(model, z0, particles=1, discount=1.0, cost_weight=0.0)
+    objective = make_objective(model.imagine, z0, particles=1, discount=1.0, cost_weight=0.0)
     scores = objective(torch.tensor([[[0.3]], [[0.6]], [[-0.2]]]))
     assert scores[1] == -math.inf
     assert bool(torch.isfinite(scores[[0, 2]]).all())
 
     inf_model = FakeModel(costs=[math.inf])
-    inf_obj = make_objective(inf_model, z0, particles=1, discount=1.0, cost_weight=1.0)
+    inf_obj = make_objective(inf_model.imagine, z0, particles=1, discount=1.0, cost_weight=1.0)
     assert float(inf_obj(torch.zeros(1, 1, 1))[0]) == -math.inf
 
     for name in PLANNERS:
@@ -375,7 +375,7 @@ def test_particles_are_averaged_and_routed_b_equals_n_p_plus_p() -> None:
     z0 = torch.tensor([0.1, -0.2])
     num, horizon, particles = 4, 3, 6  # P a multiple of E: every member twice per candidate
     candidates = torch.rand(num, horizon, 2, generator=torch.Generator().manual_seed(1))
-    objective = make_objective(model, z0, particles=particles, discount=0.95, cost_weight=0.0)
+    objective = make_objective(model.imagine, z0, particles=particles, discount=0.95, cost_weight=0.0)
     scores = objective(candidates)
 
     z_seen, actions_seen = model.calls[-1]
@@ -386,7 +386,7 @@ def test_particles_are_averaged_and_routed_b_equals_n_p_plus_p() -> None:
         for p in range(particles):
             assert torch.equal(actions_seen[:, n * particles + p], candidates[n])
 
-    single = make_objective(FakeModel(), z0, particles=1, discount=0.95, cost_weight=0.0)
+    single = make_objective(FakeModel().imagine, z0, particles=1, discount=0.95, cost_weight=0.0)
     mean_offset = sum(offsets) / len(offsets)
     per_step = sum(0.95**t for t in range(horizon)) * mean_offset
     torch.testing.assert_close(scores, single(candidates) + per_step)
@@ -395,14 +395,13 @@ def test_particles_are_averaged_and_routed_b_equals_n_p_plus_p() -> None:
 
 def test_one_bad_particle_makes_the_candidate_minus_inf() -> None:
     model = FakeModel(nan_reward_above=0.9)
-    objective = make_objective(model, torch.zeros(1), particles=4, discount=1.0, cost_weight=0.0)
 
     def imagine_with_one_bad_row(z0: torch.Tensor, actions: torch.Tensor) -> Rollout:
         actions = actions.clone()
         actions[0, 5, 0] = 1.0  # row 5 = candidate 1, particle 1
-        return FakeModel.imagine(model, z0, actions)
+        return model.imagine(z0, actions)
 
-    model.imagine = imagine_with_one_bad_row  # type: ignore[method-assign]
+    objective = make_objective(imagine_with_one_bad_row, torch.zeros(1), particles=4, discount=1.0, cost_weight=0.0)
     scores = objective(torch.zeros(3, 2, 1))
     assert scores[1] == -math.inf
     assert bool(torch.isfinite(scores[[0, 2]]).all())
@@ -410,11 +409,11 @@ def test_one_bad_particle_makes_the_candidate_minus_inf() -> None:
 
 def test_objective_rejects_bad_shapes() -> None:
     with pytest.raises(ValueError, match="z0"):
-        make_objective(FakeModel(), torch.zeros(1, 1, 2), particles=1, discount=1.0, cost_weight=0.0)
-    objective = make_objective(FakeModel(), torch.zeros(2), particles=2, discount=1.0, cost_weight=0.0)
+        make_objective(FakeModel().imagine, torch.zeros(1, 1, 2), particles=1, discount=1.0, cost_weight=0.0)
+    objective = make_objective(FakeModel().imagine, torch.zeros(2), particles=2, discount=1.0, cost_weight=0.0)
     with pytest.raises(ValueError, match=r"\(N, H, A\)"):
         objective(torch.zeros(3, 2))
-    batched = make_objective(FakeModel(), torch.zeros(3, 2), particles=2, discount=1.0, cost_weight=0.0)
+    batched = make_objective(FakeModel().imagine, torch.zeros(3, 2), particles=2, discount=1.0, cost_weight=0.0)
     with pytest.raises(ValueError, match="3 equal blocks"):
         batched(torch.zeros(4, 2, 2))  # 4 candidates cannot be split over B = 3 latents
 
@@ -422,7 +421,7 @@ def test_objective_rejects_bad_shapes() -> None:
 def test_planner_with_objective_solves_a_model_task() -> None:
     # Reward -||z_{t+1}||^2 from z0: best is to cancel z0 in the first step, then stay.
     z0 = torch.tensor([0.3, -0.6])
-    objective = make_objective(FakeModel(), z0, particles=2, discount=0.9, cost_weight=0.0)
+    objective = make_objective(FakeModel().imagine, z0, particles=2, discount=0.9, cost_weight=0.0)
     out = planner("cem", SOLVE, 2).plan(objective, torch.zeros(3, 2))
     want = torch.stack([-z0, torch.zeros(2), torch.zeros(2)])
     assert float((out - want).abs().max()) < 0.05
@@ -570,7 +569,7 @@ def test_objective_with_batched_z0_equals_separate_objectives() -> None:
     candidates = torch.rand(batch * num, horizon, 2, generator=torch.Generator().manual_seed(2))
     model = FakeModel(offsets=offsets)
     kwargs: dict[str, float] = {"discount": 0.95, "cost_weight": 0.0, "pessimism": 0.5}
-    scores = make_objective(model, z0, particles=particles, **kwargs)(candidates)
+    scores = make_objective(model.imagine, z0, particles=particles, **kwargs)(candidates)
 
     z_seen, actions_seen = model.calls[-1]
     assert z_seen.shape == (batch * num * particles, 2)
@@ -579,7 +578,7 @@ def test_objective_with_batched_z0_equals_separate_objectives() -> None:
         assert torch.equal(z_seen[r], z0[b])
         assert torch.equal(actions_seen[:, r], candidates[b * num + n])
     separate = [
-        make_objective(FakeModel(offsets=offsets), z0[b], particles=particles, **kwargs)(block)
+        make_objective(FakeModel(offsets=offsets).imagine, z0[b], particles=particles, **kwargs)(block)
         for b, block in enumerate(candidates.split(num))
     ]
     torch.testing.assert_close(scores, torch.cat(separate), rtol=0, atol=0)
@@ -587,7 +586,7 @@ def test_objective_with_batched_z0_equals_separate_objectives() -> None:
 
 def test_batched_planner_with_objective_solves_each_model_task() -> None:
     z0 = torch.tensor([[0.3, -0.6], [-0.5, 0.2]])  # two starts, two problems
-    objective = make_objective(FakeModel(), z0, particles=2, discount=0.9, cost_weight=0.0)
+    objective = make_objective(FakeModel().imagine, z0, particles=2, discount=0.9, cost_weight=0.0)
     out = planner("cem", SOLVE, 2).plan(objective, torch.zeros(2, 3, 2))
     for b in range(2):
         want = torch.stack([-z0[b], torch.zeros(2), torch.zeros(2)])

@@ -9,15 +9,19 @@ import torch
 
 import world_models.robotics as robotics
 from world_models.activation import torch_silu
+from world_models.config import RoboticsConfig, ValueConfig
 from world_models.ensemble import EnsembleLinear, from_members, to_members
 from world_models.normalizer import Normalizer
 from world_models.robotics import ModelBatch, RoboticsWorldModel
 from world_models.training import sparse_reward_error, termination_bce
 
+STATE_VALUE = ValueConfig(function=True, tau=0.005)  # a state value, as the models here had before configs
+
 
 def _member_tagged_model(ensemble_size: int) -> RoboticsWorldModel:
     """A model whose member e predicts reward e and zero state change."""
-    model = RoboticsWorldModel(2, 1, ensemble_size=ensemble_size, hidden_dim=8, num_layers=1)
+    config = RoboticsConfig(ensemble_size=ensemble_size, hidden_dim=8, num_layers=1)
+    model = RoboticsWorldModel(2, 1, config, STATE_VALUE)
     head = model.net.net[-1]
     assert isinstance(head, EnsembleLinear)
     with torch.no_grad():
@@ -52,7 +56,7 @@ def test_to_members_round_trip_and_bad_batch() -> None:
 
 
 def test_imagine_shapes_and_inputs_unchanged() -> None:
-    model = RoboticsWorldModel(5, 2, ensemble_size=5, hidden_dim=16, num_layers=2).eval()
+    model = RoboticsWorldModel(5, 2, RoboticsConfig(ensemble_size=5, hidden_dim=16, num_layers=2), STATE_VALUE).eval()
     z0, actions = torch.randn(10, 5), torch.rand(7, 10, 2) * 2 - 1
     z0_copy, actions_copy = z0.clone(), actions.clone()
     rollout = model.imagine(z0, actions)
@@ -66,7 +70,7 @@ def test_imagine_shapes_and_inputs_unchanged() -> None:
 
 
 def test_imagine_rejects_wrong_shapes() -> None:
-    model = RoboticsWorldModel(5, 2, ensemble_size=5, hidden_dim=16, num_layers=1)
+    model = RoboticsWorldModel(5, 2, RoboticsConfig(ensemble_size=5, hidden_dim=16, num_layers=1), STATE_VALUE)
     try:
         model.imagine(torch.zeros(10, 4), torch.zeros(3, 10, 2))
     except ValueError as exc:
@@ -86,7 +90,7 @@ def test_normalizer_survives_constant_features() -> None:
 
 
 def test_logvar_is_bounded() -> None:
-    model = RoboticsWorldModel(3, 1, ensemble_size=2, hidden_dim=8, num_layers=1)
+    model = RoboticsWorldModel(3, 1, RoboticsConfig(ensemble_size=2, hidden_dim=8, num_layers=1), STATE_VALUE)
     pred = model.predict(torch.randn(2, 4, 3) * 1e4, torch.zeros(2, 4, 1))
     assert pred.logvar is not None
     assert (pred.logvar <= model.max_logvar + 1e-3).all()
@@ -107,8 +111,9 @@ def test_model_fits_a_known_linear_system(continuation_from: str) -> None:
     torch.manual_seed(0)
     gen = torch.Generator().manual_seed(0)
     data = _linear_system(4000, gen)
-    model = RoboticsWorldModel(2, 2, ensemble_size=2, hidden_dim=64, num_layers=2, learning_rate=3e-3,
-                               continuation_from=continuation_from)
+    config = RoboticsConfig(ensemble_size=2, hidden_dim=64, num_layers=2, learning_rate=3e-3,
+                            continuation_from=continuation_from)
+    model = RoboticsWorldModel(2, 2, config, STATE_VALUE)
     model.fit_normalizers(data.obs, data.actions, data.rewards, data.next_obs)
     first = None
     for _ in range(600):
@@ -129,7 +134,7 @@ def test_model_fits_a_known_linear_system(continuation_from: str) -> None:
 
 
 def test_update_refuses_non_finite_loss() -> None:
-    model = RoboticsWorldModel(2, 1, ensemble_size=1, hidden_dim=8, num_layers=1)
+    model = RoboticsWorldModel(2, 1, RoboticsConfig(ensemble_size=1, hidden_dim=8, num_layers=1), STATE_VALUE)
     nan = torch.full((1, 4, 2), float("nan"))
     batch = ModelBatch(nan, torch.zeros(1, 4, 1), torch.zeros(1, 4), torch.zeros(1, 4),
                        torch.zeros(1, 4, dtype=torch.bool), nan)
@@ -145,7 +150,11 @@ def test_update_refuses_non_finite_loss() -> None:
 def test_imagine_matches_step_by_step_prediction(continuation_from: str) -> None:
     """The fused imagination path equals predict() applied step by step to member-routed rows."""
     torch.manual_seed(0)
-    model = RoboticsWorldModel(3, 2, ensemble_size=2, hidden_dim=16, num_layers=2, continuation_from=continuation_from)
+    model = RoboticsWorldModel(
+        3,
+        2,
+        RoboticsConfig(ensemble_size=2, hidden_dim=16, num_layers=2, continuation_from=continuation_from), STATE_VALUE,
+    )
     data = torch.randn(50, 3) * 3 + 1
     model.fit_normalizers(data, torch.rand(50, 2), torch.randn(50), data + torch.randn(50, 3))
     z0, actions = torch.randn(4, 3), torch.rand(5, 4, 2) * 2 - 1
@@ -178,7 +187,7 @@ def test_imagine_cut_into_row_blocks_equals_uncut(monkeypatch: pytest.MonkeyPatc
     """Cutting each member's rows into blocks (to balance threads) changes nothing in what is imagined, and
     the in-place path (no gradients) imagines what the traced one does."""
     torch.manual_seed(0)
-    model = RoboticsWorldModel(3, 2, ensemble_size=3, hidden_dim=16, num_layers=2)
+    model = RoboticsWorldModel(3, 2, RoboticsConfig(ensemble_size=3, hidden_dim=16, num_layers=2), STATE_VALUE)
     z0, actions = torch.randn(3 * 128, 3), torch.rand(4, 3 * 128, 2) * 2 - 1
     monkeypatch.setattr(torch, "get_num_threads", lambda: 2)
     assert robotics.row_blocks(3, 128) == 2
@@ -205,7 +214,7 @@ def test_threaded_imagination_in_chunks_equals_the_batched_products(monkeypatch:
     """Imagined chunk by chunk on worker threads, a rollout is the one the batched products imagine, and
     with gradients on (training) the chunks are never used."""
     torch.manual_seed(0)
-    model = RoboticsWorldModel(3, 2, ensemble_size=3, hidden_dim=16, num_layers=3)
+    model = RoboticsWorldModel(3, 2, RoboticsConfig(ensemble_size=3, hidden_dim=16, num_layers=3), STATE_VALUE)
     data = torch.randn(60, 3)
     model.fit_normalizers(data, torch.rand(60, 2), torch.randn(60), data + torch.randn(60, 3))
     z0, actions = torch.randn(3 * 96, 3), torch.rand(5, 3 * 96, 2) * 2 - 1
@@ -245,8 +254,8 @@ def test_bfloat16_imagination_is_close_to_float32_and_only_in_planning() -> None
     path with gradients (training) is exactly the float32 model's."""
     torch.manual_seed(0)
     kwargs: dict[str, Any] = {"ensemble_size": 2, "hidden_dim": 64, "num_layers": 3}
-    model = RoboticsWorldModel(3, 2, **kwargs)
-    fast = RoboticsWorldModel(3, 2, imagination_dtype=torch.bfloat16, **kwargs)
+    model = RoboticsWorldModel(3, 2, RoboticsConfig(**kwargs), STATE_VALUE)
+    fast = RoboticsWorldModel(3, 2, RoboticsConfig(imagination_dtype="bfloat16", **kwargs), STATE_VALUE)
     data = torch.randn(50, 3) * 3 + 100  # far from zero: the raw input layer must stay float32
     model.fit_normalizers(data, torch.rand(50, 2), torch.randn(50), data + torch.randn(50, 3))
     fast.load_state_dict(model.state_dict())
@@ -262,7 +271,7 @@ def test_bfloat16_imagination_is_close_to_float32_and_only_in_planning() -> None
     traced_fast, traced = fast.imagine(z0, actions), model.imagine(z0, actions)
     torch.testing.assert_close(traced_fast.latents, traced.latents, rtol=0, atol=0)
     with pytest.raises(ValueError, match="imagination_dtype"):
-        RoboticsWorldModel(3, 2, imagination_dtype=torch.float16)
+        RoboticsWorldModel(3, 2, RoboticsConfig(imagination_dtype="float16"), STATE_VALUE)
 
 
 def _bandit(n: int, gen: torch.Generator) -> ModelBatch:
@@ -279,8 +288,13 @@ def _bandit(n: int, gen: torch.Generator) -> ModelBatch:
 def test_value_function_learns_the_return_of_the_stored_actions() -> None:
     torch.manual_seed(0)
     gen = torch.Generator().manual_seed(0)
-    model = RoboticsWorldModel(2, 1, ensemble_size=1, hidden_dim=32, num_layers=1, learning_rate=1e-2,
-                               value_function=True, value_tau=0.1, discount=0.0)
+    model = RoboticsWorldModel(
+        2,
+        1,
+        RoboticsConfig(ensemble_size=1, hidden_dim=32, num_layers=1, learning_rate=1e-2),
+        ValueConfig(function=True, tau=0.1),
+        discount=0.0,
+    )
     data = _bandit(4000, gen)
     model.fit_normalizers(data.obs[0], data.actions[0], data.rewards[0], data.next_obs[0])
     for _ in range(300):
@@ -298,7 +312,7 @@ def test_sparse_reward_error_weights_rewarding_rows() -> None:
     # weights (4, 1, 1, 1): (4 * 1 + 4) / 4 / mean weight 7/4
     assert torch.isclose(sparse_reward_error(pred, target, rewards, 3.0), torch.tensor(8.0 / 7))
     with pytest.raises(ValueError, match="sparse_reward_weight"):
-        RoboticsWorldModel(2, 1, sparse_reward_weight=-1.0)
+        RoboticsWorldModel(2, 1, RoboticsConfig(sparse_reward_weight=-1.0), STATE_VALUE)
 
 
 def _rare_reward(n: int, gen: torch.Generator) -> ModelBatch:
@@ -317,8 +331,9 @@ def test_sparse_reward_weight_makes_a_rare_reward_visible() -> None:
         torch.manual_seed(0)
         gen = torch.Generator().manual_seed(0)
         data = _rare_reward(2000, gen)
-        model = RoboticsWorldModel(2, 1, ensemble_size=1, hidden_dim=64, num_layers=2, learning_rate=3e-3,
-                                   value_function=False, sparse_reward_weight=weight)
+        config = RoboticsConfig(ensemble_size=1, hidden_dim=64, num_layers=2, learning_rate=3e-3,
+                                sparse_reward_weight=weight)
+        model = RoboticsWorldModel(2, 1, config, ValueConfig(function=False))
         model.fit_normalizers(data.obs, data.actions, data.rewards, data.next_obs)
         for _ in range(150):
             idx = torch.randint(0, 2000, (1, 128), generator=gen)
@@ -341,12 +356,17 @@ def test_termination_bce_weights_terminal_rows() -> None:
     weighted = (per_row * torch.tensor([5.0, 1.0, 1.0])).mean() / (7.0 / 3)
     assert torch.isclose(termination_bce(logit, terminated, 4.0), weighted)
     with pytest.raises(ValueError, match="termination_weight"):
-        RoboticsWorldModel(2, 1, termination_weight=float("nan"))
+        RoboticsWorldModel(2, 1, RoboticsConfig(termination_weight=float("nan")), STATE_VALUE)
 
 
 def _policy_model(discount: float = 0.0) -> RoboticsWorldModel:
-    return RoboticsWorldModel(2, 1, ensemble_size=1, hidden_dim=32, num_layers=1, learning_rate=3e-3,
-                              value_function=True, value_kind="policy", value_tau=0.1, discount=discount)
+    return RoboticsWorldModel(
+        2,
+        1,
+        RoboticsConfig(ensemble_size=1, hidden_dim=32, num_layers=1, learning_rate=3e-3),
+        ValueConfig(function=True, kind="policy", tau=0.1),
+        discount=discount,
+    )
 
 
 def test_policy_value_learns_the_best_action_not_the_stored_ones() -> None:
@@ -380,8 +400,12 @@ def test_actor_term_trains_the_actor_only() -> None:
 
 def test_policy_proposals_roll_the_policy_through_the_model() -> None:
     torch.manual_seed(0)
-    model = RoboticsWorldModel(3, 2, ensemble_size=2, hidden_dim=16, num_layers=1, value_function=True,
-                               value_kind="policy").eval()
+    model = RoboticsWorldModel(
+        3,
+        2,
+        RoboticsConfig(ensemble_size=2, hidden_dim=16, num_layers=1),
+        ValueConfig(function=True, kind="policy"),
+    ).eval()
     z0 = torch.randn(4, 3)
     props = model.propose(z0, 5, 3, 0.3, torch.Generator().manual_seed(1))
     assert props.shape == (4, 3, 5, 2) and props.abs().max() <= 1.0
@@ -405,15 +429,19 @@ def test_next_state_continuation_reads_the_next_state_only() -> None:
     """With continuation_from next_state, the continuation of a step depends on where it lands, not on
     the state and action that led there; it is learned from the stored next states."""
     torch.manual_seed(0)
-    model = RoboticsWorldModel(2, 1, ensemble_size=2, hidden_dim=16, num_layers=1, continuation_from="next_state")
+    model = RoboticsWorldModel(
+        2,
+        1,
+        RoboticsConfig(ensemble_size=2, hidden_dim=16, num_layers=1, continuation_from="next_state"), STATE_VALUE,
+    )
     assert model.continuation_net is not None
     z_next = torch.randn(2, 3, 2)
     logit = model.next_state_continuation_logit(z_next)
     assert logit.shape == (2, 3)
     torch.testing.assert_close(logit[1, 2], model.next_state_continuation_logit(z_next[1, 2]))
     with pytest.raises(ValueError, match="continuation_from must be transition or next_state"):
-        RoboticsWorldModel(2, 1, continuation_from="state")
-    assert RoboticsWorldModel(2, 1).continuation_net is None
+        RoboticsWorldModel(2, 1, RoboticsConfig(continuation_from="state"), STATE_VALUE)
+    assert RoboticsWorldModel(2, 1, None, STATE_VALUE).continuation_net is None
 
 
 def test_policy_imitation_pulls_the_policy_to_the_stored_actions() -> None:
@@ -421,9 +449,13 @@ def test_policy_imitation_pulls_the_policy_to_the_stored_actions() -> None:
     instead of the bandit's best action 0.5; without it, the loss is the plain -(1 - discount) Q1."""
     torch.manual_seed(0)
     gen = torch.Generator().manual_seed(0)
-    model = RoboticsWorldModel(2, 1, ensemble_size=1, hidden_dim=32, num_layers=1, learning_rate=3e-3,
-                               value_function=True, value_kind="policy", value_tau=0.1, discount=0.0,
-                               policy_imitation=50.0)
+    model = RoboticsWorldModel(
+        2,
+        1,
+        RoboticsConfig(ensemble_size=1, hidden_dim=32, num_layers=1, learning_rate=3e-3),
+        ValueConfig(function=True, kind="policy", tau=0.1, policy_imitation=50.0),
+        discount=0.0,
+    )
     data = _bandit(4000, gen)
     planned = 0.8 * torch.tanh(data.obs[..., :1])
     data = data._replace(actions=planned, rewards=1 - 4 * (planned[..., 0] - 0.5) ** 2)
@@ -443,4 +475,4 @@ def test_policy_imitation_pulls_the_policy_to_the_stored_actions() -> None:
         expected = -(0.1 * plain.q_values(obs, plain.policy(obs))[0]).mean()
     assert torch.isclose(plain.actor_loss(batch).detach(), expected)
     with pytest.raises(ValueError, match="policy_imitation must be a finite number >= 0"):
-        RoboticsWorldModel(2, 1, policy_imitation=-1.0)
+        RoboticsWorldModel(2, 1, RoboticsConfig(), ValueConfig(policy_imitation=-1.0))

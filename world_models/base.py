@@ -7,7 +7,7 @@ horizon, ``N`` candidate sequences, ``P`` particles, ``E`` ensemble members,
 
 from __future__ import annotations
 
-from typing import NamedTuple, Protocol
+from typing import Any, NamedTuple, Protocol, runtime_checkable
 
 import torch
 
@@ -32,13 +32,38 @@ class Rollout(NamedTuple):
     terminal_value: torch.Tensor | None = None
 
 
+@runtime_checkable
 class WorldModel(Protocol):
-    """``encode(obs) -> z``; ``imagine(z0, actions) -> Rollout``; ``update(batch) -> metrics``."""
+    """What the agent calls on a world model (RoboticsWorldModel, LatentWorldModel).
 
-    def encode(self, obs: torch.Tensor) -> torch.Tensor:
+    ``encode(obs) -> z``; ``imagine(z0, actions) -> Rollout`` (handed to the planners' objective);
+    ``update(batch) -> metrics``, one optimisation step of ``optimizer``; ``state_dict()`` /
+    ``load_state_dict()`` (``nn.Module``'s, normaliser statistics included) for checkpoints.
+    A model with a learned policy also offers its plans as a :class:`planners.base.Proposer`
+    (``agent.models.PolicyProposer``).
+    """
+
+    @property
+    def optimizer(self) -> torch.optim.Optimizer:
+        """The optimiser :meth:`update` steps (its state goes into checkpoints)."""
+        ...
+
+    def encode(self, obs: Any) -> torch.Tensor:
         """``(B, *obs_shape) -> (B, Z)``."""
         ...
 
     def imagine(self, z0: torch.Tensor, actions: torch.Tensor) -> Rollout:
         """``z0 (B, Z)``, ``actions (H, B, A)`` -> :class:`Rollout`."""
+        ...
+
+    def update(self, batch: Any) -> dict[str, float]:
+        """One optimisation step on a training batch (the model's own batch type); its metrics."""
+        ...
+
+    def state_dict(self) -> dict[str, Any]:
+        """Every tensor the model needs to be rebuilt (``nn.Module.state_dict``)."""
+        ...
+
+    def load_state_dict(self, state_dict: Any) -> Any:
+        """Inverse of :meth:`state_dict` (``nn.Module.load_state_dict``)."""
         ...

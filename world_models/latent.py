@@ -38,6 +38,18 @@ import torch.nn.functional as F
 from torch import nn
 
 from world_models.base import Rollout
+from world_models.config import LatentConfig, ValueConfig
+from world_models.latent_nets import (
+    ConvDecoder,
+    ConvEncoder,
+    effective_rank,
+    float_to_pixels,
+    mlp,
+    normalise_latent,
+    pixels_to_float,
+    symlog,
+    variance_covariance,
+)
 from world_models.training import (
     check_loss_weights,
     ema_update,
@@ -70,172 +82,27 @@ class SequenceBatch(NamedTuple):
     mask: torch.Tensor | None = None  # (T, B) float, 1: the step counts
 
 
-def symlog(x: torch.Tensor) -> torch.Tensor:
-    """``sign(x) log(1 + |x|)``: keeps proprioceptive inputs of any scale near unit size."""
-    return torch.sign(x) * torch.log1p(x.abs())
-
-
-def pixels_to_float(pixels: torch.Tensor) -> torch.Tensor:
-    """``(M, Hp, Wp, C)`` uint8 -> ``(M, C, Hp, Wp)`` float32 in ``[-0.5, 0.5]``."""
-    return pixels.permute(0, 3, 1, 2).to(torch.float32).mul_(1.0 / 255.0).sub_(0.5)  # fresh tensor: in place is safe
-
-
-def float_to_pixels(images: torch.Tensor) -> torch.Tensor:
-    """``(M, C, Hp, Wp)`` float in ``[-0.5, 0.5]`` -> ``(M, Hp, Wp, C)`` uint8 (clipped)."""
-    scaled = ((images + 0.5) * 255.0).clamp(0.0, 255.0).round()
-    return scaled.to(torch.uint8).permute(0, 2, 3, 1).contiguous()
-
-
-def normalise_latent(z: torch.Tensor) -> torch.Tensor:
-    """``(..., Z)`` -> ``(..., Z)`` with zero mean and unit RMS over the last axis (no learned scale)."""
-    return F.layer_norm(z, z.shape[-1:])
-
-
-def mlp(in_dim: int, hidden_dim: int, out_dim: int, num_layers: int = 2) -> nn.Sequential:
-    """``num_layers`` blocks of Linear -> LayerNorm -> SiLU, then a linear output."""
-    layers: list[nn.Module] = []
-    for i in range(num_layers):
-        layers += [nn.Linear(in_dim if i == 0 else hidden_dim, hidden_dim), nn.LayerNorm(hidden_dim), nn.SiLU()]
-    layers.append(nn.Linear(hidden_dim if num_layers else in_dim, out_dim))
-    return nn.Sequential(*layers)
-
-
-def spatial_softmax(maps: torch.Tensor) -> torch.Tensor:
-    """Keypoints ``(M, 2K)`` of feature maps ``(M, K, H, W)``: per map, the expected
-    ``(x, y)`` in ``[-1, 1]`` under a softmax over its ``H x W`` cells (x first, then y)."""
-    m, k, h, w = maps.shape
-    weights = torch.softmax(maps.flatten(2), dim=-1).unflatten(2, (h, w))  # (M, K, H, W)
-    xs = torch.linspace(-1.0, 1.0, w, device=maps.device, dtype=maps.dtype)
-    ys = torch.linspace(-1.0, 1.0, h, device=maps.device, dtype=maps.dtype)
-    x = (weights.sum(2) * xs).sum(-1)  # (M, K)
-    y = (weights.sum(3) * ys).sum(-1)
-    return torch.cat([x, y], dim=-1)
-
-
-class ConvEncoder(nn.Module):
-    """Four stride-2 convs (``d, 2d, 4d, 8d`` channels) -> [average-pooled features, keypoints,
-    state] -> linear -> :func:`normalise_latent`.
-
-    The keypoints (:func:`spatial_softmax` of ``d`` maps made by a 1x1 conv from the first
-    conv's ``Hp/2 x Wp/2`` output) give the latent coordinates that move smoothly with the
-    objects in view, so motion is a simple function of the latent (a small fast object
-    otherwise lights up different conv features in consecutive frames). Each map is
-    standardised over its cells before the softmax, times a learned sharpness, so a small
-    object that stands out in a map draws the keypoint onto it from the start whatever the
-    map's scale. Where things are reaches the latent through the keypoints only: the last
-    conv's features are averaged over the image, not flattened.
-    """
-
-    def __init__(self, image_size: int, channels: int, depth: int, state_dim: int, latent_dim: int) -> None:
-        super().__init__()
-        widths = [channels, depth, 2 * depth, 4 * depth, 8 * depth]
-        convs: list[nn.Module] = []
-        for c_in, c_out in zip(widths[:-1], widths[1:], strict=True):
-            convs += [nn.Conv2d(c_in, c_out, kernel_size=4, stride=2, padding=1), nn.SiLU()]
-        self.stem = nn.Sequential(*convs[:2])
-        self.convs = nn.Sequential(*convs[2:], nn.AdaptiveAvgPool2d(1), nn.Flatten())
-        self.keypoint_maps = nn.Conv2d(depth, depth, kernel_size=1)
-        self.keypoint_log_sharpness = nn.Parameter(torch.zeros(depth))
-        features = 8 * depth + 2 * depth
-        self.out = nn.Linear(features + state_dim, latent_dim)
-
-    def forward(self, pixels: torch.Tensor, state: torch.Tensor | None) -> torch.Tensor:
-        """``pixels (M, Hp, Wp, C)`` uint8, ``state (M, S)`` or None -> ``(M, Z)``."""
-        stem = self.stem(pixels_to_float(pixels))  # (M, d, Hp/2, Wp/2)
-        maps = self.keypoint_maps(stem)  # (M, d, Hp/2, Wp/2)
-        mean, std = maps.mean(dim=(2, 3), keepdim=True), maps.std(dim=(2, 3), keepdim=True)
-        sharpness = self.keypoint_log_sharpness.exp()[:, None, None]
-        parts = [self.convs(stem), spatial_softmax((maps - mean) / (std + 1e-6) * sharpness)]
-        if state is not None:
-            parts.append(symlog(state.to(torch.float32)))
-        return normalise_latent(self.out(torch.cat(parts, dim=-1)))
-
-
-class ConvDecoder(nn.Module):
-    """Mirror of :class:`ConvEncoder`: linear -> four stride-2 transposed convs -> image (and state)."""
-
-    def __init__(self, image_size: int, channels: int, depth: int, state_dim: int, latent_dim: int) -> None:
-        super().__init__()
-        self.base = image_size // 16
-        self.top = 8 * depth
-        self.inp = nn.Linear(latent_dim, self.top * self.base**2)
-        widths = [8 * depth, 4 * depth, 2 * depth, depth]
-        layers: list[nn.Module] = []
-        for c_in, c_out in zip(widths[:-1], widths[1:], strict=True):
-            layers += [nn.SiLU(), nn.ConvTranspose2d(c_in, c_out, kernel_size=4, stride=2, padding=1)]
-        layers += [nn.SiLU(), nn.ConvTranspose2d(depth, channels, kernel_size=4, stride=2, padding=1)]
-        self.deconvs = nn.Sequential(*layers)
-        self.state_out = nn.Linear(latent_dim, state_dim) if state_dim else None
-
-    def forward(self, z: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
-        """``(M, Z)`` -> images ``(M, C, Hp, Wp)`` in pixel-float space, symlog state ``(M, S)`` or None."""
-        h = self.inp(z).reshape(-1, self.top, self.base, self.base)
-        state = self.state_out(z) if self.state_out is not None else None
-        return self.deconvs(h), state
-
-
-def effective_rank(z: torch.Tensor) -> float:
-    """Entropy-based effective rank (1..Z) of centred embeddings ``(M, Z)``; ~1 means collapse."""
-    s = torch.linalg.svdvals(z - z.mean(0))
-    p = s / s.sum().clamp_min(1e-12)
-    entropy = -(p * torch.log(p.clamp_min(1e-12))).sum()
-    return float(torch.exp(entropy))
-
-
-def variance_covariance(z: torch.Tensor, target_std: float = 1.0) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """VICReg-style guard on embeddings ``(M, Z)``.
-
-    Returns ``(variance hinge, off-diagonal covariance penalty, per-dimension std (Z,))``.
-    """
-    m, d = z.shape
-    std = torch.sqrt(z.var(dim=0) + 1e-4)
-    centred = z - z.mean(0)
-    cov = centred.T @ centred / max(m - 1, 1)
-    off_diag = cov - torch.diag(torch.diag(cov))
-    return F.relu(target_std - std).mean(), off_diag.pow(2).sum() / d, std
-
-
 class LatentWorldModel(nn.Module):
     """Pixel (+ optional proprio) world model with a reconstruction or a JEPA objective."""
 
-    def __init__(
-        self,
-        action_dim: int,
-        *,
-        image_size: int = 64,
-        channels: int = 3,
-        state_dim: int = 0,
-        latent_dim: int = 64,
-        depth: int = 32,
-        hidden_dim: int = 256,
-        objective: Objective = "reconstruction",
-        safety_head: bool = True,
-        learning_rate: float = 3e-4,
-        grad_clip: float = 20.0,
-        ema_tau: float = 0.02,
-        variance_weight: float = 1.0,
-        covariance_weight: float = 0.04,
-        smoothness_weight: float = 1.0,
-        sparse_reward_weight: float = 0.0,
-        termination_weight: float = 0.0,
-        value_function: bool = False,
-        discount: float = 0.99,
-        value_tau: float = 0.02,
-    ) -> None:
+    def __init__(self, action_dim: int, config: LatentConfig | None = None, value: ValueConfig | None = None, *,
+                 image_size: int = 64, channels: int = 3, state_dim: int = 0, safety_head: bool = True,
+                 discount: float = 0.99, grad_clip: float = 20.0, ema_tau: float = 0.02, variance_weight: float = 1.0,
+                 covariance_weight: float = 0.04, smoothness_weight: float = 1.0) -> None:
         """Build the networks and an Adam optimizer over the trainable parameters.
 
         Args:
             action_dim: ``A``.
+            config: the networks and their training (:class:`~world_models.config.LatentConfig`, whose
+                fields say what each does); default its defaults.
+            value: with ``value.function``, learn a terminal value ``V(z) = u(z) / (1 - discount)`` by
+                TD(0) on the open-loop latents of the training windows (target network EMA rate
+                ``value.tau``); :meth:`imagine` adds it after the last imagined step. ``None``: no value.
             image_size: ``Hp = Wp``, a multiple of 16.
             channels: ``C`` (``3k`` for ``k`` stacked RGB frames).
             state_dim: ``S`` of the optional proprioceptive vector (0: pixels only).
-            latent_dim: ``Z``.
-            depth: channels of the first conv (then ``2d, 4d, 8d``).
-            hidden_dim: width of the dynamics and head MLPs.
-            objective: ``"reconstruction"`` (decoder + latent consistency) or ``"jepa"``
-                (EMA-target embedding prediction, no decoder).
             safety_head: predict the probability that a step incurs cost (else costs are 0).
-            learning_rate: Adam step size.
+            discount: the value's discount, in ``[0, 1)`` (the planner's).
             grad_clip: max global gradient norm per update.
             ema_tau: JEPA target update ``target <- target + tau (online - target)``.
             variance_weight: JEPA weight of the per-dimension std hinge.
@@ -245,21 +112,18 @@ class LatentWorldModel(nn.Module):
                 term it makes embeddings vary across episodes but slowly within one, which
                 keeps them predictable (without it consecutive frames of a fast object embed
                 almost independently).
-            sparse_reward_weight: steps with a non-zero reward count ``1 + sparse_reward_weight``
-                times in the reward loss (:func:`~world_models.training.sparse_reward_error`).
-            termination_weight: terminal steps count ``1 + termination_weight`` times in the
-                continuation loss (:func:`~world_models.training.termination_bce`).
-            value_function: learn a terminal value ``V(z) = u(z) / (1 - discount)`` by TD(0) on
-                the open-loop latents of the training windows (the discounted return of the
-                data's behaviour); :meth:`imagine` adds it after the last imagined step.
-            discount: the value's discount, in ``[0, 1)`` (the planner's).
-            value_tau: EMA rate of the value's target network.
         """
+        config = LatentConfig() if config is None else config
+        value_function = value is not None and value.function
+        value_tau = 0.02 if value is None else value.tau
+        latent_dim, depth, hidden_dim = config.latent_dim, config.depth, config.hidden_dim
+        objective, learning_rate = config.objective, config.learning_rate
+        sparse_reward_weight, termination_weight = config.sparse_reward_weight, config.termination_weight
         super().__init__()
         _check_config(image_size, channels, objective, ema_tau)
         self.action_dim, self.latent_dim, self.state_dim = action_dim, latent_dim, state_dim
         self.image_shape = (image_size, image_size, channels)  # (Hp, Wp, C), channel-last
-        self.objective: Objective = objective
+        self.objective: Objective = objective  # type: ignore[assignment]  # checked above
         self.grad_clip, self.ema_tau = grad_clip, ema_tau
         self.variance_weight, self.covariance_weight = variance_weight, covariance_weight
         self.smoothness_weight = smoothness_weight

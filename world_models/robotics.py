@@ -19,6 +19,7 @@ from torch import nn
 
 from world_models.activation import prepared_bias_silu_
 from world_models.base import Rollout
+from world_models.config import RoboticsConfig, ValueConfig
 from world_models.ensemble import EnsembleMLP, from_members, hidden_layer, to_members
 from world_models.normalizer import Normalizer
 from world_models.training import (
@@ -128,50 +129,42 @@ class _ChunkSteps:
 class RoboticsWorldModel(nn.Module):
     """Ensemble dynamics, reward, continuation and safety model on state vectors."""
 
-    def __init__(
-        self,
-        state_dim: int,
-        action_dim: int,
-        *,
-        embed_dim: int = 0,
-        ensemble_size: int = 5,
-        hidden_dim: int = 200,
-        num_layers: int = 4,
-        learning_rate: float = 1e-3,
-        weight_decay: float = 1e-5,
-        logvar_bound_weight: float = 0.01,
-        value_function: bool = True,
-        discount: float = 0.99,
-        value_tau: float = 0.005,
-        sparse_reward_weight: float = 0.0,
-        termination_weight: float = 0.0,
-        value_kind: str = "state",
-        continuation_from: str = "transition",
-        policy_imitation: float = 0.0,
-        imagination_dtype: torch.dtype = torch.float32,
-    ) -> None:
-        """``value_kind`` (with ``value_function``): ``state``, a value ``V(z)`` learned by TD(0) on
-        stored transitions; ``policy``, a deterministic policy ``pi(z)`` and twin ``Q(z, a)`` learned
-        off-policy, terminal value ``min Q(z, pi(z))`` (see :meth:`critic_loss`, :meth:`actor_loss`).
-        ``sparse_reward_weight > 0`` adds a squared error on the reward mean to the Gaussian NLL in
+    def __init__(self, state_dim: int, action_dim: int, config: RoboticsConfig | None = None,
+                 value: ValueConfig | None = None, *, discount: float = 0.99, embed_dim: int = 0,
+                 logvar_bound_weight: float = 0.01) -> None:
+        """``config``: the networks and their training (default :class:`RoboticsConfig`'s); ``value``: a
+        terminal value when ``value.function`` (none when ``None``), with ``discount`` (the planner's).
+
+        ``value.kind``: ``state``, a value ``V(z)`` learned by TD(0) on stored transitions; ``policy``,
+        a deterministic policy ``pi(z)`` and twin ``Q(z, a)`` learned off-policy, terminal value
+        ``min Q(z, pi(z))`` (see :meth:`critic_loss`, :meth:`actor_loss`; ``value.policy_imitation``:
+        weight of the actor's pull towards the stored actions).
+        ``config.sparse_reward_weight > 0`` adds a squared error on the reward mean to the Gaussian NLL in
         which transitions with a non-zero reward count ``1 + sparse_reward_weight`` times (see
         :func:`~world_models.training.sparse_reward_error`); 0 leaves the NLL alone.
-        ``termination_weight``: terminal transitions count ``1 + termination_weight`` times in the
+        ``config.termination_weight``: terminal transitions count ``1 + termination_weight`` times in the
         continuation loss (:func:`~world_models.training.termination_bce`).
-        ``continuation_from``: ``transition``, the continuation logit is an output of the dynamics
+        ``config.continuation_from``: ``transition``, the continuation logit is an output of the dynamics
         network, read from ``(z, a)``; ``next_state``, a small network of its own reads it from the
         next latent, trained on the stored next states (an episode ends where the next state is
         out of bounds, as a fallen hopper's is), and imagination applies it to each imagined state.
-        ``policy_imitation`` (``value_kind`` policy): weight of the actor's pull towards the stored
-        actions (see :meth:`actor_loss`); 0: none.
-        ``imagination_dtype``: the dtype of the dynamics network's hidden-to-hidden products in
-        imagination without gradients (planning); ``torch.bfloat16`` runs those products two to three
-        times as fast where the hardware has native bf16 products, with about 3 significant digits. The input
-        layer (raw states, the normaliser folded in), the output layer and the latents stay float32,
-        so the error does not build up over the horizon; training never uses it."""
+        ``config.imagination_dtype``: the dtype (by name, :data:`IMAGINATION_DTYPES`) of the dynamics
+        network's hidden-to-hidden products in imagination without gradients (planning); ``bfloat16``
+        keeps about 3 significant digits. The input layer (raw states, the normaliser folded in), the
+        output layer and the latents stay float32, so the error does not build up over the horizon;
+        training never uses it."""
+        config = RoboticsConfig() if config is None else config
+        value_function = value is not None and value.function
+        value = ValueConfig() if value is None else value
+        ensemble_size, hidden_dim, num_layers = config.ensemble_size, config.hidden_dim, config.num_layers
+        sparse_reward_weight, termination_weight = config.sparse_reward_weight, config.termination_weight
+        value_kind, value_tau, policy_imitation = value.kind, value.tau, value.policy_imitation
+        continuation_from = config.continuation_from
+        if config.imagination_dtype not in IMAGINATION_DTYPES:
+            raise ValueError(f"imagination_dtype must be one of {sorted(IMAGINATION_DTYPES)}, "
+                             f"got {config.imagination_dtype!r}")
+        imagination_dtype = IMAGINATION_DTYPES[config.imagination_dtype]
         super().__init__()
-        if imagination_dtype not in IMAGINATION_DTYPES.values():
-            raise ValueError(f"imagination_dtype must be one of {sorted(IMAGINATION_DTYPES)}, got {imagination_dtype}")
         self.imagination_dtype = imagination_dtype
         check_loss_weights(sparse_reward_weight=sparse_reward_weight, termination_weight=termination_weight,
                            policy_imitation=policy_imitation)
@@ -215,7 +208,8 @@ class RoboticsWorldModel(nn.Module):
             self.critic_target = copy.deepcopy(self.critic).requires_grad_(False)
         trainable = [p for p in self.parameters() if p.requires_grad]
         # fused: one pass over all parameters (CPU and CUDA), a third of the for-loop's time here
-        self.optimizer = torch.optim.AdamW(trainable, lr=learning_rate, weight_decay=weight_decay, fused=True)
+        self.optimizer = torch.optim.AdamW(trainable, lr=config.learning_rate, weight_decay=config.weight_decay,
+                                           fused=True)
 
     # ----------------------------------------------------------------- small pieces
     def encode(self, obs: torch.Tensor) -> torch.Tensor:

@@ -1,0 +1,94 @@
+"""The world models' settings: one dataclass per model, one for the value function / policy.
+
+These are the ``robotics``, ``latent`` and ``value`` sections of the agent's configuration
+(``agent/config.py``; ``model.kind`` picks the model); the constructors of
+:class:`~world_models.robotics.RoboticsWorldModel` and :class:`~world_models.latent.LatentWorldModel`
+take them. Each field's docstring is its documentation (``--help`` and the docs are generated from it).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass
+class RoboticsConfig:
+    """RoboticsWorldModel (``model.kind`` robotics, state observations): an ensemble of probabilistic MLPs."""
+
+    ensemble_size: int = 5
+    """Number of ensemble members E."""
+    hidden_dim: int = 200
+    """Width of each hidden layer (the value, policy and critic networks' too)."""
+    num_layers: int = 4
+    """Number of hidden layers."""
+    learning_rate: float = 1e-3
+    """AdamW learning rate."""
+    weight_decay: float = 1e-5
+    """AdamW weight decay."""
+    sparse_reward_weight: float = 0.0
+    """Extra weight of transitions with a non-zero reward in the reward loss (each counts 1 + this):
+    for sparse rewards, which a model otherwise learns to predict as zero everywhere. 0: off."""
+    termination_weight: float = 0.0
+    """Extra weight of terminal transitions in the continuation loss (each counts 1 + this), so the
+    model marks sharply where episodes end. 0: off."""
+    continuation_from: str = "transition"
+    """Where the continuation (the episode goes on) is read from. ``transition``: an output of the
+    dynamics network, from (z, a). ``next_state``: a small network of its own on the next state,
+    applied to every imagined state; for tasks that end when the state leaves a healthy range
+    (Hopper, Walker2d), whose end the dynamics network blurs."""
+    imagination_dtype: str = "float32"
+    """Dtype of the dynamics network's hidden-to-hidden products while planning, ``float32`` or
+    ``bfloat16``, about 3 significant digits in those layers; the input and output layers, the
+    latents and all training stay float32. Without native bf16 products it is emulated and slower;
+    measurements in benchmarks/results/imagination_dtype.md. float32 in every preset."""
+
+
+@dataclass
+class LatentConfig:
+    """LatentWorldModel (``model.kind`` latent, image observations): conv encoder + latent dynamics."""
+
+    latent_dim: int = 64
+    """Latent size Z."""
+    depth: int = 16
+    """Channels of the first conv (then 2d, 4d, 8d)."""
+    hidden_dim: int = 200
+    """Width of the dynamics, head and value MLPs."""
+    objective: str = "jepa"
+    """jepa (EMA-target embedding prediction) or reconstruction (pixel decoder)."""
+    learning_rate: float = 1e-3
+    """Adam learning rate."""
+    sparse_reward_weight: float = 0.0
+    """Extra weight of steps with a non-zero reward in the reward loss (each counts 1 + this). 0: off."""
+    termination_weight: float = 0.0
+    """Extra weight of terminal steps in the continuation loss (each counts 1 + this). 0: off."""
+    sequence_length: int = 8
+    """Length T of the training windows (open-loop rollout steps)."""
+    windows_across_episodes: bool = False
+    """Start training windows at any stored step, leaving the steps after an episode's end out of
+    the losses. false: only windows inside one episode, so episodes shorter than sequence_length
+    never reach the model and each episode's last steps are drawn rarely."""
+
+
+@dataclass
+class ValueConfig:
+    """A terminal value after the planning horizon: a state value, or a learned policy and its critics."""
+
+    function: bool = False
+    """Learn a terminal value V(z) by TD(0) on stored transitions; the planner adds it after H steps."""
+    kind: str = "state"
+    """With function: ``state``, V(z) by TD(0) on stored transitions (the value of the behaviour that
+    filled the buffer); or ``policy`` (robotics model), a learned deterministic policy pi(z) and twin
+    Q(z, a) trained off-policy (TD3's clipped double Q and target smoothing), the terminal value then
+    being min Q(z_H, pi(z_H)): the value of acting by the learned policy after the horizon."""
+    tau: float = 0.02
+    """EMA rate of the value's (and policy's, critics') target networks."""
+    window: int = 0
+    """Robotics model: train the value on the most recent N transitions only (0: all stored): the
+    current planner's behaviour rather than the random warm-up's."""
+    policy_imitation: float = 0.0
+    """With kind policy: weight of a pull of the policy towards the stored (planned) actions in its
+    loss, TD3+BC's form (0.4 is its alpha 2.5): keeps the critics queried where they were trained,
+    against the over-estimation of a policy that leaves the planner's actions. 0: off."""
+    policy_noise: float = 0.1
+    """With kind policy and planner.proposals: std of the noise on the policy's actions in all its
+    proposed sequences but the first."""
