@@ -5,8 +5,8 @@ off at start-up) chooses how :meth:`~world_models.robotics.RoboticsWorldModel.im
 gradients, the planner's path, and whether :func:`configure_process` changes the allocator:
 
 - off: the reference path, plain batched torch (:func:`~world_models.ensemble.imagine_reference`:
-  per step and layer one ``baddbmm`` and ``F.silu`` over all members' rows, out of place); the
-  allocator is left as it is;
+  per step and layer one ``baddbmm`` and ``F.silu`` over all members' rows, every step's tensors
+  allocated anew); the allocator is left as it is;
 - on (the default): :func:`imagine_in_place`, the same products into buffers allocated once per
   rollout (no concatenation, no per-step allocation), each member's rows cut into blocks that share
   the batched products evenly among torch's threads (:func:`row_blocks`), and, for batches that
