@@ -24,7 +24,6 @@ from agent.agent import CHECKPOINT_NAME
 from agent.config import RENAMED, SECTIONS, default_run_dir
 from agent.config_docs import config_fields, format_default
 from envs import EnvironmentSpecError, NonFiniteError, parse_env_kwargs
-from world_models.activation import fast_silu_on, fast_silu_status
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -136,9 +135,6 @@ def main(argv: Sequence[str] | None = None) -> int:
         agent = MBRLAgent(args.env, config, run_dir=run_dir)
         resumed = f" (resuming at step {agent.num_timesteps})" if agent.num_timesteps else ""
         print(f"Run directory: {run_dir}{resumed}", flush=True)
-        if agent.device.type == "cpu" and not fast_silu_on():
-            print(f"Note: vectorised SiLU {fast_silu_status()}; planning uses torch's SiLU, about 10% slower",
-                  flush=True)
         agent.learn(config.train.total_timesteps, progress_bar=not args.no_progress_bar)
     except (ConfigError, CheckpointError, EnvironmentSpecError, NonFiniteError, MemoryError, RunDirInUse,
             RunDirHasOutputs) as exc:

@@ -38,12 +38,12 @@ from agent.config import (
 from agent.evaluation import EvalResult, Evaluator
 from agent.logger import RunDirHasOutputs, RunLogger, earlier_outputs, truncate_outputs
 from agent.models import ModelAdapter, PolicyProposer, make_adapter
-from agent.runtime import keep_freed_memory
 from agent.signals import stop_on_signals
 from envs import env_action_bounds, env_shapes, make_env, wrap_env
 from planners import make_objective, make_planner
 from planners.base import Planner, Proposer
 from planners.warm_start import WarmStart
+from world_models.fast import configure_process
 
 __all__ = ["CHECKPOINT_NAME", "MBRLAgent", "WarmStart", "resolve_device"]
 
@@ -91,7 +91,7 @@ class MBRLAgent:
         self.model_kind = model_kind(config, image_obs=len(self.obs_shape) == 3)
         validate(config, kind=self.model_kind, proposer=proposer is not None)
 
-        keep_freed_memory()  # planning reuses freed memory instead of faulting in fresh pages (agent/runtime.py)
+        configure_process()  # thread count and allocator for planning (world_models/fast.py)
         torch.manual_seed(config.seed)
         self.adapter: ModelAdapter = make_adapter(config, self.model_kind, self.obs_shape, self.action_dim, self.device)
         self.model = self.adapter.model

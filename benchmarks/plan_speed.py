@@ -9,47 +9,45 @@ every preset named with ``--presets`` (its acting plan, and its training plan to
 episodes) each preset also as ``B`` problems in one batched plan, as evaluation plans its
 side-by-side episodes. Milliseconds per action are then the batched plan's time over ``B``.
 
-``--layers`` instead times the parts of one imagined step of the ``pets`` network alone, as
-imagination runs them (each layer's batched product, each hidden layer's bias-and-SiLU pass): the
-GFLOP/s a plan made of nothing else would reach, the ceiling for the whole plan's.
+``--layers`` instead times the parts of one imagined step of the ``pets`` network alone, as the fast
+path runs them (each layer's batched product with its bias, each hidden layer's SiLU): the GFLOP/s a
+plan made of nothing else would reach, the ceiling for the whole plan's.
 
-Every configuration is timed with the vectorised inference SiLU (``world_models.activation``)
-and, with ``--silu both`` (the default), also with torch's, the two alternating plan by plan so
-that the machine's drift from one minute to the next falls on both alike. ``--dtype`` picks the
-dtype of the hidden-to-hidden products (``model.imagination_dtype``; ``both`` alternates float32
-and bfloat16 the same way). Each row's % of peak is against the square matmul peak of the dtype
-its hidden products use, timed between its plans; the bfloat16 rows also give their GFLOP/s
-against the float32 peak, the arithmetic being a different one.
+``--fast both`` (the default) times every configuration with planning's fast path and with the
+reference path (``world_models.fast``), the two alternating plan by plan so that the machine's drift
+from one minute to the next falls on both alike; ``on`` or ``off`` times one. ``--memory`` sets the
+allocator for the whole process: ``kept`` (the default, as the agent does with the fast path on:
+``world_models.fast.keep_freed_memory``) or glibc's ``default``; each row gives the plans' minor page
+faults per action. ``--dtype`` picks the dtype of the hidden-to-hidden products
+(``model.imagination_dtype``; ``both`` alternates float32 and bfloat16 the same way). Each row's % of
+peak is against the square matmul peak of the dtype its hidden products use, timed between its plans;
+the bfloat16 rows also give their GFLOP/s against the float32 peak, the arithmetic being a different
+one. Measurements and the commands that made them: ``benchmarks/results/plan_speed*.md``,
+``benchmarks/results/speed_switches.md``.
 """
 
 from __future__ import annotations
 
 import argparse
 import platform
+import resource
 import sys
 import time
-from collections.abc import Callable, Sequence
-from contextlib import AbstractContextManager, nullcontext
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, replace
 from functools import partial
 from itertools import pairwise
 from pathlib import Path
 
 import torch
+import torch.nn.functional as F
 
 from agent.config import resolve_config, search_width
-from agent.runtime import keep_freed_memory
 from planners import SamplingConfig, make_objective, make_planner
-from world_models.activation import (
-    bias_silu_,
-    fast_silu_on,
-    fast_silu_status,
-    silu_vector_bits,
-    silu_vector_width,
-    torch_silu,
-)
 from world_models.config import RoboticsConfig, ValueConfig
-from world_models.robotics import CONTINUATION_HIDDEN, IMAGINATION_DTYPES, RoboticsWorldModel, row_blocks
+from world_models.fast import available_threads, keep_freed_memory, row_blocks, set_fast
+from world_models.robotics import CONTINUATION_HIDDEN, IMAGINATION_DTYPES, RoboticsWorldModel
 
 
 @dataclass(frozen=True)
@@ -96,16 +94,17 @@ def matmul_peak_gflops(size: int = 2048, repeats: int = 10, dtype: torch.dtype =
     return 2 * size**3 / _best_seconds(partial(torch.mm, a, b), repeats, warm_up=False) / 1e9
 
 
-Variant = tuple[str, str]  # (SiLU: kernel or torch, dtype of the hidden products: float32 or bfloat16)
+Variant = tuple[str, str]  # (planning path: fast or reference, dtype of the hidden products: float32 or bfloat16)
 
 
 @dataclass(frozen=True)
 class CaseTimes:
-    """Seconds per action (median, best) for each variant, and the matmul peak of each dtype timed
-    between the plans."""
+    """Seconds per action (median, best) and minor page faults per action (median) for each variant,
+    and the matmul peak of each dtype timed between the plans."""
 
     per_variant: dict[Variant, tuple[float, float]]
     peak_gflops: dict[str, float]
+    faults: dict[Variant, float]
 
 
 def _mlp_flops(widths: list[int]) -> int:
@@ -138,15 +137,24 @@ def terminal_value_flops(case: SpeedCase) -> int:
     return 0
 
 
-def _silu_in_use(silu: str) -> AbstractContextManager[None]:
-    """Plan with the SiLU named ``kernel`` (the default) or ``torch`` inside this context."""
-    return torch_silu() if silu == "torch" else nullcontext()
+@contextmanager
+def _path(path: str) -> Iterator[None]:
+    """Plan with the ``fast`` path or the ``reference`` path inside this context."""
+    before = set_fast(path == "fast")
+    try:
+        yield
+    finally:
+        set_fast(before)
 
 
-def time_case(case: SpeedCase, repeats: int, variants: tuple[Variant, ...] = (("kernel", "float32"),)) -> CaseTimes:
-    """Median and best seconds per action for ``case`` in each variant (SiLU ``kernel`` or ``torch``,
-    hidden products ``float32`` or ``bfloat16``): one plan, or one batched plan over ``problems``; the
-    variants take turns, one plan each, on models with the same weights.
+def _minor_faults() -> int:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_minflt
+
+
+def time_case(case: SpeedCase, repeats: int, variants: tuple[Variant, ...] = (("fast", "float32"),)) -> CaseTimes:
+    """Median and best seconds per action for ``case`` in each variant (planning path ``fast`` or
+    ``reference``, hidden products ``float32`` or ``bfloat16``): one plan, or one batched plan over
+    ``problems``; the variants take turns, one plan each, on models with the same weights.
 
     The best is what the machine can do when nothing else holds its cores. A shared virtual
     machine's speed drifts from minute to minute, so the matmul peak it is compared with is
@@ -171,19 +179,22 @@ def time_case(case: SpeedCase, repeats: int, variants: tuple[Variant, ...] = (("
                   for dtype, model in models.items()}
     init = torch.zeros(*z0.shape[:-1], case.horizon, case.action_dim)
     times: dict[Variant, list[float]] = {variant: [] for variant in variants}
-    for silu, dtype in variants:  # warm-up
-        with _silu_in_use(silu):
+    faults: dict[Variant, list[int]] = {variant: [] for variant in variants}
+    for path, dtype in variants:  # warm-up
+        with _path(path):
             planner.plan(objectives[dtype], init)
     peak = dict.fromkeys(dtypes, 0.0)
     for _ in range(repeats):
         for dtype in dtypes:
             peak[dtype] = max(peak[dtype], matmul_peak_gflops(repeats=1, dtype=IMAGINATION_DTYPES[dtype]))
-        for silu, dtype in variants:
-            with _silu_in_use(silu):
-                start = time.perf_counter()
+        for path, dtype in variants:
+            with _path(path):
+                before, start = _minor_faults(), time.perf_counter()
                 planner.plan(objectives[dtype], init)
-                times[silu, dtype].append((time.perf_counter() - start) / case.problems)
-    return CaseTimes({variant: (sorted(t)[len(t) // 2], min(t)) for variant, t in times.items()}, peak)
+                times[path, dtype].append((time.perf_counter() - start) / case.problems)
+                faults[path, dtype].append(_minor_faults() - before)
+    return CaseTimes({variant: (sorted(t)[len(t) // 2], min(t)) for variant, t in times.items()}, peak,
+                     {variant: sorted(f)[len(f) // 2] / case.problems for variant, f in faults.items()})
 
 
 def _best_seconds(fn: Callable[[], object], repeats: int, warm_up: bool = True) -> float:
@@ -196,11 +207,6 @@ def _best_seconds(fn: Callable[[], object], repeats: int, warm_up: bool = True) 
         fn()
         best = min(best, time.perf_counter() - start)
     return best
-
-
-def _silu_at_width(bits: int, x: torch.Tensor, bias: torch.Tensor) -> torch.Tensor:
-    with silu_vector_width(bits):
-        return bias_silu_(x, bias)
 
 
 def layer_lines(case: SpeedCase, repeats: int) -> list[str]:
@@ -219,12 +225,9 @@ def layer_lines(case: SpeedCase, repeats: int) -> list[str]:
             # (name, call, FLOPs, whether imagination runs it: the rest are for comparison only)
             parts: list[tuple[str, Callable[[], object], float, bool]] = []
             if i < case.num_layers:
-                parts.append((f"layer {i + 1} product ({n_in} -> {n_out})", partial(torch.bmm, x, w, out=out),
-                              flops, True))
-                parts.append((f"layer {i + 1} bias + SiLU", partial(bias_silu_, out, bias), 0.0, True))
-                if i == 0 and silu_vector_bits() == 512:
-                    parts.append(("layer 1 bias + SiLU, AVX2 loops (comparison)",
-                                  partial(_silu_at_width, 256, out, bias), 0.0, False))
+                parts.append((f"layer {i + 1} product + bias ({n_in} -> {n_out})",
+                              partial(torch.baddbmm, bias, x, w, out=out), flops, True))
+                parts.append((f"layer {i + 1} SiLU", partial(F.silu, out, inplace=True), 0.0, True))
             else:  # the output layer, transposed as imagination runs it, and as rows for comparison
                 w_t, out_t = w.transpose(1, 2).contiguous(), torch.empty(groups, n_out, m)
                 parts.append((f"layer {i + 1} product ({n_in} -> {n_out}), transposed",
@@ -251,11 +254,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--presets", nargs="*", default=["HalfCheetah-v5", "Hopper-v5", "InvertedPendulum-v5",
                                                          "Pendulum-v1"])
+    parser.add_argument("--pets", action=argparse.BooleanOptionalAction, default=True,
+                        help="time the pets configuration (--no-pets: the presets only)")
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--lockstep", type=int, default=10,
                         help="also time each preset as this many problems in one batched plan (0: skip)")
-    parser.add_argument("--silu", choices=["both", "kernel", "torch"], default="both",
-                        help="time with the vectorised inference SiLU, torch's, or both in alternation")
+    parser.add_argument("--fast", choices=["both", "on", "off"], default="both",
+                        help="time planning's fast path, the reference path, or both in alternation")
+    parser.add_argument("--memory", choices=["kept", "default"], default="kept",
+                        help="keep freed memory for reuse (as the agent does) or leave glibc's default")
     parser.add_argument("--dtype", choices=["float32", "bfloat16", "both"], default="float32",
                         help="dtype of the hidden-to-hidden products (model.imagination_dtype), or both in alternation")
     parser.add_argument("--layers", action="store_true",
@@ -268,46 +275,46 @@ def main(argv: Sequence[str] | None = None) -> int:
         parser.error(f"no planning case for preset(s) {unknown}; choose from {', '.join(ENV_DIMS)}")
     if args.repeats < 1 or args.lockstep < 0:
         parser.error(f"--repeats must be >= 1 and --lockstep >= 0, got {args.repeats} and {args.lockstep}")
-    keep_freed_memory()  # as the agent does
+    if args.memory == "kept":
+        keep_freed_memory()
     peak = matmul_peak_gflops()
     columns = (["part", "groups x rows", "ms, best", "GFLOP/s", "peak GFLOP/s", "% of peak"] if args.layers else
-               ["config", "B", "N", "H", "iters", "P", "E", "MLP", "SiLU", "hidden products", "ms / action: median",
+               ["config", "B", "N", "H", "iters", "P", "E", "MLP", "path", "hidden products", "ms / action: median",
                 "best", "GFLOP / action", "GFLOP/s (best)", "peak GFLOP/s (that dtype)", "% of peak (best)",
-                "% of fp32 peak (best)"])
+                "% of fp32 peak (best)", "minor faults / action"])
     peak_timed = "just before it" if args.layers else "between that row's plans"
     lines = [
         f"Command: `python -m benchmarks.plan_speed {' '.join(argv)}`",
         f"Machine: {platform.processor() or platform.machine()}, torch {torch.__version__}, "
-        f"{torch.get_num_threads()} threads; measured fp32 matmul peak {peak:.1f} GFLOP/s at the start "
-        f"(each row's % is against the peak timed {peak_timed}); "
-        f"vectorised SiLU {fast_silu_status()}",
+        f"{torch.get_num_threads()} torch threads ({available_threads()} available); measured fp32 matmul peak "
+        f"{peak:.1f} GFLOP/s at the start (each row's % is against the peak timed {peak_timed}); "
+        f"freed memory {'kept' if args.memory == 'kept' else 'returned (glibc default)'}",
         "",
         "| " + " | ".join(columns) + " |",
         "|" + "---|" * len(columns),
     ]
     if args.layers:
         return _finish(lines + layer_lines(PETS, 10 * args.repeats), args.out)
-    silus = ("kernel", "torch") if args.silu == "both" else (args.silu,)
-    if not fast_silu_on():
-        silus = ("torch",)  # the kernel could not be built here: torch's SiLU is what planning uses
+    paths = {"both": ("fast", "reference"), "on": ("fast",), "off": ("reference",)}[args.fast]
     dtypes = ("float32", "bfloat16") if args.dtype == "both" else (args.dtype,)
-    variants = tuple((silu, dtype) for dtype in dtypes for silu in silus)
+    variants = tuple((path, dtype) for dtype in dtypes for path in paths)
     cases = [preset_cases(e) for e in args.presets]
     presets = [case for per_env in cases for case in per_env]
     # evaluation plans its side-by-side episodes at the acting width, the first of each preset's cases
     batched = [replace(per_env[0], problems=args.lockstep) for per_env in cases] if args.lockstep > 1 else []
-    for case in [PETS, *presets, *batched]:
+    for case in [PETS] * args.pets + [*presets, *batched]:
         gflop = flops_per_plan(case) / 1e9
         timed = time_case(case, args.repeats, variants)
-        for (silu, dtype), (median, best) in timed.per_variant.items():
+        for (path, dtype), (median, best) in timed.per_variant.items():
             peak_here, fp32_peak = timed.peak_gflops[dtype], timed.peak_gflops.get("float32")
             lines.append(
                 f"| {case.name} | {case.problems} | {case.num_candidates} | {case.horizon} | {case.iterations} | "
-                f"{case.particles} | {case.ensemble_size} | {case.num_layers}x{case.hidden_dim} | {silu} | {dtype} | "
+                f"{case.particles} | {case.ensemble_size} | {case.num_layers}x{case.hidden_dim} | {path} | {dtype} | "
                 f"{1000 * median:.1f} | {1000 * best:.1f} | "
                 f"{gflop:.2f} | {gflop / best:.1f} | {peak_here:.1f} | "
                 f"{100 * gflop / best / peak_here:.0f}% | "
                 + (f"{100 * gflop / best / fp32_peak:.0f}% |" if fp32_peak else "- |")
+                + f" {timed.faults[path, dtype]:.0f} |"
             )
             print(lines[-1], flush=True)
     return _finish(lines, args.out)

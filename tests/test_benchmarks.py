@@ -111,31 +111,30 @@ def test_preset_cases_time_the_acting_and_the_training_width() -> None:
     assert single.num_candidates == resolve_config("Pendulum-v1").sampling.num_candidates
 
 
-def test_time_case_alternates_float32_and_bfloat16_imagination() -> None:
+def test_time_case_alternates_paths_and_dtypes_of_imagination() -> None:
     from benchmarks.plan_speed import time_case
 
     case = replace(PETS, num_candidates=15, num_elites=4, particles=5, hidden_dim=8, num_layers=2, horizon=3,
                    iterations=2)
-    variants = (("torch", "float32"), ("torch", "bfloat16"))
+    variants = (("fast", "float32"), ("reference", "float32"), ("fast", "bfloat16"))
     timed = time_case(case, repeats=2, variants=variants)
     assert set(timed.per_variant) == set(variants) and set(timed.peak_gflops) == {"float32", "bfloat16"}
     assert all(0 < best <= median for median, best in timed.per_variant.values())
     assert all(peak > 0 for peak in timed.peak_gflops.values())
+    assert set(timed.faults) == set(variants) and all(faults >= 0 for faults in timed.faults.values())
 
 
 def test_layer_lines_time_every_part_of_one_imagined_step() -> None:
     from benchmarks.plan_speed import layer_lines
-    from world_models.activation import silu_vector_bits
 
     case = replace(PETS, num_candidates=15, particles=5, hidden_dim=8, num_layers=2)
     lines = layer_lines(case, repeats=1)
-    comparisons = 1 + (silu_vector_bits() == 512)  # the output layer as rows; the AVX2 SiLU loops
-    # three products, two bias + SiLU passes, the comparisons, the whole step
-    assert len(lines) == 3 + 2 + comparisons + 1
-    assert lines[0].startswith("| layer 1 product (23 -> 8) | 5x16 |")
-    assert lines[1].startswith("| layer 1 bias + SiLU | 5x16 |") and lines[-1].startswith("| one step, all parts |")
+    # three products, two SiLU passes, the output layer as rows (comparison), the whole step
+    assert len(lines) == 3 + 2 + 1 + 1
+    assert lines[0].startswith("| layer 1 product + bias (23 -> 8) | 5x16 |")
+    assert lines[1].startswith("| layer 1 SiLU | 5x16 |") and lines[-1].startswith("| one step, all parts |")
     assert any(line.startswith("| layer 3 product (8 -> 20), transposed | 5x16 |") for line in lines)
-    assert sum("(comparison)" in line for line in lines) == comparisons
+    assert sum("(comparison)" in line for line in lines) == 1
 
 
 def test_run_budget_counts_the_calls_a_run_makes(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -11,7 +11,6 @@ from pathlib import Path
 import pytest
 
 import train_agent
-import world_models.activation as activation
 from agent.agent import CHECKPOINT_NAME
 from agent.checkpoint import load_checkpoint
 
@@ -72,21 +71,6 @@ def test_sigterm_stops_the_cli_with_a_checkpoint(tmp_path: Path) -> None:
     steps = load_checkpoint(run_dir / CHECKPOINT_NAME)["counters"]["num_timesteps"]
     assert 0 < steps < 1_000_000
     assert f"Stopped by SIGTERM at step {steps}" in out and "run the same command to continue" in out
-
-
-def test_says_when_planning_falls_back_to_torchs_silu(
-    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
-) -> None:
-    monkeypatch.setenv("REHEARSE_FAST_SILU", "0")
-    monkeypatch.setattr(activation, "_state", {})
-    code, out, _ = run(capsys, "--env", "rehearse/PointMass-v0", "--total-timesteps", "30",
-                       "--run-dir", str(tmp_path / "run"), *DEBUG)
-    assert code == 0 and "Note: vectorised SiLU off (REHEARSE_FAST_SILU=0); planning uses torch's SiLU" in out
-    monkeypatch.setattr(activation, "_state", {})
-    monkeypatch.delenv("REHEARSE_FAST_SILU")
-    code, out, _ = run(capsys, "--env", "rehearse/PointMass-v0", "--total-timesteps", "30",
-                       "--run-dir", str(tmp_path / "run2"), *DEBUG)
-    assert code == 0 and ("Note: vectorised SiLU" in out) == (not activation.fast_silu_on())
 
 
 def test_mujoco_smoke_run_with_overrides(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

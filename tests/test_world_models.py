@@ -8,7 +8,6 @@ import pytest
 import torch
 
 import world_models.robotics as robotics
-from world_models.activation import torch_silu
 from world_models.config import RoboticsConfig, ValueConfig
 from world_models.ensemble import EnsembleLinear, from_members, to_members
 from world_models.normalizer import Normalizer
@@ -171,81 +170,6 @@ def test_imagine_matches_step_by_step_prediction(continuation_from: str) -> None
         planned = model.imagine(z0, actions)
     for name in ("rewards", "continuation", "costs", "latents"):
         torch.testing.assert_close(getattr(planned, name), getattr(rollout, name))
-
-
-def test_row_blocks_balance_members_over_threads(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(torch, "get_num_threads", lambda: 2)
-    assert robotics.row_blocks(5, 1604) == 2  # 10 products for 2 threads
-    assert robotics.row_blocks(4, 1604) == 1  # 4 members already divide over 2 threads
-    assert robotics.row_blocks(5, 97) == 1  # odd rows per member: not cut
-    assert robotics.row_blocks(5, 100) == 1  # blocks of 50 rows: too small to be worth it
-    monkeypatch.setattr(torch, "get_num_threads", lambda: 6)
-    assert robotics.row_blocks(4, 1200) == 3  # 12 products for 6 threads
-
-
-def test_imagine_cut_into_row_blocks_equals_uncut(monkeypatch: pytest.MonkeyPatch) -> None:
-    """Cutting each member's rows into blocks (to balance threads) changes nothing in what is imagined, and
-    the in-place path (no gradients) imagines what the traced one does."""
-    torch.manual_seed(0)
-    model = RoboticsWorldModel(3, 2, RoboticsConfig(ensemble_size=3, hidden_dim=16, num_layers=2), STATE_VALUE)
-    z0, actions = torch.randn(3 * 128, 3), torch.rand(4, 3 * 128, 2) * 2 - 1
-    monkeypatch.setattr(torch, "get_num_threads", lambda: 2)
-    assert robotics.row_blocks(3, 128) == 2
-    with torch.inference_mode():
-        cut = model.imagine(z0, actions)
-        monkeypatch.setattr(robotics, "row_blocks", lambda ensemble_size, rows_per_member: 1)
-        whole = model.imagine(z0, actions)
-    traced = model.imagine(z0, actions)  # with gradients: out of place, never cut
-    for name in ("rewards", "continuation", "costs", "latents", "terminal_value"):
-        torch.testing.assert_close(getattr(cut, name), getattr(whole, name))
-        torch.testing.assert_close(getattr(cut, name), getattr(traced, name).detach())
-
-
-def test_row_chunks_cut_large_batches_evenly_for_the_threads() -> None:
-    assert robotics.row_chunks(5, 1604, threads=2) == 2  # PETS: 10 chunks of 802 rows, 5 per worker
-    assert robotics.row_chunks(5, 970, threads=2) == 0  # 10 chunks would hold 485 rows: too few
-    assert robotics.row_chunks(5, 97, threads=2) == 0  # HalfCheetah's preset, one problem
-    assert robotics.row_chunks(5, 1604, threads=1) == 0  # one thread: the batched products
-    assert robotics.row_chunks(4, 1300, threads=2) == 2  # 1,300 rows are too many for one chunk
-    assert robotics.row_chunks(4, 2600, threads=4) == 4  # 4 chunks of 650: 3 would not divide the rows
-
-
-def test_threaded_imagination_in_chunks_equals_the_batched_products(monkeypatch: pytest.MonkeyPatch) -> None:
-    """Imagined chunk by chunk on worker threads, a rollout is the one the batched products imagine, and
-    with gradients on (training) the chunks are never used."""
-    torch.manual_seed(0)
-    model = RoboticsWorldModel(3, 2, RoboticsConfig(ensemble_size=3, hidden_dim=16, num_layers=3), STATE_VALUE)
-    data = torch.randn(60, 3)
-    model.fit_normalizers(data, torch.rand(60, 2), torch.randn(60), data + torch.randn(60, 3))
-    z0, actions = torch.randn(3 * 96, 3), torch.rand(5, 3 * 96, 2) * 2 - 1
-    monkeypatch.setattr(robotics, "CHUNK_ROWS", (16, 32))
-    monkeypatch.setattr(torch, "get_num_threads", lambda: 2)
-    assert robotics.row_chunks(3, 96, 2) == 4  # 12 chunks of 24 rows, 6 per worker
-    calls: list[int] = []
-    real_run = robotics._ChunkSteps.run
-
-    def counted_run(self: robotics._ChunkSteps, g: int) -> None:
-        calls.append(g)
-        real_run(self, g)
-
-    monkeypatch.setattr(robotics._ChunkSteps, "run", counted_run)
-    with torch.inference_mode():
-        chunked = model.imagine(z0, actions)
-        assert sorted(calls) == list(range(12))
-        monkeypatch.setattr(robotics, "row_chunks", lambda *args: 0)
-        batched = model.imagine(z0, actions)
-    assert len(calls) == 12
-    for name in ("rewards", "continuation", "costs", "latents", "terminal_value"):
-        torch.testing.assert_close(getattr(chunked, name), getattr(batched, name))
-    monkeypatch.setattr(robotics, "row_chunks", lambda *args: 4)
-    with torch.inference_mode(), torch_silu():  # the workers' prepared passes follow the switch to torch's SiLU
-        torch.testing.assert_close(model.imagine(z0, actions).latents, chunked.latents)
-    with torch.no_grad():  # outside inference mode the workers write ordinary tensors
-        torch.testing.assert_close(model.imagine(z0, actions).latents, chunked.latents)
-    assert len(calls) == 36
-    monkeypatch.setattr(robotics, "row_chunks", lambda *args: pytest.fail("chunks used with gradients"))
-    traced = model.imagine(z0, actions)
-    torch.testing.assert_close(traced.latents.detach(), chunked.latents)
 
 
 def test_bfloat16_imagination_is_close_to_float32_and_only_in_planning() -> None:

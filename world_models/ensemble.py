@@ -12,7 +12,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from world_models.activation import bias_silu_
+Layers = list[tuple[torch.Tensor, torch.Tensor]]  # (weight (G, in, out), bias (G, 1, out)) per layer
 
 
 class EnsembleLinear(nn.Module):
@@ -38,17 +38,10 @@ class EnsembleLinear(nn.Module):
 def hidden_layer(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor) -> torch.Tensor:
     """``silu(x @ weight + bias)``: ``x (G, M, in)``, ``weight (G, in, out)``, ``bias (G, 1, out)`` -> ``(G, M, out)``.
 
-    Without gradients (planning, targets) the bias add and SiLU run in place in one pass on the
-    product (``world_models.activation.bias_silu_``): one buffer and two passes less per layer.
-    ``x`` is cast to ``weight``'s dtype (bfloat16 layers in planning take float32 inputs); without
-    gradients a bfloat16 layer adds its bias in the product and SiLU runs in place.
+    ``x`` is cast to ``weight``'s dtype (bfloat16 layers in planning take float32 inputs). Without
+    gradients the SiLU overwrites the product instead of allocating another tensor.
     """
-    x = x.to(weight.dtype)
-    if torch.is_grad_enabled():
-        return F.silu(torch.baddbmm(bias, x, weight))
-    if weight.dtype != torch.float32:
-        return F.silu(torch.baddbmm(bias, x, weight), inplace=True)
-    return bias_silu_(torch.bmm(x, weight), bias)
+    return F.silu(torch.baddbmm(bias, x.to(weight.dtype), weight), inplace=not torch.is_grad_enabled())
 
 
 class EnsembleMLP(nn.Module):
@@ -111,3 +104,29 @@ def to_members(x: torch.Tensor, ensemble_size: int) -> torch.Tensor:
 def from_members(x: torch.Tensor) -> torch.Tensor:
     """Inverse of :func:`to_members`: ``(E, M, ...) -> (M * E, ...)``."""
     return x.transpose(0, 1).reshape(x.shape[0] * x.shape[1], *x.shape[2:])
+
+
+def ensemble_step(z: torch.Tensor, action: torch.Tensor, layers: Layers) -> torch.Tensor:
+    """One imagined step: raw ``z (G, M, Z)`` and ``action (G, M, A)`` through ``layers`` (``G`` groups of
+    weights; each layer's input cast to its weights' dtype) -> the last layer's output ``(G, M, out)``."""
+    h = torch.cat([z, action], dim=-1)
+    for weight, bias in layers[:-1]:
+        h = hidden_layer(h, weight, bias)  # (G, M, hidden)
+    weight, bias = layers[-1]
+    return torch.baddbmm(bias, h.to(weight.dtype), weight)
+
+
+def imagine_reference(z0: torch.Tensor, actions: torch.Tensor, layers: Layers) -> tuple[torch.Tensor, torch.Tensor]:
+    """Imagination by plain batched torch, step by step out of place (the reference path, and the path
+    with gradients): ``z0 (B, Z)``, ``actions (H, B, A)``, ``layers`` of ``E`` members whose last layer
+    outputs ``[delta z (Z), heads (K)]`` -> heads ``(H, B, K)`` and latents ``(H+1, B, Z)``. Row ``b`` is
+    member ``b % E``'s (:func:`to_members`) for the whole horizon."""
+    e, width = layers[0][0].shape[0], z0.shape[1]
+    z = to_members(z0, e)  # (E, B / E, Z)
+    heads, latents = [], [z0]
+    for t in range(actions.shape[0]):
+        out = ensemble_step(z, to_members(actions[t], e), layers)  # (E, B / E, Z + K)
+        z = z + out[..., :width]
+        heads.append(from_members(out[..., width:]))
+        latents.append(from_members(z))
+    return torch.stack(heads), torch.stack(latents)

@@ -10,17 +10,16 @@ is handled by ensemble member ``b % E`` for the whole horizon (trajectory sampli
 from __future__ import annotations
 
 import copy
-import math
 from typing import NamedTuple
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from world_models.activation import prepared_bias_silu_
 from world_models.base import Rollout
 from world_models.config import RoboticsConfig, ValueConfig
-from world_models.ensemble import EnsembleMLP, from_members, hidden_layer, to_members
+from world_models.ensemble import EnsembleMLP, Layers, ensemble_step, imagine_reference
+from world_models.fast import fast_enabled, imagine_in_place
 from world_models.normalizer import Normalizer
 from world_models.training import (
     check_loss_weights,
@@ -30,7 +29,6 @@ from world_models.training import (
     td0_target,
     termination_bce,
 )
-from world_models.worker_threads import map_on_cores
 
 
 class ModelBatch(NamedTuple):
@@ -56,74 +54,6 @@ class StepPrediction(NamedTuple):
 CONTINUATION_SOURCES = ("transition", "next_state")
 IMAGINATION_DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16}  # by config name
 CONTINUATION_HIDDEN = 64  # width of the next-state continuation network: cheap beside the dynamics
-
-
-def row_blocks(ensemble_size: int, rows_per_member: int, min_rows: int = 64) -> int:
-    """Blocks ``k`` to cut each member's rows into for imagination: the smallest ``k`` that makes
-    ``ensemble_size * k`` a multiple of torch's thread count (so a batched product over the members
-    splits evenly over the threads), or 1 where the rows do not divide into blocks of ``min_rows``."""
-    threads = torch.get_num_threads()
-    k = threads // math.gcd(ensemble_size, threads)
-    return k if k > 1 and rows_per_member % k == 0 and rows_per_member // k >= min_rows else 1
-
-
-CHUNK_ROWS = (640, 1024)  # least and most rows in one chunk of threaded imagination (see row_chunks)
-
-
-def row_chunks(ensemble_size: int, rows_per_member: int, threads: int) -> int:
-    """Equal chunks ``n`` to cut each member's rows into for threaded imagination (each of the
-    ``ensemble_size * n`` chunks imagined from start to end by one single-threaded worker), or 0
-    where the batch does not suit it and the batched products over all threads are faster.
-
-    ``n`` is the smallest that divides ``rows_per_member``, shares the chunks evenly among
-    ``threads``, and keeps each chunk within :data:`CHUNK_ROWS`: with at most 1,024 rows a chunk's
-    activations (200 wide: 800 KiB) stay in a core's cache from layer to layer. Chunks of fewer than
-    640 rows measured slower than the batched products (485 rows, HalfCheetah's 10-problem evaluation
-    plan: 17.1 to 17.3 ms per action against 15.9 to 16.7), and not for the Python between operators:
-    a C rollout without it was no faster (README, "Planning speed").
-    """
-    least, most = CHUNK_ROWS
-    if threads < 2:
-        return 0
-    for n in range(max(1, -(-rows_per_member // most)), rows_per_member // least + 1):
-        if rows_per_member % n == 0 and ensemble_size * n % threads == 0:
-            return n
-    return 0
-
-
-class _ChunkSteps:
-    """Imagination one block of rows at a time, from the first step to the last: what each worker of
-    threaded imagination runs (:func:`~world_models.worker_threads.map_on_cores`, one call per block).
-
-    ``inputs (H+1, G, rows, Z + A)`` and ``outputs (H, G, Z + 3, rows)`` are ``_imagine_in_place``'s
-    buffers, cut into ``G = E * chunks`` blocks of ``rows``; block ``g`` is member ``g // chunks``'s.
-    ``hidden`` holds the hidden layers' ``(weight (E, in, out), bias (E, 1, out))`` and ``output`` the
-    transposed output layer's ``(weight (E, Z + 3, hidden), bias (E, Z + 3, 1))``. Each call writes
-    only its own block: ``outputs[:, g]`` and ``inputs[1:, g, :, :Z]``.
-    """
-
-    def __init__(self, inputs: torch.Tensor, outputs: torch.Tensor, hidden: list[tuple[torch.Tensor, torch.Tensor]],
-                 output: tuple[torch.Tensor, torch.Tensor], chunks: int, width: int) -> None:
-        self.inputs, self.outputs, self.hidden, self.output = inputs, outputs, hidden, output
-        self.chunks, self.width = chunks, width
-
-    def run(self, g: int) -> None:
-        m, width = g // self.chunks, self.width
-        rows = self.outputs.shape[-1]
-        buffers = [self.inputs.new_empty(1, rows, self.hidden[0][0].shape[-1]) for _ in range(2)]  # (1, rows, hidden)
-        # layer i: its weight (in, hidden), the buffer it writes (i % 2) and that buffer's bias-and-SiLU pass
-        layers = [(w[m], buffers[i % 2][0], prepared_bias_silu_(buffers[i % 2], b[m : m + 1].contiguous()))
-                  for i, (w, b) in enumerate(self.hidden)]
-        w_out, b_out = self.output[0][m], self.output[1][m]
-        last = layers[-1][1].t()  # (hidden, rows): the last hidden layer's output, as the output layer reads it
-        for t in range(self.outputs.shape[0]):
-            h, out = self.inputs[t, g], self.outputs[t, g]  # (rows, Z + A), (Z + 3, rows)
-            for weight, written, activate in layers:
-                torch.mm(h, weight, out=written)
-                activate()
-                h = written
-            torch.addmm(b_out, w_out, last, out=out)
-            torch.add(self.inputs[t, g, :, :width], out[:width].t(), out=self.inputs[t + 1, g, :, :width])
 
 
 class RoboticsWorldModel(nn.Module):
@@ -308,7 +238,7 @@ class RoboticsWorldModel(nn.Module):
         for t in range(horizon):
             a = (self.policy(z) + noise * eps[t].reshape(batch * count, -1)).clamp(-1.0, 1.0)
             actions.append(a)
-            out = self._imagine_step(z.expand(*members, -1), a.expand(*members, -1), layers)  # (E, B * count, Z + 3)
+            out = ensemble_step(z.expand(*members, -1), a.expand(*members, -1), layers)  # (E, B * count, Z + 3)
             z = z + out[..., : self.state_dim].mean(dim=0)
         return torch.stack(actions, dim=1).reshape(batch, count, horizon, self.action_dim)
 
@@ -326,7 +256,11 @@ class RoboticsWorldModel(nn.Module):
                 f"got {tuple(z0.shape)} and {tuple(actions.shape)}"
             )
         layers = self._imagination_layers()
-        imagined = self._imagine_traced if torch.is_grad_enabled() else self._imagine_in_place
+        if not torch.is_grad_enabled() and self.imagination_dtype != torch.float32:  # hidden-to-hidden layers only
+            dtype = self.imagination_dtype
+            layers = [layers[0], *((w.to(dtype), b.to(dtype)) for w, b in layers[1:-1]), layers[-1]]
+        fast = fast_enabled() and not torch.is_grad_enabled()
+        imagined = imagine_in_place if fast else imagine_reference
         heads, latents = imagined(z0, actions, layers)  # (H, B, 3), (H+1, B, Z)
         rewards = heads[..., 0]
         if self.continuation_net is None:
@@ -342,78 +276,7 @@ class RoboticsWorldModel(nn.Module):
             terminal_value=self.terminal_value(latents[-1]),
         )
 
-    def _imagine_in_place(
-        self, z0: torch.Tensor, actions: torch.Tensor, layers: list[tuple[torch.Tensor, torch.Tensor]]
-    ) -> tuple[torch.Tensor, torch.Tensor]:
-        """:meth:`imagine` without gradients, the planner's path -> heads ``(H, B, 3)`` (reward,
-        continuation and cost logits) and latents ``(H+1, B, Z)``.
-
-        Row ``b = i * E + m`` is member ``m``'s row ``i`` (as :func:`to_members` routes it), the rows
-        of each member in one contiguous run of ``inputs[t]``; the batched products see each run as
-        ``k`` blocks of ``rows`` (``k > 1`` shares the ``E * k`` products evenly among the threads, see
-        :func:`row_blocks`). Where :func:`row_chunks` finds chunks, block ``g`` is imagined from start to
-        end by one single-threaded worker instead (:class:`_ChunkSteps`), the same products one block at a
-        time. ``inputs[t]`` holds every row's ``[z_t, a_t]``: the actions are written once and each step
-        writes ``z_{t+1}`` into the next slot, so no step concatenates or allocates.
-        """
-        horizon, batch, _ = actions.shape
-        e, width = self.ensemble_size, self.state_dim
-        per_member = batch // e
-        threads = torch.get_num_threads()
-        threaded = z0.device.type == "cpu" and self.imagination_dtype == z0.dtype == torch.float32
-        chunks = row_chunks(e, per_member, threads) if threaded else 0
-        k = chunks or row_blocks(e, per_member)
-        rows = per_member // k
-        inputs = z0.new_empty(horizon + 1, e, per_member, width + self.action_dim)
-        inputs[0, ..., :width] = to_members(z0, e)
-        inputs[:horizon, ..., width:] = actions.reshape(horizon, per_member, e, -1).transpose(1, 2)
-        if self.imagination_dtype != z0.dtype:  # the hidden-to-hidden layers only (see __init__)
-            dtype = self.imagination_dtype
-            layers = [layers[0], *((w.to(dtype), b.to(dtype)) for w, b in layers[1:-1]), layers[-1]]
-        if k > 1 and not chunks:
-            layers = [(w.repeat_interleave(k, dim=0), b.repeat_interleave(k, dim=0)) for w, b in layers]
-        # The output layer runs transposed, out^T = W^T h^T: a product with Z + 3 (about 20) output columns
-        # is a third slower than one with Z + 3 rows (benchmarks/results/plan_speed_layers.md).
-        w_out, b_out = layers[-1]
-        w_out_t, b_out_t = w_out.transpose(1, 2).contiguous(), b_out.transpose(1, 2)  # (G, Z+3, hidden), (G, Z+3, 1)
-        outputs = z0.new_empty(horizon, e * k, width + 3, rows)  # [delta z, reward, continuation, cost logits]^T
-        groups = (e * k, rows, -1)  # (E * k, rows, ...): member m's block j is group m * k + j
-        if chunks:
-            steps = _ChunkSteps(inputs.view(horizon + 1, *groups), outputs, layers[:-1], (w_out_t, b_out_t),
-                                chunks, width)
-            map_on_cores(steps.run, range(e * k), threads)
-        else:
-            for t in range(horizon):
-                h = inputs[t].view(groups)
-                for weight, bias in layers[:-1]:
-                    h = hidden_layer(h, weight, bias)  # (G, rows, hidden)
-                torch.baddbmm(b_out_t, w_out_t, h.to(w_out_t.dtype).transpose(1, 2), out=outputs[t])
-                z, z_next = inputs[t].view(groups)[..., :width], inputs[t + 1].view(groups)[..., :width]
-                torch.add(z, outputs[t, :, :width].transpose(1, 2), out=z_next)
-        # (H, E * k, 3, rows) -> (H, E, B / E, 3): member m's rows in order, as in_rows expects
-        heads = outputs[:, :, width:].transpose(2, 3).reshape(horizon, e, per_member, 3)
-
-        def in_rows(x: torch.Tensor) -> torch.Tensor:  # (T, E, B / E, D) -> (T, B, D)
-            return x.transpose(1, 2).reshape(x.shape[0], batch, x.shape[-1])
-
-        return in_rows(heads), in_rows(inputs[..., :width])
-
-    def _imagine_traced(
-        self, z0: torch.Tensor, actions: torch.Tensor, layers: list[tuple[torch.Tensor, torch.Tensor]]
-    ) -> tuple[torch.Tensor, torch.Tensor]:
-        """:meth:`imagine` with gradients: the same heads and latents as :meth:`_imagine_in_place`,
-        out of place so that autograd can follow every step."""
-        e, width = self.ensemble_size, self.state_dim
-        z = to_members(z0, e)  # (E, B / E, Z): row b is member b % E's row b // E
-        heads, latents = [], [z0]
-        for t in range(actions.shape[0]):
-            out = self._imagine_step(z, to_members(actions[t], e), layers)  # (E, B / E, Z + 3)
-            z = z + out[..., :width]
-            heads.append(from_members(out[..., width:]))
-            latents.append(from_members(z))
-        return torch.stack(heads), torch.stack(latents)
-
-    def _imagination_layers(self) -> list[tuple[torch.Tensor, torch.Tensor]]:
+    def _imagination_layers(self) -> Layers:
         """The dynamics network as imagination runs it: ``(weight (E, in, out), bias (E, 1, out))`` per
         layer, the input normalisation folded into the first and the target de-normalisation into the
         last, which keeps only the columns imagination reads (see ``_fold_output_layer``)."""
@@ -421,28 +284,6 @@ class RoboticsWorldModel(nn.Module):
         w_out, b_out = self._fold_output_layer()
         return [(w_in, b_in), *((layer.weight, layer.bias) for layer in self.net.hidden_after_first()),
                 (w_out, b_out)]
-
-    @classmethod
-    def _imagine_step(
-        cls, z: torch.Tensor, action: torch.Tensor, layers: list[tuple[torch.Tensor, torch.Tensor]]
-    ) -> torch.Tensor:
-        """One imagined step: raw ``z (G, M, Z)`` and ``action (G, M, A)`` through ``layers`` (one
-        ``(weight, bias)`` per layer, ``G`` groups of weights) -> ``[delta z, reward, continuation logit,
-        cost logit]`` ``(G, M, Z + 3)`` in data units."""
-        return cls._network_output(torch.cat([z, action], dim=-1), layers)
-
-    @staticmethod
-    def _network_output(
-        x: torch.Tensor, layers: list[tuple[torch.Tensor, torch.Tensor]], out: torch.Tensor | None = None
-    ) -> torch.Tensor:
-        """``layers`` applied to raw ``x = [z, action] (G, M, Z + A)`` -> ``(G, M, Z + 3)``, into ``out``
-        when given (see :meth:`_imagine_step`). Each layer's input is cast to its weights' dtype."""
-        h = x
-        for weight, bias in layers[:-1]:
-            h = hidden_layer(h, weight, bias)  # (G, M, hidden)
-        weight, bias = layers[-1]
-        h = h.to(weight.dtype)
-        return torch.baddbmm(bias, h, weight) if out is None else torch.baddbmm(bias, h, weight, out=out)
 
     def _fold_output_layer(self) -> tuple[torch.Tensor, torch.Tensor]:
         """The output layer cut to what imagination reads, with the target de-normalisation folded in.
