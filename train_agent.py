@@ -23,6 +23,7 @@ from agent import CheckpointError, ConfigError, MBRLAgent, RunDirHasOutputs, Run
 from agent.agent import CHECKPOINT_NAME
 from agent.config import RENAMED, SECTIONS, default_run_dir
 from agent.config_docs import config_fields, format_default
+from agent.timing import profile_summary
 from envs import EnvironmentSpecError, NonFiniteError, parse_env_kwargs
 
 
@@ -145,7 +146,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"Stopped by {agent.stopped_by.name} at step {agent.num_timesteps}{last}. Checkpoint in "
               f"{run_dir / CHECKPOINT_NAME}: run the same command to continue", flush=True)
         return 128 + agent.stopped_by.value  # as a shell reports a process the signal ended
-    print(f"Done: {agent.num_timesteps} steps{last}. Outputs in {run_dir}", flush=True)
+    phases = agent.clock.snapshot()
+    print(f"Where the time went (this run, all sessions):\n{profile_summary(phases)}")
+    print(f"Done: {agent.num_timesteps} steps in {sum(phases.values()):.0f} s{last}. Outputs in {run_dir}; "
+          f"curves: tensorboard --logdir {run_dir / 'tb'}", flush=True)
     return 0
 
 

@@ -39,6 +39,7 @@ from agent.evaluation import EvalResult, Evaluator
 from agent.logger import RunDirHasOutputs, RunLogger, earlier_outputs, truncate_outputs
 from agent.models import ModelAdapter, PolicyProposer, make_adapter
 from agent.signals import stop_on_signals
+from agent.timing import PhaseClock
 from envs import env_action_bounds, env_shapes, make_env, wrap_env
 from planners import make_objective, make_planner
 from planners.base import Planner, Proposer
@@ -116,6 +117,7 @@ class MBRLAgent:
         self._evals_done = 0
         self._elapsed_before = 0.0  # wall-clock seconds of earlier sessions of this run (resume)
         self._eval_seconds = 0.0  # wall-clock seconds spent evaluating, over the whole run
+        self.clock = PhaseClock()  # time/<phase>_s: where the run's wall-clock went (agent/timing.py)
         self._start_time: float | None = None
         self.last_eval_return: float | None = None
         self.stopped_by: signal.Signals | None = None  # the signal that stopped the last learn() early
@@ -248,7 +250,9 @@ class MBRLAgent:
         if total < 0:
             raise ValueError(f"total_timesteps must be >= 0 (steps counted from the run's start), got {total}")
         self.config.train.total_timesteps = total
-        self._open_run()
+        self.clock.start_session()
+        with self.clock.phase("setup"):
+            self._open_run()
         bar = tqdm(total=total, initial=self.num_timesteps, disable=not progress_bar, unit="step", dynamic_ncols=True)
         self.stopped_by = None
         try:
@@ -265,6 +269,7 @@ class MBRLAgent:
                         break
                 self._checkpoint()
         finally:
+            self.clock.stop_session()
             bar.close()
             if self.logger is not None:
                 self.logger.close()
@@ -310,29 +315,36 @@ class MBRLAgent:
 
     def _step(self) -> None:
         t = self.config.train
+        clock = self.clock
         if self._obs is None:
-            self._obs, _ = self.env.reset(seed=self.config.seed if self._episode == 0 else None)
+            with clock.phase("env"):
+                self._obs, _ = self.env.reset(seed=self.config.seed if self._episode == 0 else None)
         obs = self._obs
         if self.num_timesteps < t.learning_starts:
             action = self.rng.uniform(-1.0, 1.0, self.action_dim).astype(np.float32)
         else:
-            action = self.plan(obs, self.planner, self._train_ws, self._plan_ms)
+            with clock.phase("plan"):
+                action = self.plan(obs, self.planner, self._train_ws, self._plan_ms)
             action = np.clip(action + t.exploration_noise * self.rng.normal(size=self.action_dim), -1, 1)
             action = action.astype(np.float32)
-        next_obs, reward, terminated, truncated, info = self.env.step(action)
-        cost = float(info.get("cost", 0.0))
-        self.buffer.add(obs, action, float(reward), cost, bool(terminated), bool(truncated), next_obs)
+        with clock.phase("env"):
+            next_obs, reward, terminated, truncated, info = self.env.step(action)
+            cost = float(info.get("cost", 0.0))
+            self.buffer.add(obs, action, float(reward), cost, bool(terminated), bool(truncated), next_obs)
         self.num_timesteps += 1
         self._ep_return += float(reward)
         self._ep_length += 1
         self._ep_cost += cost
         n = self.num_timesteps
         if n >= t.learning_starts and n % t.train_freq == 0:
-            self._train()
+            with clock.phase("train"):
+                self._train()
         if t.eval_freq and n % t.eval_freq == 0:
-            self._evaluate()
+            with clock.phase("eval"):
+                self._evaluate()
         if n % t.log_interval == 0:
-            self._log()
+            with clock.phase("log"):
+                self._log()
         if terminated or truncated:
             self._end_episode()
         else:
@@ -416,6 +428,8 @@ class MBRLAgent:
         self.logger.record("time/time_elapsed", self._elapsed())
         self.logger.record("time/eval_seconds", self._eval_seconds)
         self.logger.record("time/peak_rss_mb", resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)
+        for phase, seconds in self.clock.snapshot().items():
+            self.logger.record(f"time/{phase}_s", seconds)
         if self._ep_returns:
             self.logger.record("rollout/ep_rew_mean", float(np.mean(self._ep_returns)))
         if self._plan_ms:
@@ -431,7 +445,8 @@ class MBRLAgent:
     # ----------------------------------------------------------------- persistence (agent/checkpoint.py)
     def _checkpoint(self) -> None:
         if self.run_dir is not None:
-            save_checkpoint(self.run_dir / CHECKPOINT_NAME, agent_payload(self))
+            with self.clock.phase("checkpoint"):
+                save_checkpoint(self.run_dir / CHECKPOINT_NAME, agent_payload(self))
 
     def save(self, path: str | Path) -> None:
         """Write everything needed to resume or deploy to ``path`` (atomically)."""

@@ -12,6 +12,7 @@ import torch
 
 from agent.atomic import atomic_write
 from agent.config import ConfigError, config_from_dict, config_to_dict
+from agent.timing import PhaseClock
 from world_models.base import WorldModel
 
 if TYPE_CHECKING:
@@ -110,7 +111,7 @@ def agent_payload(agent: MBRLAgent) -> dict[str, Any]:
             "next_checkpoint": agent._next_checkpoint, "last_fit": agent._last_fit,
             "evals_done": agent._evals_done, "mid_episode": agent._obs is not None,
             "ep_returns": list(agent._ep_returns),
-            "elapsed": agent._elapsed(), "eval_seconds": agent._eval_seconds,
+            "elapsed": agent._elapsed(), "eval_seconds": agent._eval_seconds, "phase_seconds": agent.clock.snapshot(),
         },
         "model": agent.model.state_dict(),
         "optimizer": agent.model.optimizer.state_dict(),
@@ -139,6 +140,7 @@ def restore_agent(agent: MBRLAgent, payload: dict[str, Any], source: Path) -> No
     agent._next_checkpoint, agent._last_fit, agent._evals_done = c["next_checkpoint"], c["last_fit"], c["evals_done"]
     agent._ep_returns.extend(c["ep_returns"])
     agent._elapsed_before, agent._eval_seconds = c.get("elapsed", 0.0), c.get("eval_seconds", 0.0)
+    agent.clock = PhaseClock(c.get("phase_seconds"))
     agent.model.optimizer.load_state_dict(payload["optimizer"])
     buffer_state = tensors_to_numpy(payload["buffer"])
     agent.buffer = agent._make_buffer(int(buffer_state["capacity"]))

@@ -6,6 +6,7 @@ from __future__ import annotations
 import resource
 import sys
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 import torch
@@ -216,3 +217,18 @@ def test_freed_tensors_reuse_their_pages() -> None:
     faults = resource.getrusage(resource.RUSAGE_SELF).ru_minflt - before
     block = size // 4096  # pages per block
     assert faults <= 2 * block, f"{faults} page faults for 20 reused blocks of {block} pages"
+
+
+@pytest.mark.parametrize("given, expected", [(None, "PASSIVE"), ("ACTIVE", "ACTIVE")])
+def test_importing_rehearse_makes_idle_openmp_threads_sleep(given: str | None, expected: str) -> None:
+    """Before torch loads OpenMP, importing the agent sets OMP_WAIT_POLICY=PASSIVE unless the user set it."""
+    import os
+    import subprocess
+
+    env = {k: v for k, v in os.environ.items() if k != "OMP_WAIT_POLICY"}
+    if given is not None:
+        env["OMP_WAIT_POLICY"] = given
+    code = "import agent, os, sys; print(os.environ['OMP_WAIT_POLICY'], 'torch' in sys.modules)"
+    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True,
+                         cwd=str(Path(__file__).resolve().parent.parent)).stdout.split()
+    assert out == [expected, "True"]
