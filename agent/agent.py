@@ -21,9 +21,17 @@ import torch
 import yaml
 from tqdm.auto import tqdm
 
-from agent.atomic import RunDirLock
-from agent.buffer import ReplayBuffer
-from agent.checkpoint import CHECKPOINT_NAME, agent_payload, load_checkpoint, restore_agent, save_checkpoint
+from agent.atomic import RunDirLock, remove_orphaned_tmp
+from agent.buffer import ReplayBuffer, check_buffer_memory
+from agent.checkpoint import (
+    CHECKPOINT_NAME,
+    agent_payload,
+    checked_env_id,
+    load_checkpoint,
+    load_run_checkpoint,
+    restore_agent,
+    save_checkpoint,
+)
 from agent.config import (
     Config,
     ConfigError,
@@ -36,11 +44,11 @@ from agent.config import (
     validate,
 )
 from agent.evaluation import EvalResult, Evaluator
-from agent.logger import RunDirHasOutputs, RunLogger, earlier_outputs, truncate_outputs
+from agent.logger import RunLogger, set_aside_outputs, truncate_outputs
 from agent.models import ModelAdapter, make_adapter
 from agent.runtime import keep_freed_memory
-from agent.signals import stop_on_signals
-from envs import env_action_bounds, env_shapes, make_env, wrap_env
+from agent.signals import EvaluationAbandoned, stop_on_signals
+from envs import EnvironmentSpecError, env_action_bounds, env_shapes, make_env, wrap_env
 from planners import make_objective, make_planner
 from planners.base import Planner
 from planners.warm_start import WarmStart
@@ -96,6 +104,8 @@ class MBRLAgent:
         self.model_kind = model_kind(config, image_obs=len(self.obs_shape) == 3)
         validate(config, kind=self.model_kind)
 
+        check_buffer_memory(config.train.buffer_capacity, self.obs_shape, self.action_dim,  # before the networks
+                            np.uint8 if self.model_kind == "latent" else np.float32)
         keep_freed_memory()  # planning reuses freed memory instead of faulting in fresh pages (agent/runtime.py)
         torch.manual_seed(config.seed)
         self.adapter: ModelAdapter = make_adapter(config, self.model_kind, self.obs_shape, self.action_dim, self.device)
@@ -129,15 +139,27 @@ class MBRLAgent:
         self.logger: RunLogger | None = None
         self._run_lock: RunDirLock | None = None
         self._resumed_at: int | None = None  # the run directory's logs are cut back to this step when training opens it
+        self._pending_step: bool | None = None  # a step whose evaluation a stop abandoned (its episode ended?)
+        self._resumed_rows: int | None = None  # monitor.csv's episode rows at the checkpoint resumed from
+        self._saved_at: int | None = None  # the step of the checkpoint this session last wrote
         self.run_dir = Path(run_dir) if run_dir is not None else None
-        if self.run_dir is not None and (self.run_dir / CHECKPOINT_NAME).exists():
-            restore_agent(self, load_checkpoint(self.run_dir / CHECKPOINT_NAME), self.run_dir / CHECKPOINT_NAME)
+        found = load_run_checkpoint(self.run_dir, set_aside=True) if self.run_dir is not None else None
+        if found is not None:  # the newest readable one (agent/checkpoint.py)
+            restore_agent(self, *found)
 
     # ----------------------------------------------------------------- building blocks
     def _make_env(self, check: bool | None = None, render_mode: str | None = None) -> gym.Env:
         c = self.config
-        return make_env(c.env_id, c.env_kwargs, check=check, render_mode=render_mode, pixels=c.pixels,
-                        frame_stack=c.frame_stack)
+        try:
+            return make_env(c.env_id, c.env_kwargs, check=check, render_mode=render_mode, pixels=c.pixels,
+                            frame_stack=c.frame_stack)
+        except (EnvironmentSpecError, ConfigError):
+            raise
+        except Exception as exc:  # the environment's own constructor failed (a bad kwarg value, ...)
+            raise EnvironmentSpecError(
+                f"making {c.env_id!r} with env kwargs {c.env_kwargs} failed: {type(exc).__name__}: {exc}. "
+                "Check the --env-kwargs values (or the environment's constructor)"
+            ) from exc
 
     def _make_buffer(self, capacity: int) -> ReplayBuffer:
         return ReplayBuffer(capacity, self.obs_shape, self.action_dim, obs_dtype=self.adapter.obs_dtype)
@@ -256,18 +278,25 @@ class MBRLAgent:
         self.stopped_by = None
         try:
             with stop_on_signals() as stop:
-                while self.num_timesteps < total:
-                    self._step()
-                    bar.update(1)
-                    if self.last_eval_return is not None:
-                        bar.set_postfix(eval=f"{self.last_eval_return:.1f}", refresh=False)
-                    if callback is not None and callback(self) is False:
-                        break
-                    if stop.signal is not None:
-                        self.stopped_by = stop.signal
-                        break
+                self.evaluator.stop = stop  # a stop abandons an evaluation under way (it is rerun on resume)
+                try:
+                    if self._pending_step is not None:  # the step whose evaluation a stop abandoned
+                        self._after_step(self._pending_step, self._obs)
+                    while self.num_timesteps < total:
+                        self._step()
+                        bar.update(1)
+                        if self.last_eval_return is not None:
+                            bar.set_postfix(eval=f"{self.last_eval_return:.1f}", refresh=False)
+                        if callback is not None and callback(self) is False:
+                            break
+                        if stop.signal is not None:
+                            break
+                except EvaluationAbandoned:
+                    pass
+                self.stopped_by = stop.signal
                 self._checkpoint()
         finally:
+            self.evaluator.stop = None
             bar.close()
             if self.logger is not None:
                 self.logger.close()
@@ -284,17 +313,14 @@ class MBRLAgent:
         self.logger = None
         resumed_at = self._resumed_at
         try:
+            remove_orphaned_tmp(self.run_dir)  # temp files of writes a kill interrupted
             if resumed_at is not None:  # rows logged after the checkpoint this run resumes from
-                truncate_outputs(self.run_dir, resumed_at)
-            elif self.num_timesteps == 0 and (found := earlier_outputs(self.run_dir)):
-                raise RunDirHasOutputs(
-                    f"run directory {self.run_dir} holds an earlier run's logs ({', '.join(found)}) but no "
-                    f"checkpoint ({CHECKPOINT_NAME}) to continue it from: training from step 0 would append a "
-                    "second run to them. Choose another run directory, or delete those logs (and tb/) to start "
-                    "the run again there"
-                )
+                truncate_outputs(self.run_dir, resumed_at, self._resumed_rows)
+            elif self.num_timesteps == 0:  # logs of a run that ended before its first checkpoint: moved aside
+                set_aside_outputs(self.run_dir)
             (self.run_dir / "config.yaml").write_text(yaml.safe_dump(config_to_dict(self.config), sort_keys=False))
-            self.logger = RunLogger(self.run_dir, self.config.env_id, resumed_at=resumed_at)
+            self.logger = RunLogger(self.run_dir, self.config.env_id, resumed_at=resumed_at,
+                                    elapsed_before=self._elapsed_before)
             self.evaluator.ensure(self.config.train.eval_episodes)
             if self.config.train.eval_video:
                 self.evaluator.record_video()
@@ -332,14 +358,23 @@ class MBRLAgent:
         n = self.num_timesteps
         if n >= t.learning_starts and n % t.train_freq == 0:
             self._train()
+        self._after_step(bool(terminated or truncated), next_obs)
+
+    def _after_step(self, done: bool, next_obs: np.ndarray | None) -> None:
+        """The evaluation, log and episode end due after the step just taken (``done``: it ended the episode).
+
+        A stop abandons the evaluation (EvaluationAbandoned): ``_pending_step`` then tells the checkpoint
+        that the rest of this method is still to do, and the resumed run does it first."""
+        t, n = self.config.train, self.num_timesteps
+        self._obs = None if done else next_obs
         if t.eval_freq and n % t.eval_freq == 0:
+            self._pending_step = done
             self._evaluate()
+            self._pending_step = None
         if n % t.log_interval == 0:
             self._log()
-        if terminated or truncated:
+        if done:
             self._end_episode()
-        else:
-            self._obs = next_obs
 
     def _end_episode(self) -> None:
         assert self.logger is not None
@@ -433,8 +468,11 @@ class MBRLAgent:
 
     # ----------------------------------------------------------------- persistence (agent/checkpoint.py)
     def _checkpoint(self) -> None:
-        if self.run_dir is not None:
+        """Save to the run directory, unless this step's checkpoint is written already (no duplicate: the
+        run directory keeps its last distinct ones, agent/checkpoint.py)."""
+        if self.run_dir is not None and self._saved_at != self.num_timesteps:
             save_checkpoint(self.run_dir / CHECKPOINT_NAME, agent_payload(self))
+            self._saved_at = self.num_timesteps
 
     def save(self, path: str | Path) -> None:
         """Write everything needed to resume or deploy to ``path`` (atomically)."""
@@ -445,6 +483,6 @@ class MBRLAgent:
         """Rebuild an agent from a checkpoint written by :meth:`save` or a run directory's checkpoint."""
         payload = load_checkpoint(path)
         config = config_from_dict(payload["config"])
-        agent = cls(env if env is not None else config.env_id, config, **kwargs)
+        agent = cls(env if env is not None else checked_env_id(payload, None), config, **kwargs)
         restore_agent(agent, payload, Path(path))
         return agent
