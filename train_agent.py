@@ -139,16 +139,21 @@ def failure(exc: BaseException, run_dir: Path, agent: MBRLAgent | None) -> int:
         return 2
     if isinstance(exc, KeyboardInterrupt):  # a second SIGINT/SIGTERM (agent/signals.py), or Ctrl-C before training
         signum = signal.SIGTERM if "SIGTERM" in str(exc) else signal.SIGINT
-        print(f"\nerror: {exc or signal.Signals(signum).name}: stopped at once; {kept}: run the same command to "
-              "continue", file=sys.stderr)
+        print(f"\nerror: {exc or f'{signal.Signals(signum).name}: stopped at once'}; {kept}: run the same command "
+              "to continue", file=sys.stderr)
         return 128 + signum
     if not isinstance(exc, Exception) or os.environ.get("REHEARSE_TRACEBACK"):
         raise exc
     if isinstance(exc, OSError):
         print(f"error: {os_failure(exc, run_dir)}", file=sys.stderr)
         return 1
+    what = f"{type(exc).__name__}: {exc}"
+    if agent is not None and agent.num_timesteps == 0 and agent.config.env_kwargs:  # its first step failed
+        print(f"error: {agent.config.env_id} with env kwargs {agent.config.env_kwargs} failed on its first step: "
+              f"{what}. Check the --env-kwargs values", file=sys.stderr)
+        return 2
     step = f" at step {agent.num_timesteps}" if agent is not None else ""  # the environment's step, or a bug
-    print(f"error: training stopped{step}: {type(exc).__name__}: {exc}. {kept}: fix the cause and run the same "
+    print(f"error: training stopped{step}: {what}. {kept[0].upper()}{kept[1:]}: fix the cause and run the same "
           "command to resume from there (REHEARSE_TRACEBACK=1 shows where it was raised)", file=sys.stderr)
     return 1
 

@@ -108,10 +108,10 @@ def load_run_checkpoint(run_dir: str | Path, set_aside: bool = False) -> tuple[d
             kept = bad.with_name(f"{bad.name}.unreadable-{time.strftime('%Y%m%d-%H%M%S')}")
             if set_aside:
                 os.replace(bad, kept)
-            print(f"warning: {error}\nUsing the previous checkpoint {path} (step "
-                  f"{payload['counters']['num_timesteps']}) instead" + (f"; the unreadable one is kept as {kept}"
-                                                                         if set_aside else ""),
-                  file=sys.stderr, flush=True)
+            cause = str(error).rsplit("\n", 1)[0]  # without the remedy: the fallback is the remedy
+            aside = f"; the unreadable one is kept as {kept}" if set_aside else ""
+            print(f"warning: {cause}\nUsing the previous checkpoint {path} (step "
+                  f"{payload['counters']['num_timesteps']}) instead{aside}", file=sys.stderr, flush=True)
         return payload, path
     if errors:
         if len(errors) == 1:

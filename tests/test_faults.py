@@ -16,6 +16,7 @@ import os
 import signal
 import subprocess
 import sys
+import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -294,6 +295,7 @@ def test_a_checkpoint_never_chooses_a_module_to_import(
     (["--seed", "-1"], 2, "--seed must be >= 0"),
     (["--env", "tests.fault_envs:ConstructorRaisesEnv", "--env-kwargs", "level=-1"], 2, "level must be >= 0"),
     (["--env", "rehearse/PointMass-v0", "--env-kwargs", "max_episode_steps=0"], 2, "max_episode_steps"),
+    (["--env", "Pendulum-v1", "--env-kwargs", "g=abc"], 2, "failed on its first step"),
     (["--env", "tests.fault_envs:StepRaisesEnv", "--env-kwargs", "raise_after=60"], 1,
      "run the same command to resume"),
 ])
@@ -457,26 +459,77 @@ def test_a_kill_in_the_middle_of_a_checkpoint_write_loses_nothing(
 
 
 KILL_KINDS = ("step", "eval", "checkpoint")
+KILL_RANGE = {"step": STEPS, "eval": 60, "checkpoint": 4}
+"""``n`` is drawn below these: a step, an evaluation action (of this process), a checkpoint write (of this process)."""
+STOP_ROUTES = ("SIGTERM", "SIGINT", "callback", "budget")
+
+
+def random_kills(run: Path, rng: np.random.Generator, least: int, most: int) -> list[tuple[str, int, int]]:
+    """``least`` to ``most`` real SIGKILLs of ``run``'s same command at random moments: (kind, n, exit status)
+    each (exit status 0: the run ended before the moment came)."""
+    kills = []
+    for _ in range(int(rng.integers(least, most + 1))):
+        kind = str(rng.choice(KILL_KINDS))
+        n = int(rng.integers(1, KILL_RANGE[kind]))
+        code = killed_run(run, kind, n)
+        assert code in (0, -signal.SIGKILL), (kind, n, code)
+        kills.append((kind, n, code))
+    return kills
 
 
 @pytest.mark.slow
 @pytest.mark.parametrize("seed", range(6))
-def test_random_kills_and_stops_then_resume_equal_an_uninterrupted_run(
+def test_random_kills_then_resume_equal_an_uninterrupted_run(
     tmp_path: Path, reference: Path, capsys: pytest.CaptureFixture[str], seed: int
 ) -> None:
-    """Up to three SIGKILLs at seeded random moments (mid-episode, mid-evaluation, mid-checkpoint-write, before
-    the first checkpoint), each followed by the same command; and a SIGTERM at a random evaluation step. The
-    final logs equal the uninterrupted run's and the checkpoints end as its do."""
-    rng = np.random.default_rng(seed)
+    """One to three SIGKILLs at seeded random moments (mid-episode, mid-evaluation, mid-checkpoint-write, before
+    the first checkpoint), each followed by the same command: the final logs equal the uninterrupted run's and
+    the checkpoints end as its do."""
     run = tmp_path / "run"
-    kills = []
-    for _ in range(int(rng.integers(1, 4))):
-        kind = str(rng.choice(KILL_KINDS))
-        n = int(rng.integers(1, {"step": STEPS, "eval": 60, "checkpoint": 4}[kind]))
-        code = killed_run(run, kind, n)
-        assert code in (0, -signal.SIGKILL), (kind, n, code)
-        kills.append((kind, n, code))
+    kills = random_kills(run, np.random.default_rng(seed), 1, 3)
     print(f"kills (kind, n, exit status): {kills}")
     assert main(capsys, *cli(run))[0] == 0
     assert logs(run) == logs(reference)
     assert checkpoint_steps(run) == checkpoint_steps(reference)
+
+
+def signal_run(run: Path, signum: signal.Signals, delay: float) -> int:
+    """The same command in a child, sent ``signum`` ``delay`` seconds after its first log row; its exit status."""
+    proc = subprocess.Popen([sys.executable, "-m", "tests.fault_runner", "none", "0", *cli(run)], cwd=ROOT,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.time() + 120
+    while not (run / "progress.csv").exists() and proc.poll() is None and time.time() < deadline:
+        time.sleep(0.05)
+    time.sleep(delay)
+    proc.send_signal(signum)
+    return proc.wait(timeout=300)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("route", STOP_ROUTES)
+@pytest.mark.parametrize("seed", range(2))
+def test_stop_routes_then_kills_then_resume_equal_a_run_stopped_at_the_same_step(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], route: str, seed: int
+) -> None:
+    """A stop at a random moment by each route (SIGTERM, SIGINT, a callback, a budget reached then extended),
+    then up to two random SIGKILLs and the same command: the logs equal those of a run stopped by a callback at
+    the same step and continued without a fault (a stop mid-episode ends that episode, so an uninterrupted run
+    is not the reference)."""
+    rng = np.random.default_rng(100 + seed)
+    run, expected = tmp_path / "run", tmp_path / "expected"
+    if route in ("SIGTERM", "SIGINT"):
+        code = signal_run(run, signal.Signals[f"SIG{route[3:]}"], float(rng.uniform(0.0, 3.0)))
+        assert code in (0, 128 + signal.Signals[f"SIG{route[3:]}"]), code
+    elif route == "callback":
+        learn(run, stop_at=int(rng.integers(1, STEPS)))
+    else:
+        assert main(capsys, *cli(run, int(rng.integers(1, STEPS))))[0] == 0
+    stopped_at = checkpoint_steps(run)[0] if run_checkpoints(run) else 0
+    kills = random_kills(run, rng, 0, 2)
+    print(f"{route} stop at step {stopped_at}; kills (kind, n, exit status): {kills}")
+    assert main(capsys, *cli(run))[0] == 0
+    if stopped_at:
+        learn(expected, stop_at=stopped_at)
+    learn(expected)
+    assert logs(run) == logs(expected)
+    assert checkpoint_steps(run)[0] == STEPS
