@@ -141,7 +141,7 @@ class MBRLAgent:
         self._resumed_at: int | None = None  # the run directory's logs are cut back to this step when training opens it
         self._pending_step: bool | None = None  # a step whose evaluation a stop abandoned (its episode ended?)
         self._resumed_rows: int | None = None  # monitor.csv's episode rows at the checkpoint resumed from
-        self._saved_at: int | None = None  # the step of the checkpoint this session last wrote
+        self._saved_at: int | None = None  # the step of the checkpoint last written or resumed from
         self.run_dir = Path(run_dir) if run_dir is not None else None
         found = load_run_checkpoint(self.run_dir, set_aside=True) if self.run_dir is not None else None
         if found is not None:  # the newest readable one (agent/checkpoint.py)
@@ -267,7 +267,8 @@ class MBRLAgent:
         and ``learn`` again continues from it.
 
         Ctrl-C (SIGINT) or SIGTERM in the main thread stops it the same way, after the step under way
-        (:mod:`agent.signals`): ``stopped_by`` then names the signal. A second one stops at once.
+        (:mod:`agent.signals`; an evaluation under way is abandoned, and played again when the run resumes):
+        ``stopped_by`` then names the signal. A second one stops at once.
         """
         total = total_timesteps if total_timesteps is not None else self.config.train.total_timesteps
         if total < 0:

@@ -231,6 +231,7 @@ def restore_agent(agent: MBRLAgent, payload: dict[str, Any], source: Path) -> No
         agent._ep_return, agent._ep_length, agent._ep_cost = c.get("ep_return", 0.0), c.get("ep_length", 0), \
             c.get("ep_cost", 0.0)
     agent._pending_step = c.get("pending_step")
+    agent._saved_at = agent.num_timesteps if agent._pending_step is None else None  # no second copy of it
     agent._resumed_rows = c.get("monitor_rows")
     agent.rng.bit_generator.state = payload["rng"]
     agent._generator.set_state(payload["planner_rng"])

@@ -77,7 +77,18 @@ def logs(run_dir: Path) -> dict[str, Any]:
         rows = [{k: v for k, v in row.items() if not is_time_key(k)} for row in csv.DictReader(handle)]
     with np.load(run_dir / "evaluations.npz") as data:
         evaluations = {k: data[k].tolist() for k in data.files if k not in TIME_KEYS}
-    return {"monitor": [line.rsplit(",", 1)[0] for line in lines[1:]], "progress": rows, "evaluations": evaluations}
+    return {"monitor": [line.rsplit(",", 1)[0] for line in lines[1:]], "progress": rows, "evaluations": evaluations,
+            "tensorboard": tensorboard_scalars(run_dir / "tb")}
+
+
+def tensorboard_scalars(tb: Path) -> dict[str, list[tuple[int, float]]]:
+    """TensorBoard's scalars as TensorBoard shows them (what a resume purged left out), wall-clock tags left out."""
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    events = EventAccumulator(str(tb), size_guidance={"scalars": 0})
+    events.Reload()
+    return {tag: [(e.step, e.value) for e in events.Scalars(tag)] for tag in events.Tags()["scalars"]
+            if not is_time_key(tag)}
 
 
 def is_time_key(key: str) -> bool:
