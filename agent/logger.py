@@ -33,6 +33,7 @@ class RunLogger:
         self.run_dir.mkdir(parents=True, exist_ok=True)
         self.start = time.time() - elapsed_before
         purge_step = None if resumed_at is None else resumed_at + 1
+        _wait_for_a_later_second(self.run_dir / "tb")
         self._writer = SummaryWriter(str(self.run_dir / "tb"), purge_step=purge_step)
         self._values: dict[str, float] = {}
         self._progress = self.run_dir / "progress.csv"
@@ -148,6 +149,18 @@ def append_evaluation(
         data[key].append(value)
     arrays: dict[str, Any] = {k: np.stack(v) for k, v in data.items()}
     atomic_write(path, lambda handle: np.savez(handle, **arrays))
+
+
+def _wait_for_a_later_second(tb: Path) -> None:
+    """Wait (under a second) until the clock's second is past that of every event file in ``tb``.
+
+    TensorBoard reads a run's event files in name order, which starts with the second the file was opened
+    (then host and process id): a resumed session's file, whose purge of the steps after its checkpoint must
+    come after the earlier sessions' events, then sorts last even when the earlier session started within
+    the same second (a process killed at once) and had a larger process id."""
+    stamps = [int(part) for p in tb.glob("events.out.tfevents.*") if (part := p.name.split(".")[3]).isdigit()]
+    while stamps and time.time() < max(stamps) + 1:
+        time.sleep(0.02)
 
 
 class RunDirHasOutputs(RuntimeError):
