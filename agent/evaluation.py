@@ -160,7 +160,10 @@ class Evaluator:
     def run(self, plan: PlanFn, plan_shape: tuple[int, int], device: torch.device, episodes: int,
             seed: int) -> EvalResult:
         """Play ``episodes`` episodes: side by side with one batched ``plan`` per step when there is an env per
-        episode (and ``lockstep``), else one by one on the first env. ``plan_shape``: ``(H, A)``."""
+        episode (and ``lockstep``), else one by one on the first env. ``plan_shape``: ``(H, A)``.
+
+        While :attr:`stop` is set (during training), a stop request raises
+        :class:`~agent.signals.EvaluationAbandoned` before the next action is planned."""
         horizon, action_dim = plan_shape
         stop, plan_given = self.stop, plan
         if stop is not None:  # between two steps, a stop request abandons the evaluation (EvaluationAbandoned)

@@ -498,7 +498,8 @@ def test_random_kills_then_resume_equal_an_uninterrupted_run(
     the checkpoints end as its do."""
     run = tmp_path / "run"
     kills = random_kills(run, np.random.default_rng(seed), 1, 3)
-    print(f"kills (kind, n, exit status): {kills}")
+    with capsys.disabled():
+        print(f"\nkills (kind, n, exit status): {kills}")
     assert main(capsys, *cli(run))[0] == 0
     assert logs(run) == logs(reference)
     assert checkpoint_steps(run) == checkpoint_steps(reference)
@@ -537,7 +538,8 @@ def test_stop_routes_then_kills_then_resume_equal_a_run_stopped_at_the_same_step
         assert main(capsys, *cli(run, int(rng.integers(1, STEPS))))[0] == 0
     stopped_at = checkpoint_steps(run)[0] if run_checkpoints(run) else 0
     kills = random_kills(run, rng, 0, 2)
-    print(f"{route} stop at step {stopped_at}; kills (kind, n, exit status): {kills}")
+    with capsys.disabled():
+        print(f"\n{route} stop at step {stopped_at}; kills (kind, n, exit status): {kills}")
     assert main(capsys, *cli(run))[0] == 0
     if stopped_at:
         learn(expected, stop_at=stopped_at)
