@@ -15,12 +15,16 @@ of training (its saved configuration is used; the preset flags are ignored).
 from __future__ import annotations
 
 import argparse
+import errno
+import os
+import signal
 import sys
 from pathlib import Path
 from typing import Any, Sequence
 
 from agent import CheckpointError, ConfigError, MBRLAgent, RunDirHasOutputs, RunDirInUse, resolve_config
 from agent.agent import CHECKPOINT_NAME
+from agent.checkpoint import checked_env_id, load_run_checkpoint, run_checkpoints
 from agent.config import RENAMED, SECTIONS, default_run_dir
 from agent.config_docs import config_fields, format_default
 from agent.timing import profile_summary
@@ -99,12 +103,17 @@ def overrides_from_args(args: argparse.Namespace) -> dict[str, Any]:
     return overrides
 
 
-def evaluate_run(run_dir: Path, episodes: int, seed: int) -> str:
-    """Play ``episodes`` deterministic episodes with ``run_dir``'s checkpoint; a printable report."""
-    path = run_dir / CHECKPOINT_NAME
-    if not path.exists():
-        raise CheckpointError(f"--evaluate needs a trained run: {path} does not exist (train with --run-dir {run_dir})")
-    agent = MBRLAgent.load(path)
+def evaluate_run(run_dir: Path, episodes: int, seed: int, env: str | None = None) -> str:
+    """Play ``episodes`` deterministic episodes with ``run_dir``'s checkpoint; a printable report.
+
+    ``env``: the environment the user named (``--env``); by default the checkpoint's own, unless that is an
+    entry point (``module:Class``), which a checkpoint may not choose to import (agent/checkpoint.py)."""
+    found = load_run_checkpoint(run_dir)
+    if found is None:
+        raise CheckpointError(f"--evaluate needs a trained run: {run_dir / CHECKPOINT_NAME} does not exist "
+                              f"(train with --run-dir {run_dir})")
+    payload, path = found
+    agent = MBRLAgent.load(path, env=checked_env_id(payload, env))
     result = agent.evaluate(episodes, seed=seed)
     returns = ", ".join(f"{r:.1f}" for r in result.returns)
     return (
@@ -115,32 +124,110 @@ def evaluate_run(run_dir: Path, episodes: int, seed: int) -> str:
     )
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    args = add_renamed_flags(build_parser()).parse_args(argv)
-    if args.evaluate is not None:
-        if args.evaluate < 1:
-            print(f"error: --evaluate needs at least one episode, got {args.evaluate}", file=sys.stderr)
-            return 2
-        try:
-            print(evaluate_run(args.run_dir or default_run_dir(args.env, args.seed), args.evaluate,
-                               args.evaluate_seed), flush=True)
-        except (ConfigError, CheckpointError, EnvironmentSpecError, NonFiniteError) as exc:
-            print(f"error: {exc}", file=sys.stderr)
-            return 2
-        return 0
-    try:
-        config = resolve_config(args.env, overrides_from_args(args), preset=args.preset)
-        run_dir = args.run_dir or default_run_dir(args.env, args.seed)
-        if args.resume and not (run_dir / CHECKPOINT_NAME).exists():
-            raise CheckpointError(f"--resume given but {run_dir / CHECKPOINT_NAME} does not exist")
-        agent = MBRLAgent(args.env, config, run_dir=run_dir)
-        resumed = f" (resuming at step {agent.num_timesteps})" if agent.num_timesteps else ""
-        print(f"Run directory: {run_dir}{resumed}", flush=True)
-        agent.learn(config.train.total_timesteps, progress_bar=not args.no_progress_bar)
-    except (ConfigError, CheckpointError, EnvironmentSpecError, NonFiniteError, MemoryError, RunDirInUse,
-            RunDirHasOutputs) as exc:
+BAD_INPUT = (ConfigError, CheckpointError, EnvironmentSpecError, NonFiniteError, MemoryError, RunDirInUse,
+             RunDirHasOutputs)
+"""Failures the user's input or choice causes: ``error:`` and exit status 2."""
+KEPT = "the run keeps its last checkpoint ({}) and the logs up to it"
+
+
+def check_run_dir(run_dir: Path) -> None:
+    """A ConfigError when ``run_dir``, or a folder above it, is an existing file (it cannot become a folder)."""
+    for path in (run_dir, *run_dir.parents):
+        if path.exists() and not path.is_dir():
+            raise ConfigError(f"--run-dir {run_dir}: {path} is a file, not a folder; give another --run-dir")
+
+
+def os_failure(exc: OSError, run_dir: Path) -> str:
+    """One line for an operating-system failure while training into ``run_dir``: what happened, what to do."""
+    where = f" ({exc.filename})" if exc.filename else ""
+    if exc.errno == errno.ENOSPC:
+        todo = "free some disk space"
+    elif exc.errno in (errno.EROFS, errno.EACCES, errno.EPERM):
+        todo = f"make {run_dir} writable"
+    else:
+        todo = "fix the cause"
+    return (f"could not write the run: {exc.strerror or exc}{where}. Nothing written before is lost: "
+            f"{KEPT.format(run_dir / 'checkpoints')}. {todo.capitalize()} (or give another --run-dir), then run "
+            "the same command to continue")
+
+
+def named_env(args: argparse.Namespace, argv: Sequence[str] | None) -> str | None:
+    """The ``--env`` the user typed (``None`` when it was left at its default)."""
+    given = list(sys.argv[1:] if argv is None else argv)
+    return args.env if any(a == "--env" or a.startswith("--env=") for a in given) else None
+
+
+def failure(exc: BaseException, run_dir: Path, agent: MBRLAgent | None) -> int:
+    """Report a failed run in one ``error:`` line and return the exit status (see :func:`main`); re-raise
+    what is not ours to report, and unexpected failures when ``REHEARSE_TRACEBACK`` is set."""
+    kept = KEPT.format(run_dir / "checkpoints")
+    if isinstance(exc, BAD_INPUT):
         print(f"error: {exc}", file=sys.stderr)
         return 2
+    if isinstance(exc, KeyboardInterrupt):  # a second SIGINT/SIGTERM (agent/signals.py), or Ctrl-C before training
+        signum = signal.SIGTERM if "SIGTERM" in str(exc) else signal.SIGINT
+        print(f"\nerror: {exc or f'{signal.Signals(signum).name}: stopped at once'}; {kept}: run the same command "
+              "to continue", file=sys.stderr)
+        return 128 + signum
+    if not isinstance(exc, Exception) or os.environ.get("REHEARSE_TRACEBACK"):
+        raise exc
+    if isinstance(exc, OSError):
+        print(f"error: {os_failure(exc, run_dir)}", file=sys.stderr)
+        return 1
+    what = f"{type(exc).__name__}: {exc}"
+    if agent is not None and agent.num_timesteps == 0 and agent.config.env_kwargs:  # its first step failed
+        print(f"error: {agent.config.env_id} with env kwargs {agent.config.env_kwargs} failed on its first step: "
+              f"{what}. Check the --env-kwargs values", file=sys.stderr)
+        return 2
+    step = f" at step {agent.num_timesteps}" if agent is not None else ""  # the environment's step, or a bug
+    print(f"error: training stopped{step}: {what}. {kept[0].upper()}{kept[1:]}: fix the cause and run the same "
+          "command to resume from there (REHEARSE_TRACEBACK=1 shows where it was raised)", file=sys.stderr)
+    return 1
+
+
+def evaluate_main(args: argparse.Namespace, argv: Sequence[str] | None) -> int:
+    """``--evaluate N``: print the episodes' report; 2 on bad input."""
+    if args.evaluate < 1:
+        print(f"error: --evaluate needs at least one episode, got {args.evaluate}", file=sys.stderr)
+        return 2
+    try:
+        print(evaluate_run(args.run_dir or default_run_dir(args.env, args.seed), args.evaluate,
+                           args.evaluate_seed, named_env(args, argv)), flush=True)
+    except BAD_INPUT as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    return 0
+
+
+def train(args: argparse.Namespace, run_dir: Path, started: list[MBRLAgent]) -> MBRLAgent:
+    """Build (or resume) the agent, appended to ``started`` as soon as it exists, and train it."""
+    check_run_dir(run_dir)
+    config = resolve_config(args.env, overrides_from_args(args), preset=args.preset)
+    if args.resume and not run_checkpoints(run_dir):
+        raise CheckpointError(f"--resume given but {run_dir / CHECKPOINT_NAME} does not exist")
+    agent = MBRLAgent(args.env, config, run_dir=run_dir)
+    started.append(agent)
+    resumed = f" (resuming at step {agent.num_timesteps})" if agent.num_timesteps else ""
+    print(f"Run directory: {run_dir}{resumed}", flush=True)
+    return agent.learn(config.train.total_timesteps, progress_bar=not args.no_progress_bar)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """The CLI: 0 done, 2 bad input, 1 an environment or OS failure, 128 + signal when a signal stopped it.
+
+    Every failure ends in one ``error:`` line saying what happened and what to do (:func:`failure`)."""
+    args = add_renamed_flags(build_parser()).parse_args(argv)
+    if args.seed < 0:
+        print(f"error: --seed must be >= 0 (numpy and torch seeds are unsigned), got {args.seed}", file=sys.stderr)
+        return 2
+    if args.evaluate is not None:
+        return evaluate_main(args, argv)
+    run_dir = args.run_dir or default_run_dir(args.env, args.seed)
+    started: list[MBRLAgent] = []
+    try:
+        agent = train(args, run_dir, started)
+    except (Exception, KeyboardInterrupt) as exc:
+        return failure(exc, run_dir, started[0] if started else None)
     last = f"; last eval mean return {agent.last_eval_return:.1f}" if agent.last_eval_return is not None else ""
     if agent.stopped_by is not None:
         print(f"Stopped by {agent.stopped_by.name} at step {agent.num_timesteps}{last}. Checkpoint in "

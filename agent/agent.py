@@ -21,9 +21,18 @@ import torch
 import yaml
 from tqdm.auto import tqdm
 
-from agent.atomic import RunDirLock
-from agent.buffer import ReplayBuffer
-from agent.checkpoint import CHECKPOINT_NAME, agent_payload, load_checkpoint, restore_agent, save_checkpoint
+from agent.acting import Acting
+from agent.atomic import RunDirLock, remove_orphaned_tmp
+from agent.buffer import ReplayBuffer, check_buffer_memory
+from agent.checkpoint import (
+    CHECKPOINT_NAME,
+    agent_payload,
+    checked_env_id,
+    load_checkpoint,
+    load_run_checkpoint,
+    restore_agent,
+    save_checkpoint,
+)
 from agent.config import (
     Config,
     config_from_dict,
@@ -32,16 +41,14 @@ from agent.config import (
     model_kind,
     resolve_config,
     resolve_device,
-    sampling_config,
     validate,
 )
 from agent.evaluation import EvalResult, Evaluator
-from agent.logger import RunDirHasOutputs, RunLogger, earlier_outputs, truncate_outputs
+from agent.logger import RunLogger, set_aside_outputs, truncate_outputs
 from agent.models import ModelAdapter, PolicyProposer, make_adapter
-from agent.signals import stop_on_signals
+from agent.signals import EvaluationAbandoned, stop_on_signals
 from agent.timing import PhaseClock
 from envs import env_action_bounds, env_shapes, make_env, wrap_env
-from planners import make_objective, make_planner
 from planners.base import Planner, Proposer
 from planners.warm_start import WarmStart
 from world_models.fast import configure_process
@@ -49,7 +56,7 @@ from world_models.fast import configure_process
 __all__ = ["CHECKPOINT_NAME", "MBRLAgent", "WarmStart", "resolve_device"]
 
 
-class MBRLAgent:
+class MBRLAgent(Acting):
     """Model-based agent: a world model (RoboticsWorldModel on states, LatentWorldModel on pixels)
     + CEM/MPPI model-predictive control. The model-specific parts live in ``agent.models``."""
 
@@ -92,6 +99,8 @@ class MBRLAgent:
         self.model_kind = model_kind(config, image_obs=len(self.obs_shape) == 3)
         validate(config, kind=self.model_kind, proposer=proposer is not None)
 
+        check_buffer_memory(config.train.buffer_capacity, self.obs_shape, self.action_dim,  # before the networks
+                            np.uint8 if self.model_kind == "latent" else np.float32)
         configure_process()  # thread count and allocator for planning (world_models/fast.py)
         torch.manual_seed(config.seed)
         self.adapter: ModelAdapter = make_adapter(config, self.model_kind, self.obs_shape, self.action_dim, self.device)
@@ -129,9 +138,13 @@ class MBRLAgent:
         self.logger: RunLogger | None = None
         self._run_lock: RunDirLock | None = None
         self._resumed_at: int | None = None  # the run directory's logs are cut back to this step when training opens it
+        self._pending_step: bool | None = None  # a step whose evaluation a stop abandoned (its episode ended?)
+        self._resumed_rows: int | None = None  # monitor.csv's episode rows at the checkpoint resumed from
+        self._saved_at: int | None = None  # the step of the checkpoint last written or resumed from
         self.run_dir = Path(run_dir) if run_dir is not None else None
-        if self.run_dir is not None and (self.run_dir / CHECKPOINT_NAME).exists():
-            restore_agent(self, load_checkpoint(self.run_dir / CHECKPOINT_NAME), self.run_dir / CHECKPOINT_NAME)
+        found = load_run_checkpoint(self.run_dir, set_aside=True) if self.run_dir is not None else None
+        if found is not None:  # the newest readable one (agent/checkpoint.py)
+            restore_agent(self, *found)
 
     # ----------------------------------------------------------------- building blocks
     def _make_env(self, check: bool | None = None, render_mode: str | None = None) -> gym.Env:
@@ -141,93 +154,6 @@ class MBRLAgent:
 
     def _make_buffer(self, capacity: int) -> ReplayBuffer:
         return ReplayBuffer(capacity, self.obs_shape, self.action_dim, obs_dtype=self.adapter.obs_dtype)
-
-    def make_planner(self, generator: torch.Generator, acting: bool = False) -> Planner:
-        """The training loop's planner; ``acting``: the one for acting without exploration (evaluations,
-        ``evaluate``, ``predict``), which searches ``planner.eval_num_candidates`` candidates where set."""
-        return make_planner(self.config.planner.name, sampling_config(self.config, acting), self.action_dim, generator)
-
-    def plan(self, obs: np.ndarray, planner: Planner | None = None, warm: WarmStart | None = None,
-             times: list[float] | None = None) -> np.ndarray:
-        """First action (in ``[-1, 1]``) of the plan for ``obs``; stores the plan in ``warm`` for warm starting.
-
-        ``obs (*obs_shape) -> (A,)``; or ``obs (B, *obs_shape) -> (B, A)``: ``B`` independent
-        problems in one batched planner call (``warm`` then holds ``(B, H, A)``).
-        ``planner``: default the one ``predict`` acts with (:meth:`make_planner` makes others);
-        ``warm``: default a fresh one (the plan starts from zeros).
-        ``times`` (training's ``planner/plan_ms``, evaluation's ``eval/plan_ms``; none for ``predict``) gets
-        the call's milliseconds per problem, once per problem.
-        """
-        planner = self._predict_planner if planner is None else planner
-        p = self.config.planner
-        obs = self.adapter.as_obs(obs)
-        with torch.inference_mode():
-            z0 = self.adapter.encode(obs)  # (B, Z); B = 1 for one observation
-        batched = obs.ndim == len(self.obs_shape) + 1
-        objective = make_objective(
-            self.model.imagine, z0 if batched else z0[0], particles=p.particles, discount=p.discount,
-            cost_weight=p.cost_weight, pessimism=p.pessimism,
-        )
-        start = time.perf_counter()
-        proposals = None
-        if self.proposer is not None and p.proposals:  # extra candidates, scored with the planner's own
-            generator = getattr(planner, "generator", None) or torch.Generator().manual_seed(0)
-            context = {"obs": obs, "z0": z0, "generator": generator}
-            proposals = self.proposer.propose(context, p.proposals, p.horizon)  # (B, n, H, A) or (n, H, A)
-            proposals = proposals[0] if proposals.dim() == 4 and not batched else proposals
-        if warm is None:
-            warm = WarmStart(p.horizon, self.action_dim, self.device, batch=len(z0) if batched else None)
-        plan = planner.plan(objective, warm.init(), proposals)
-        if times is not None:
-            times += [1000 * (time.perf_counter() - start) / len(z0)] * len(z0)
-        warm.store(plan)
-        return plan[..., 0, :].cpu().numpy().astype(np.float32)
-
-    def predict(
-        self,
-        observation: np.ndarray | dict[str, np.ndarray],
-        state: tuple[np.ndarray, ...] | None = None,
-        episode_start: np.ndarray | bool | None = None,
-        deterministic: bool = True,
-    ) -> tuple[np.ndarray, tuple[np.ndarray, ...] | None]:
-        """Stable-Baselines3's ``predict``: the action in the environment's own action space (its bounds, not
-        the [-1, 1] the planner works in), so that ``env.step`` of the unwrapped environment takes it.
-
-        One observation ``obs_shape`` -> ``(A,)``; ``n`` observations ``(n, *obs_shape)`` (a VecEnv's, as
-        SB3's ``evaluate_policy`` passes them) -> ``(n, A)``, planned as ``n`` problems in one batched call.
-        ``episode_start`` (a bool, or ``(n,)`` flags) clears the warm start of the episodes that start.
-        ``deterministic=False`` adds the training exploration noise. No training side effects. The signature
-        is SB3's ``PolicyPredictor``, so ``evaluate_policy`` takes the agent; ``state`` is unused (no
-        recurrent state) and the second value returned is always ``None``.
-        """
-        del state
-        if isinstance(observation, dict):
-            raise TypeError(f"predict takes array observations ({self.obs_shape}), got a dict with keys "
-                            f"{sorted(observation)}: flatten the environment's Dict observation space first "
-                            "(gymnasium.wrappers.FlattenObservation)")
-        obs = self.adapter.as_obs(observation)
-        batched = obs.ndim == len(self.obs_shape) + 1 and obs.shape[1:] == self.obs_shape and len(obs) > 0
-        if obs.shape != self.obs_shape and not batched:
-            raise ValueError(f"predict expects one observation of shape {self.obs_shape} or n of them "
-                             f"(n, {', '.join(map(str, self.obs_shape))}), got {obs.shape}")
-        starts = np.asarray(False if episode_start is None else episode_start, dtype=bool).reshape(-1)
-        if batched:
-            warm = self._predict_batch_ws
-            if warm is None or warm.shape[0] != len(obs):
-                warm = self._predict_batch_ws = WarmStart(self.config.planner.horizon, self.action_dim, self.device,
-                                                          batch=len(obs))
-            if episode_start is not None:
-                warm.restart(np.full(len(obs), starts[0]) if starts.size == 1 else starts)  # one flag: all
-        else:
-            warm = self._predict_ws
-            if starts.any():
-                warm.reset()
-        action = self.plan(obs, self._predict_planner, warm)  # (A,) or (n, A) in [-1, 1]
-        if not deterministic:
-            noise = self.config.train.exploration_noise * self._predict_rng.normal(size=action.shape)
-            action = np.clip(action + noise, -1.0, 1.0).astype(np.float32)
-        low, high = self._env_action_bounds
-        return (low + (action + 1.0) * 0.5 * (high - low)).astype(np.float32), None
 
     # ----------------------------------------------------------------- training loop
     def learn(
@@ -244,7 +170,8 @@ class MBRLAgent:
         and ``learn`` again continues from it.
 
         Ctrl-C (SIGINT) or SIGTERM in the main thread stops it the same way, after the step under way
-        (:mod:`agent.signals`): ``stopped_by`` then names the signal. A second one stops at once.
+        (:mod:`agent.signals`; an evaluation under way is abandoned, and played again when the run resumes):
+        ``stopped_by`` then names the signal. A second one stops at once.
         """
         total = total_timesteps if total_timesteps is not None else self.config.train.total_timesteps
         if total < 0:
@@ -257,19 +184,26 @@ class MBRLAgent:
         self.stopped_by = None
         try:
             with stop_on_signals() as stop:
-                while self.num_timesteps < total:
-                    self._step()
-                    bar.update(1)
-                    if self.last_eval_return is not None:
-                        bar.set_postfix(eval=f"{self.last_eval_return:.1f}", refresh=False)
-                    if callback is not None and callback(self) is False:
-                        break
-                    if stop.signal is not None:
-                        self.stopped_by = stop.signal
-                        break
+                self.evaluator.stop = stop  # a stop abandons an evaluation under way (it is rerun on resume)
+                try:
+                    if self._pending_step is not None:  # the step whose evaluation a stop abandoned
+                        self._after_step(self._pending_step, self._obs)
+                    while self.num_timesteps < total:
+                        self._step()
+                        bar.update(1)
+                        if self.last_eval_return is not None:
+                            bar.set_postfix(eval=f"{self.last_eval_return:.1f}", refresh=False)
+                        if callback is not None and callback(self) is False:
+                            break
+                        if stop.signal is not None:
+                            break
+                except EvaluationAbandoned:
+                    pass
+                self.stopped_by = stop.signal
                 self._checkpoint()
         finally:
             self.clock.stop_session()
+            self.evaluator.stop = None
             bar.close()
             if self.logger is not None:
                 self.logger.close()
@@ -286,17 +220,14 @@ class MBRLAgent:
         self.logger = None
         resumed_at = self._resumed_at
         try:
+            remove_orphaned_tmp(self.run_dir)  # temp files of writes a kill interrupted
             if resumed_at is not None:  # rows logged after the checkpoint this run resumes from
-                truncate_outputs(self.run_dir, resumed_at)
-            elif self.num_timesteps == 0 and (found := earlier_outputs(self.run_dir)):
-                raise RunDirHasOutputs(
-                    f"run directory {self.run_dir} holds an earlier run's logs ({', '.join(found)}) but no "
-                    f"checkpoint ({CHECKPOINT_NAME}) to continue it from: training from step 0 would append a "
-                    "second run to them. Choose another run directory, or delete those logs (and tb/) to start "
-                    "the run again there"
-                )
+                truncate_outputs(self.run_dir, resumed_at, self._resumed_rows)
+            elif self.num_timesteps == 0:  # logs of a run that ended before its first checkpoint: moved aside
+                set_aside_outputs(self.run_dir)
             (self.run_dir / "config.yaml").write_text(yaml.safe_dump(config_to_dict(self.config), sort_keys=False))
-            self.logger = RunLogger(self.run_dir, self.config.env_id, resumed_at=resumed_at)
+            self.logger = RunLogger(self.run_dir, self.config.env_id, resumed_at=resumed_at,
+                                    elapsed_before=self._elapsed_before)
             self.evaluator.ensure(self.config.train.eval_episodes)
             if self.config.train.eval_video:
                 self.evaluator.record_video()
@@ -339,16 +270,25 @@ class MBRLAgent:
         if n >= t.learning_starts and n % t.train_freq == 0:
             with clock.phase("train"):
                 self._train()
+        self._after_step(bool(terminated or truncated), next_obs)
+
+    def _after_step(self, done: bool, next_obs: np.ndarray | None) -> None:
+        """The evaluation, log and episode end due after the step just taken (``done``: it ended the episode).
+
+        A stop abandons the evaluation (EvaluationAbandoned): ``_pending_step`` then tells the checkpoint
+        that the rest of this method is still to do, and the resumed run does it first."""
+        t, n, clock = self.config.train, self.num_timesteps, self.clock
+        self._obs = None if done else next_obs
         if t.eval_freq and n % t.eval_freq == 0:
+            self._pending_step = done
             with clock.phase("eval"):
                 self._evaluate()
+            self._pending_step = None
         if n % t.log_interval == 0:
             with clock.phase("log"):
                 self._log()
-        if terminated or truncated:
+        if done:
             self._end_episode()
-        else:
-            self._obs = next_obs
 
     def _end_episode(self) -> None:
         assert self.logger is not None
@@ -412,12 +352,7 @@ class MBRLAgent:
         self._eval_seconds += time.time() - started
         self._evals_done += 1
         self.last_eval_return = float(result.returns.mean())
-        self.logger.evaluation(self.num_timesteps, result, self._elapsed(), self._eval_seconds)
-        self.logger.record("eval/mean_reward", self.last_eval_return)
-        self.logger.record("eval/std_reward", float(result.returns.std()))
-        self.logger.record("eval/mean_ep_length", float(result.lengths.mean()))
-        self.logger.record("eval/mean_cost", float(result.costs.mean()))
-        self.logger.record("eval/plan_ms", float(np.mean(plan_ms)))  # per action; training's: planner/plan_ms
+        self.logger.evaluation(self.num_timesteps, result, self._elapsed(), self._eval_seconds, float(np.mean(plan_ms)))
         return result
 
     def _log(self) -> None:
@@ -444,9 +379,12 @@ class MBRLAgent:
 
     # ----------------------------------------------------------------- persistence (agent/checkpoint.py)
     def _checkpoint(self) -> None:
-        if self.run_dir is not None:
+        """Save to the run directory, unless this step's checkpoint is written already (no duplicate: the
+        run directory keeps its last distinct ones, agent/checkpoint.py)."""
+        if self.run_dir is not None and self._saved_at != self.num_timesteps:
             with self.clock.phase("checkpoint"):
                 save_checkpoint(self.run_dir / CHECKPOINT_NAME, agent_payload(self))
+            self._saved_at = self.num_timesteps
 
     def save(self, path: str | Path) -> None:
         """Write everything needed to resume or deploy to ``path`` (atomically)."""
@@ -457,6 +395,6 @@ class MBRLAgent:
         """Rebuild an agent from a checkpoint written by :meth:`save` or a run directory's checkpoint."""
         payload = load_checkpoint(path)
         config = config_from_dict(payload["config"])
-        agent = cls(env if env is not None else config.env_id, config, **kwargs)
+        agent = cls(env if env is not None else checked_env_id(payload, None), config, **kwargs)
         restore_agent(agent, payload, Path(path))
         return agent

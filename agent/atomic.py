@@ -4,7 +4,7 @@
 from __future__ import annotations
 
 import os
-import tempfile
+import secrets
 from pathlib import Path
 from typing import BinaryIO, Callable
 
@@ -14,11 +14,20 @@ except ImportError:  # Windows: no advisory locks; RunDirLock then does nothing
     fcntl = None  # type: ignore[assignment]
 
 
+TMP_SUFFIX = ".tmp"
+"""Temp files of :func:`atomic_write` are ``.<name>.<random>.tmp`` next to the file they replace."""
+
+
 def atomic_write(path: str | Path, write: Callable[[BinaryIO], None]) -> None:
-    """Call ``write(handle)`` on a temp file, then replace ``path``: a crash never leaves half a file."""
+    """Call ``write(handle)`` on a temp file, then replace ``path``: a crash never leaves half a file.
+
+    The file gets the mode a plain ``open`` gives (``0o666`` less the umask), like every other output.
+    A process killed while writing leaves its temp file behind; :func:`remove_orphaned_tmp` removes it.
+    """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    tmp = path.parent / f".{path.name}.{secrets.token_hex(4)}{TMP_SUFFIX}"
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)  # the umask applies, as for open()
     try:
         with os.fdopen(fd, "wb") as handle:
             write(handle)
@@ -26,8 +35,22 @@ def atomic_write(path: str | Path, write: Callable[[BinaryIO], None]) -> None:
             os.fsync(handle.fileno())
         os.replace(tmp, path)
     except BaseException:
-        Path(tmp).unlink(missing_ok=True)
+        tmp.unlink(missing_ok=True)
         raise
+
+
+def remove_orphaned_tmp(run_dir: str | Path) -> list[Path]:
+    """Remove the temp files that writes interrupted by a kill left in ``run_dir`` and its subfolders.
+
+    Only names :func:`atomic_write` makes (``.<name>.<random>.tmp``) are removed; call it while holding the
+    run directory's :class:`RunDirLock`, so that no write under way is touched. Returns the removed paths.
+    """
+    removed = []
+    for tmp in sorted(Path(run_dir).rglob(f".*{TMP_SUFFIX}")):
+        if tmp.is_file() and tmp.name.count(".") >= 3:
+            tmp.unlink(missing_ok=True)
+            removed.append(tmp)
+    return removed
 
 
 class RunDirInUse(RuntimeError):

@@ -77,6 +77,31 @@ class Sequences(NamedTuple):
     mask: np.ndarray | None = None  # (T, B) float32: 1 up to the window's first end, 0 after; None: all 1
 
 
+def check_buffer_memory(capacity: int, obs_shape: tuple[int, ...], action_dim: int,
+                        obs_dtype: np.dtype[Any] | type = np.float32, max_memory_fraction: float = 0.8) -> None:
+    """A MemoryError (naming ``--train-buffer-capacity``) when a :class:`ReplayBuffer` of this size would need
+    more than ``max_memory_fraction`` of the available memory; nothing when it fits or the memory is unknown.
+    Cheap: the agent calls it before building its networks."""
+    needed = ReplayBuffer.estimate_bytes(capacity, obs_shape, action_dim, obs_dtype)
+    available = available_memory_bytes()
+    if available is None:
+        return
+    allowed = max_memory_fraction * available
+    if needed <= allowed:
+        return
+    hint = ""
+    if np.dtype(obs_dtype) != np.uint8 and len(obs_shape) >= 2:
+        hint = " or store image frames as uint8 (obs_dtype=np.uint8, 4x smaller)"
+    fits = max(1, int(allowed // max(1, needed // max(1, capacity))))
+    raise MemoryError(
+        f"ReplayBuffer(capacity={capacity}, obs_shape={tuple(obs_shape)}, "
+        f"action_dim={action_dim}, obs_dtype={np.dtype(obs_dtype)}) needs "
+        f"{needed / _GIB:.2f} GiB, but only {allowed / _GIB:.2f} GiB may be used "
+        f"({max_memory_fraction:.0%} of {available / _GIB:.2f} GiB available). "
+        f"Use a smaller capacity: --train-buffer-capacity {fits} or less (train.buffer_capacity){hint}."
+    )
+
+
 class ReplayBuffer:
     """Circular FIFO buffer of real transitions.
 
@@ -148,23 +173,7 @@ class ReplayBuffer:
         return sum(getattr(self, f"_{k}").nbytes for k in _ARRAY_KEYS)
 
     def _check_memory(self, max_memory_fraction: float) -> None:
-        needed = self.estimate_bytes(self.capacity, self.obs_shape, self.action_dim, self.obs_dtype)
-        available = available_memory_bytes()
-        if available is None:
-            return
-        allowed = max_memory_fraction * available
-        if needed <= allowed:
-            return
-        hint = ""
-        if self.obs_dtype != np.uint8 and len(self.obs_shape) >= 2:
-            hint = " or store image frames as uint8 (obs_dtype=np.uint8, 4x smaller)"
-        raise MemoryError(
-            f"ReplayBuffer(capacity={self.capacity}, obs_shape={self.obs_shape}, "
-            f"action_dim={self.action_dim}, obs_dtype={self.obs_dtype}) needs "
-            f"{needed / _GIB:.2f} GiB, but only {allowed / _GIB:.2f} GiB may be used "
-            f"({max_memory_fraction:.0%} of {available / _GIB:.2f} GiB available). "
-            f"Use a smaller capacity (--buffer-capacity){hint}."
-        )
+        check_buffer_memory(self.capacity, self.obs_shape, self.action_dim, self.obs_dtype, max_memory_fraction)
 
     # ------------------------------------------------------------------ adding
 

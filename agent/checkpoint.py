@@ -3,6 +3,9 @@ and what the agent puts in one (:func:`agent_payload`) and takes back out (:func
 
 from __future__ import annotations
 
+import os
+import sys
+import time
 from collections.abc import Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -25,9 +28,33 @@ class CheckpointError(RuntimeError):
     """A checkpoint file is missing, truncated, corrupt or not a Rehearse checkpoint."""
 
 
-def save_checkpoint(path: str | Path, payload: dict[str, Any]) -> None:
-    """Write ``payload`` to ``path`` atomically: a temp file in the same folder, fsync, rename."""
-    atomic_write(path, lambda handle: torch.save({"format": FORMAT, **payload}, handle))
+KEEP_CHECKPOINTS = 2
+"""How many checkpoints a run directory keeps: ``latest.pt`` and the ones before it (``latest.1.pt``, ...).
+
+When the newest one is unreadable, a run resumes from the one before it (:func:`load_run_checkpoint`)."""
+
+
+def older_checkpoint(path: str | Path, age: int) -> Path:
+    """The checkpoint written ``age`` saves before ``path`` (``checkpoints/latest.pt`` -> ``latest.<age>.pt``)."""
+    path = Path(path)
+    return path if age == 0 else path.with_name(f"{path.stem}.{age}{path.suffix}")
+
+
+def save_checkpoint(path: str | Path, payload: dict[str, Any], keep: int = KEEP_CHECKPOINTS) -> None:
+    """Write ``payload`` to ``path`` atomically (a temp file in the same folder, fsync, rename), keeping
+    the ``keep - 1`` checkpoints written before it as ``latest.1.pt``, ``latest.2.pt``, ... (see
+    :func:`older_checkpoint`). The new file is complete on disk before any older one is moved."""
+    path = Path(path)
+
+    def write(handle: Any) -> None:
+        torch.save({"format": FORMAT, **payload}, handle)
+        handle.flush()
+        os.fsync(handle.fileno())
+        for age in range(keep - 1, 0, -1):  # the new one is written: shift the older ones by one
+            if older_checkpoint(path, age - 1).exists():
+                os.replace(older_checkpoint(path, age - 1), older_checkpoint(path, age))
+
+    atomic_write(path, write)
 
 
 def read_weights(path: Path, what: str, remedy: str) -> Any:
@@ -38,7 +65,7 @@ def read_weights(path: Path, what: str, remedy: str) -> Any:
     except Exception as exc:  # torch raises many types for damaged files
         raise CheckpointError(
             f"{path} is not a readable {what} (truncated, corrupt or written by something else): "
-            f"{type(exc).__name__}: {str(exc)[:200]}. {remedy}"
+            f"{type(exc).__name__}: {exc}\n{remedy}"
         ) from exc
 
 
@@ -55,6 +82,60 @@ def load_checkpoint(path: str | Path) -> dict[str, Any]:
             "load it with the tool that wrote it, or start a fresh run."
         )
     return payload
+
+
+def run_checkpoints(run_dir: str | Path) -> list[Path]:
+    """The checkpoints of ``run_dir`` that exist, newest first (``latest.pt``, ``latest.1.pt``, ...)."""
+    path = Path(run_dir) / CHECKPOINT_NAME
+    found = [older_checkpoint(path, age) for age in range(KEEP_CHECKPOINTS + 8)]
+    return [p for p in found if p.is_file()]
+
+
+def load_run_checkpoint(run_dir: str | Path, set_aside: bool = False) -> tuple[dict[str, Any], Path] | None:
+    """The newest readable checkpoint of ``run_dir`` and its path, or ``None`` when it has none.
+
+    An unreadable newer one is reported on stderr and skipped (renamed ``<name>.unreadable-<time>`` when
+    ``set_aside``, so that later checkpoints do not push the readable one out); a CheckpointError when
+    none of them can be read.
+    """
+    candidates = run_checkpoints(run_dir)
+    errors = []
+    for path in candidates:
+        try:
+            payload = load_checkpoint(path)
+        except CheckpointError as exc:
+            errors.append(exc)
+            continue
+        for bad, error in zip(candidates[:len(errors)], errors, strict=True):
+            kept = bad.with_name(f"{bad.name}.unreadable-{time.strftime('%Y%m%d-%H%M%S')}")
+            if set_aside:
+                os.replace(bad, kept)
+            cause = str(error).rsplit("\n", 1)[0]  # without the remedy: the fallback is the remedy
+            aside = f"; the unreadable one is kept as {kept}" if set_aside else ""
+            print(f"warning: {cause}\nUsing the previous checkpoint {path} (step "
+                  f"{payload['counters']['num_timesteps']}) instead{aside}", file=sys.stderr, flush=True)
+        return payload, path
+    if errors:
+        if len(errors) == 1:
+            raise errors[0]
+        raise CheckpointError("no checkpoint of this run can be read:\n" + "\n".join(map(str, errors)))
+    return None
+
+
+def checked_env_id(payload: dict[str, Any], named: str | None) -> str:
+    """The environment to rebuild a checkpoint's agent on: ``named`` (the user's choice) when given, else the
+    checkpoint's ``env_id``, unless that is an entry point (``module:Class``): a checkpoint never chooses code
+    to import, so that needs the user to name it (a CheckpointError says how)."""
+    saved = str(payload["config"].get("env_id", ""))
+    if named is not None:
+        return named
+    if ":" in saved:
+        raise CheckpointError(
+            f"the checkpoint names the environment {saved!r}, which would import the module "
+            f"{saved.rpartition(':')[0]!r}; a checkpoint does not choose code to import. If you trust it, "
+            f"name it yourself: --env {saved} (or env=... in MBRLAgent.load)"
+        )
+    return saved
 
 
 def load_module_state(
@@ -112,6 +193,9 @@ def agent_payload(agent: MBRLAgent) -> dict[str, Any]:
             "evals_done": agent._evals_done, "mid_episode": agent._obs is not None,
             "ep_returns": list(agent._ep_returns),
             "elapsed": agent._elapsed(), "eval_seconds": agent._eval_seconds, "phase_seconds": agent.clock.snapshot(),
+            "ep_return": agent._ep_return, "ep_length": agent._ep_length, "ep_cost": agent._ep_cost,
+            "pending_step": getattr(agent, "_pending_step", None),
+            "monitor_rows": agent.logger.episodes if agent.logger is not None else None,
         },
         "model": agent.model.state_dict(),
         "optimizer": agent.model.optimizer.state_dict(),
@@ -148,6 +232,12 @@ def restore_agent(agent: MBRLAgent, payload: dict[str, Any], source: Path) -> No
     if c.get("mid_episode", False):  # written mid-episode (a stop): that episode ends here, a new one starts
         agent.buffer.truncate_last()
         agent._episode += 1
+    else:  # an episode whose end (monitor row) an abandoned evaluation left pending
+        agent._ep_return, agent._ep_length, agent._ep_cost = c.get("ep_return", 0.0), c.get("ep_length", 0), \
+            c.get("ep_cost", 0.0)
+    agent._pending_step = c.get("pending_step")
+    agent._saved_at = agent.num_timesteps if agent._pending_step is None else None  # no second copy of it
+    agent._resumed_rows = c.get("monitor_rows")
     agent.rng.bit_generator.state = payload["rng"]
     agent._generator.set_state(payload["planner_rng"])
     if payload["env_rng"] is not None:

@@ -19,6 +19,7 @@ import gymnasium as gym
 import numpy as np
 import torch
 
+from agent.signals import StopRequest
 from envs import EpisodeRecorder
 from planners.warm_start import WarmStart
 
@@ -133,6 +134,7 @@ class Evaluator:
         self.envs: list[gym.Env] = list(given)
         self._make_env, self.lockstep, self.video = make_env, lockstep, video
         self._own = False  # made here (more are made when an evaluation needs them)
+        self.stop: StopRequest | None = None  # set while training: a stop request abandons an evaluation
 
     def ensure(self, episodes: int) -> None:
         """Make evaluation envs for ``episodes`` episodes unless the caller gave its own or enough exist."""
@@ -158,8 +160,18 @@ class Evaluator:
     def run(self, plan: PlanFn, plan_shape: tuple[int, int], device: torch.device, episodes: int,
             seed: int) -> EvalResult:
         """Play ``episodes`` episodes: side by side with one batched ``plan`` per step when there is an env per
-        episode (and ``lockstep``), else one by one on the first env. ``plan_shape``: ``(H, A)``."""
+        episode (and ``lockstep``), else one by one on the first env. ``plan_shape``: ``(H, A)``.
+
+        While :attr:`stop` is set (during training), a stop request raises
+        :class:`~agent.signals.EvaluationAbandoned` before the next action is planned."""
         horizon, action_dim = plan_shape
+        stop, plan_given = self.stop, plan
+        if stop is not None:  # between two steps, a stop request abandons the evaluation (EvaluationAbandoned)
+
+            def plan(obs: np.ndarray, warm: WarmStart) -> np.ndarray:
+                stop.check()
+                return plan_given(obs, warm)
+
         if self.lockstep and len(self.envs) >= episodes:
             warm = WarmStart(horizon, action_dim, device, batch=episodes)
 

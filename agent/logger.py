@@ -6,6 +6,7 @@ from __future__ import annotations
 import csv
 import json
 import shutil
+import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -22,14 +23,17 @@ class RunLogger:
 
     ``resumed_at``: the step of the checkpoint a resumed run continues from. TensorBoard then hides the
     earlier attempt's events logged after it (``purge_step``), as :func:`truncate_outputs` drops its rows
-    from the other logs, so every step is shown once.
+    from the other logs, so every step is shown once. ``elapsed_before``: the run's wall-clock seconds
+    before this session; monitor.csv's ``t`` continues from it. ``episodes``: the monitor.csv rows so far.
     """
 
-    def __init__(self, run_dir: str | Path, env_id: str, resumed_at: int | None = None) -> None:
+    def __init__(self, run_dir: str | Path, env_id: str, resumed_at: int | None = None,
+                 elapsed_before: float = 0.0) -> None:
         self.run_dir = Path(run_dir)
         self.run_dir.mkdir(parents=True, exist_ok=True)
-        self.start = time.time()
+        self.start = time.time() - elapsed_before
         purge_step = None if resumed_at is None else resumed_at + 1
+        _wait_for_a_later_second(self.run_dir / "tb")
         self._writer = SummaryWriter(str(self.run_dir / "tb"), purge_step=purge_step)
         self._values: dict[str, float] = {}
         self._progress = self.run_dir / "progress.csv"
@@ -37,6 +41,7 @@ class RunLogger:
         if not self._monitor.exists():
             header = json.dumps({"t_start": self.start, "env_id": env_id})
             self._monitor.write_text(f"#{header}\nr,l,t\n")
+        self.episodes = len(_monitor_rows(self._monitor.read_text())[1])
         self._evaluations = self.run_dir / "evaluations.npz"
 
     def record(self, key: str, value: float) -> None:
@@ -57,13 +62,10 @@ class RunLogger:
         rows: list[dict[str, str]] = []
         keys: list[str] = []
         if self._progress.exists():
-            with self._progress.open(newline="") as handle:
-                reader = csv.DictReader(handle)
-                keys = list(reader.fieldnames or [])
-                rows = list(reader)
+            keys, rows = _progress_rows(self._progress)
         new_keys = [k for k in values if k not in keys]
         row = {k: repr(v) for k, v in values.items()}
-        if new_keys or not keys:
+        if new_keys or not keys or not self._progress.read_bytes().endswith(b"\n"):  # new columns, torn line
             keys += new_keys
             with self._progress.open("w", newline="") as handle:
                 writer = csv.DictWriter(handle, fieldnames=keys)
@@ -78,10 +80,18 @@ class RunLogger:
         del cost  # monitor.csv keeps SB3's columns; costs go to progress.csv
         with self._monitor.open("a") as handle:
             handle.write(f"{episode_return:.6g},{length},{time.time() - self.start:.6g}\n")
+        self.episodes += 1
 
-    def evaluation(self, step: int, result: EvalResult, wall_seconds: float, eval_seconds: float) -> None:
-        """Append one evaluation (K episodes) to evaluations.npz (see :func:`append_evaluation`)."""
+    def evaluation(self, step: int, result: EvalResult, wall_seconds: float, eval_seconds: float,
+                   plan_ms: float) -> None:
+        """Append one evaluation (K episodes) to evaluations.npz (see :func:`append_evaluation`) and record its
+        ``eval/...`` values for the next :meth:`dump` (``plan_ms``: milliseconds per planned action)."""
         append_evaluation(self._evaluations, step, result, wall_seconds, eval_seconds)
+        self.record("eval/mean_reward", float(result.returns.mean()))
+        self.record("eval/std_reward", float(result.returns.std()))
+        self.record("eval/mean_ep_length", float(result.lengths.mean()))
+        self.record("eval/mean_cost", float(result.costs.mean()))
+        self.record("eval/plan_ms", plan_ms)  # per action; training's: planner/plan_ms
 
     def video(self, step: int, frames: np.ndarray, fps: float) -> Path | None:
         """Write ``frames (T, Hr, Wr, 3)`` uint8 to ``videos/eval-<step>.gif`` (see :func:`write_gif`).
@@ -148,38 +158,101 @@ def append_evaluation(
     atomic_write(path, lambda handle: np.savez(handle, **arrays))
 
 
+def _wait_for_a_later_second(tb: Path) -> None:
+    """Wait (under a second) until the clock's second is past that of every event file in ``tb``.
+
+    TensorBoard reads a run's event files in name order, which starts with the second the file was opened
+    (then host and process id): a resumed session's file, whose purge of the steps after its checkpoint must
+    come after the earlier sessions' events, then sorts last even when the earlier session started within
+    the same second (a process killed at once) and had a larger process id."""
+    stamps = [int(part) for p in tb.glob("events.out.tfevents.*") if (part := p.name.split(".")[3]).isdigit()]
+    while stamps and time.time() < max(stamps) + 1:
+        time.sleep(0.02)
+
+
 class RunDirHasOutputs(RuntimeError):
     """A run directory holds an earlier run's logs but no checkpoint to continue that run from."""
 
 
-def earlier_outputs(run_dir: str | Path) -> list[str]:
-    """The logs in ``run_dir`` that hold rows of a run: progress.csv, evaluations.npz, monitor.csv episodes.
+def _complete_lines(text: str) -> list[str]:
+    """The lines of ``text`` that end in a newline: a last line without one (a write cut short by a kill
+    or a full disk) is dropped."""
+    lines = text.split("\n")
+    return lines[:-1]  # the piece after the last newline: "" when the file ends cleanly, else a torn line
 
-    A header-only monitor.csv (written when a run opens, before its first episode) does not count.
+
+def _monitor_rows(text: str) -> tuple[list[str], list[str]]:
+    """monitor.csv's header lines (the JSON comment and ``r,l,t``) and its complete episode rows."""
+    lines = _complete_lines(text)
+    return lines[:2], [line for line in lines[2:] if line.count(",") == 2]
+
+
+def _progress_rows(path: Path) -> tuple[list[str], list[dict[str, str]]]:
+    """progress.csv's columns and its complete rows (a torn last line dropped)."""
+    lines = _complete_lines(path.read_text())
+    reader = csv.DictReader(lines)
+    keys = list(reader.fieldnames or [])
+    return keys, [row for row in reader if None not in row and None not in row.values()]
+
+
+def earlier_outputs(run_dir: str | Path) -> list[str]:
+    """The logs in ``run_dir`` that hold rows of a run: progress.csv, evaluations.npz, monitor.csv episodes,
+    TensorBoard events. A header-only monitor.csv (written when a run opens, before its first episode) does not count.
     """
     run_dir = Path(run_dir)
     found = [name for name in ("progress.csv", "evaluations.npz") if (run_dir / name).exists()]
     monitor = run_dir / "monitor.csv"
-    if monitor.exists() and len(monitor.read_text().splitlines()) > 2:
+    if monitor.exists() and _monitor_rows(monitor.read_text())[1]:
         found.append("monitor.csv")
+    if (run_dir / "tb").is_dir() and any((run_dir / "tb").iterdir()):
+        found.append("tb/")
     return found
 
 
+def _log_paths(run_dir: Path) -> list[Path]:
+    """A run's logs in ``run_dir``: top-level ``*.csv``, ``*.npz``, ``*.yaml`` and TensorBoard ``events.*`` files
+    (the layout SB3 writes as well as ours), and the ``tb/`` and ``videos/`` folders."""
+    return [path for path in sorted(run_dir.iterdir())
+            if (path.is_file() and (path.suffix in {".csv", ".npz", ".yaml"} or path.name.startswith("events.")))
+            or (path.is_dir() and path.name in {"tb", "videos"})]
+
+
 def clear_outputs(run_dir: str | Path) -> None:
-    """Remove a run's logs from ``run_dir`` so that a run restarts there from step 0.
-
-    Top-level ``*.csv``, ``*.npz``, ``*.yaml`` and TensorBoard ``events.*`` files (the layout SB3 writes
-    as well as ours), and the ``tb/`` and ``videos/`` folders. Checkpoints and anything else stay.
-    """
-    for path in Path(run_dir).iterdir():
-        if path.is_file() and (path.suffix in {".csv", ".npz", ".yaml"} or path.name.startswith("events.")):
-            path.unlink()
-        elif path.is_dir() and path.name in {"tb", "videos"}:
+    """Remove a run's logs (:func:`_log_paths`) from ``run_dir`` so that a run restarts there from step 0.
+    Checkpoints and anything else stay."""
+    for path in _log_paths(Path(run_dir)):
+        if path.is_dir():
             shutil.rmtree(path)
+        else:
+            path.unlink()
 
 
-def truncate_outputs(run_dir: str | Path, step: int) -> None:
-    """Drop rows logged after ``step`` (written after the checkpoint a resume starts from)."""
+def set_aside_outputs(run_dir: str | Path) -> Path | None:
+    """Move the logs of a run that ended before its first checkpoint into ``run_dir/aborted-<time>/``, saying
+    so on stderr, so that a run can start there from step 0; ``None`` (nothing moved) when there are none."""
+    run_dir = Path(run_dir)
+    found = earlier_outputs(run_dir)
+    if not found:
+        return None
+    target = run_dir / f"aborted-{time.strftime('%Y%m%d-%H%M%S')}"
+    suffix = 0
+    while target.exists():
+        suffix += 1
+        target = target.with_name(f"{target.name.split('.')[0]}.{suffix}")
+    target.mkdir()
+    for path in _log_paths(run_dir):
+        path.rename(target / path.name)
+    print(f"note: {run_dir} holds logs ({', '.join(found)}) of a run that ended before its first checkpoint; "
+          f"they were moved to {target} and the run starts again from step 0", file=sys.stderr, flush=True)
+    return target
+
+
+def truncate_outputs(run_dir: str | Path, step: int, monitor_rows: int | None = None) -> None:
+    """Drop rows logged after ``step`` (written after the checkpoint a resume starts from) and torn last lines.
+
+    monitor.csv keeps its first ``monitor_rows`` episodes (the checkpoint's count); checkpoints that do not
+    record it fall back to the episodes whose summed lengths stay within ``step``.
+    """
     run_dir = Path(run_dir)
     evaluations = run_dir / "evaluations.npz"
     if evaluations.exists():
@@ -189,21 +262,16 @@ def truncate_outputs(run_dir: str | Path, step: int) -> None:
         atomic_write(evaluations, lambda handle: np.savez(handle, **data))
     progress = run_dir / "progress.csv"
     if progress.exists():
-        with progress.open(newline="") as handle:
-            reader = csv.DictReader(handle)
-            keys = list(reader.fieldnames or [])
-            rows = [r for r in reader if float(r["time/total_timesteps"]) <= step]
+        keys, rows = _progress_rows(progress)
+        rows = [r for r in rows if float(r["time/total_timesteps"]) <= step]
         with progress.open("w", newline="") as handle:
             writer = csv.DictWriter(handle, fieldnames=keys)
             writer.writeheader()
             writer.writerows(rows)
     monitor = run_dir / "monitor.csv"
     if monitor.exists():
-        lines = monitor.read_text().splitlines()
-        kept, total = lines[:2], 0
-        for line in lines[2:]:
-            total += int(line.split(",")[1])
-            if total > step:
-                break
-            kept.append(line)
-        monitor.write_text("\n".join(kept) + "\n")
+        header, episodes = _monitor_rows(monitor.read_text())
+        if monitor_rows is None:
+            lengths = np.cumsum([int(line.split(",")[1]) for line in episodes])
+            monitor_rows = int(np.searchsorted(lengths, step, side="right"))
+        monitor.write_text("\n".join(header + episodes[:monitor_rows]) + "\n")

@@ -1,10 +1,11 @@
 """Stopping a training run cleanly on Ctrl-C (SIGINT) or SIGTERM (a cluster's preemption, ``kill``).
 
 While :meth:`agent.MBRLAgent.learn` runs in a process's main thread, the first of these signals only
-asks it to stop: the environment step under way finishes (with its training and any evaluation due),
+asks it to stop: the environment step under way finishes (with its training), an evaluation under way
+is abandoned between two of its steps (:class:`EvaluationAbandoned`; the resumed run plays it again),
 a checkpoint is written and ``learn`` returns, so re-running the same command continues the run. A
-second signal stops at once (``KeyboardInterrupt``), as Ctrl-C does without this; only progress
-up to the last checkpoint is then kept.
+second signal stops at once (``KeyboardInterrupt``, which ``train_agent.py`` reports in one line); only
+progress up to the last checkpoint is then kept.
 """
 
 from __future__ import annotations
@@ -19,8 +20,17 @@ from types import FrameType
 STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
 
 
+class EvaluationAbandoned(Exception):
+    """A stop was requested during an evaluation, which is given up (a resumed run plays it again)."""
+
+
 class StopRequest:
     """Which signal asked the run to stop (``None``: none has)."""
+
+    def check(self) -> None:
+        """Raise :class:`EvaluationAbandoned` once a signal has asked to stop."""
+        if self.signal is not None:
+            raise EvaluationAbandoned(f"{self.signal.name} during an evaluation")
 
     def __init__(self) -> None:
         self.signal: signal.Signals | None = None
@@ -30,8 +40,8 @@ class StopRequest:
         if self.signal is not None:
             raise KeyboardInterrupt(f"second {signal.Signals(signum).name}: stopped at once")
         self.signal = signal.Signals(signum)
-        print(f"\n{self.signal.name}: stopping after this step with a checkpoint (send it again to stop at once)",
-              file=sys.stderr, flush=True)
+        print(f"\n{self.signal.name}: stopping after this step with a checkpoint (an evaluation under way is "
+              "abandoned, and played again on resume; send it again to stop at once)", file=sys.stderr, flush=True)
 
 
 @contextmanager

@@ -385,6 +385,14 @@ def check_sweep(env_id: str, budgets: dict[str, int], counts: dict[str, int | No
     make_env(env_id).close()
 
 
+def check_preset(env_id: str, preset: str | None) -> None:
+    """A ConfigError (a ``ValueError``) when the Rehearse runs' ``preset`` cannot be resolved for ``env_id``
+    (an unknown name, a missing or invalid YAML file), before any run starts."""
+    from agent.config import resolve_config
+
+    resolve_config(env_id, {}, preset=preset)
+
+
 def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--env", required=True, help="Gymnasium id, e.g. HalfCheetah-v5")
@@ -418,6 +426,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         budgets = _parse_budgets(args.algos, args.total_timesteps, args.algo_timesteps)
         check_sweep(args.env, budgets, {"--eval-freq": args.eval_freq, "--eval-episodes": args.eval_episodes,
                                         "--workers": args.workers, "--threads-per-run": args.threads_per_run})
+        if "rehearse" in args.algos:
+            check_preset(args.env, args.rehearse_preset)
         eval_freq = args.eval_freq or (1000 if min(budgets.values()) < 20_000 else 5000)
         specs = plan_runs(args.env, args.algos, args.seeds, budgets, args.out, eval_freq, args.eval_episodes,
                           args.threads_per_run, args.rehearse_preset)

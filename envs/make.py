@@ -172,7 +172,15 @@ def make_env(
     kwargs = dict(env_kwargs or {})
     if render_mode is not None:
         kwargs["render_mode"] = render_mode
-    env = _make_pixels(env_id, kwargs) if pixels else _make_raw(env_id, kwargs)
+    try:
+        env = _make_pixels(env_id, kwargs) if pixels else _make_raw(env_id, kwargs)
+    except EnvironmentSpecError:
+        raise
+    except Exception as exc:  # the environment's own constructor failed (a bad kwarg value, ...)
+        raise EnvironmentSpecError(
+            f"making {env_id!r} with env kwargs {env_kwargs or {}} failed: {type(exc).__name__}: {exc}. "
+            "Check the --env-kwargs values (or the environment's constructor)"
+        ) from exc
     try:
         if frame_stack > 1:
             env = FrameStack(env, frame_stack)

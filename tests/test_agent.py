@@ -551,7 +551,7 @@ def test_public_evaluate_matches_the_training_loops_evaluation(tmp_path: Path) -
 def test_eval_num_candidates_widens_only_the_search_of_acting(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """Evaluations, evaluate() and predict() search eval_num_candidates candidates; the training loop's
     plans keep num_candidates, and its steps do not depend on the evaluation's width."""
-    import agent.agent as agent_module
+    import agent.acting as agent_module
 
     searched: list[tuple[str, int]] = []  # (phase, candidates in one objective call)
     phase = ["train"]

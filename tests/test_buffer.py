@@ -364,7 +364,7 @@ def test_huge_capacity_is_refused_with_helpful_message() -> None:
         ReplayBuffer(10**9, (3, 84, 84), 6, np.float32)
     msg = str(info.value)
     assert "GiB" in msg
-    assert "--buffer-capacity" in msg
+    assert "--train-buffer-capacity" in msg  # the flag that exists (issue 41)
     assert "uint8" in msg
 
 

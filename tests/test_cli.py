@@ -35,21 +35,23 @@ def test_smoke_run_then_rerun_resumes(tmp_path: Path, capsys: pytest.CaptureFixt
     assert load_checkpoint(run_dir / CHECKPOINT_NAME)["counters"]["num_timesteps"] == 150
 
 
-def test_a_run_directory_with_logs_but_no_checkpoint_is_refused_and_kept(
+def test_fresh_run_sets_earlier_logs_aside(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    """A fresh run into a directory whose checkpoint is gone (a new clone, a deleted checkpoints/) would append a
-    second run to the first one's logs: it is refused before anything is written, naming the logs."""
+    """A fresh run into a directory whose checkpoint is gone (a new clone, a deleted checkpoints/, a run killed
+    before its first checkpoint) would append a second run to the first one's logs: they are moved, unchanged,
+    into aborted-<time>/ with a note naming them, and the run starts from step 0."""
     run_dir = tmp_path / "run"
     args = ["--env", "rehearse/PointMass-v0", "--total-timesteps", "100", "--run-dir", str(run_dir), *DEBUG]
     assert run(capsys, *args)[0] == 0
-    (run_dir / CHECKPOINT_NAME).unlink()
-    before = {p: p.read_bytes() for p in sorted(run_dir.rglob("*")) if p.is_file()}
+    for path in (run_dir / "checkpoints").iterdir():
+        path.unlink()
+    before = {p.relative_to(run_dir): p.read_bytes() for p in sorted(run_dir.rglob("*")) if p.is_file()}
     code, _, err = run(capsys, *args)
-    assert code == 2
-    assert f"error: run directory {run_dir} holds an earlier run's logs (progress.csv, evaluations.npz, " in err
-    assert "but no checkpoint (checkpoints/latest.pt) to continue it from" in err
-    assert {p: p.read_bytes() for p in sorted(run_dir.rglob("*")) if p.is_file()} == before
+    assert code == 0
+    assert f"note: {run_dir} holds logs (progress.csv, evaluations.npz, monitor.csv, tb/)" in err
+    (aside,) = run_dir.glob("aborted-*")
+    assert {p.relative_to(aside): p.read_bytes() for p in sorted(aside.rglob("*")) if p.is_file()} == before
 
 
 def test_sigterm_stops_the_cli_with_a_checkpoint(tmp_path: Path) -> None:
@@ -112,6 +114,7 @@ def test_truncated_checkpoint_gives_clear_error_and_is_kept(
 ) -> None:
     args = ["--env", "rehearse/PointMass-v0", "--total-timesteps", "100", "--run-dir", str(tmp_path), *DEBUG]
     assert run(capsys, *args)[0] == 0
+    (tmp_path / "checkpoints" / "latest.1.pt").unlink(missing_ok=True)  # any one before: no fallback
     path = tmp_path / CHECKPOINT_NAME
     damaged = path.read_bytes()[:1000]
     path.write_bytes(damaged)

@@ -1,0 +1,123 @@
+"""How the agent chooses actions: planners, one plan, and Stable-Baselines3's ``predict``.
+
+:class:`Acting` is a part of :class:`agent.agent.MBRLAgent` kept in its own module; it reads the agent's
+configuration, model adapter and the warm starts and generators the agent owns.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+import numpy as np
+import torch
+
+from agent.config import Config, sampling_config
+from agent.models import ModelAdapter
+from planners import make_objective, make_planner
+from planners.base import Planner, Proposer
+from planners.warm_start import WarmStart
+
+
+class Acting:
+    """``make_planner``, ``plan`` and ``predict`` of :class:`~agent.agent.MBRLAgent`."""
+
+    config: Config
+    adapter: ModelAdapter
+    model: Any
+    obs_shape: tuple[int, ...]
+    action_dim: int
+    device: torch.device
+    proposer: Proposer | None
+    _predict_planner: Planner
+    _predict_ws: WarmStart
+    _predict_batch_ws: WarmStart | None
+    _predict_rng: np.random.Generator
+    _env_action_bounds: tuple[np.ndarray, np.ndarray]
+
+    def make_planner(self, generator: torch.Generator, acting: bool = False) -> Planner:
+        """The training loop's planner; ``acting``: the one for acting without exploration (evaluations,
+        ``evaluate``, ``predict``), which searches ``planner.eval_num_candidates`` candidates where set."""
+        return make_planner(self.config.planner.name, sampling_config(self.config, acting), self.action_dim, generator)
+
+    def plan(self, obs: np.ndarray, planner: Planner | None = None, warm: WarmStart | None = None,
+             times: list[float] | None = None) -> np.ndarray:
+        """First action (in ``[-1, 1]``) of the plan for ``obs``; stores the plan in ``warm`` for warm starting.
+
+        ``obs (*obs_shape) -> (A,)``; or ``obs (B, *obs_shape) -> (B, A)``: ``B`` independent
+        problems in one batched planner call (``warm`` then holds ``(B, H, A)``).
+        ``planner``: default the one ``predict`` acts with (:meth:`make_planner` makes others);
+        ``warm``: default a fresh one (the plan starts from zeros).
+        ``times`` (training's ``planner/plan_ms``, evaluation's ``eval/plan_ms``; none for ``predict``) gets
+        the call's milliseconds per problem, once per problem.
+        """
+        planner = self._predict_planner if planner is None else planner
+        p = self.config.planner
+        obs = self.adapter.as_obs(obs)
+        with torch.inference_mode():
+            z0 = self.adapter.encode(obs)  # (B, Z); B = 1 for one observation
+        batched = obs.ndim == len(self.obs_shape) + 1
+        objective = make_objective(
+            self.model.imagine, z0 if batched else z0[0], particles=p.particles, discount=p.discount,
+            cost_weight=p.cost_weight, pessimism=p.pessimism,
+        )
+        start = time.perf_counter()
+        proposals = None
+        if self.proposer is not None and p.proposals:  # extra candidates, scored with the planner's own
+            generator = getattr(planner, "generator", None) or torch.Generator().manual_seed(0)
+            context = {"obs": obs, "z0": z0, "generator": generator}
+            proposals = self.proposer.propose(context, p.proposals, p.horizon)  # (B, n, H, A) or (n, H, A)
+            proposals = proposals[0] if proposals.dim() == 4 and not batched else proposals
+        if warm is None:
+            warm = WarmStart(p.horizon, self.action_dim, self.device, batch=len(z0) if batched else None)
+        plan = planner.plan(objective, warm.init(), proposals)
+        if times is not None:
+            times += [1000 * (time.perf_counter() - start) / len(z0)] * len(z0)
+        warm.store(plan)
+        return plan[..., 0, :].cpu().numpy().astype(np.float32)
+
+    def predict(
+        self,
+        observation: np.ndarray | dict[str, np.ndarray],
+        state: tuple[np.ndarray, ...] | None = None,
+        episode_start: np.ndarray | bool | None = None,
+        deterministic: bool = True,
+    ) -> tuple[np.ndarray, tuple[np.ndarray, ...] | None]:
+        """Stable-Baselines3's ``predict``: the action in the environment's own action space (its bounds, not
+        the [-1, 1] the planner works in), so that ``env.step`` of the unwrapped environment takes it.
+
+        One observation ``obs_shape`` -> ``(A,)``; ``n`` observations ``(n, *obs_shape)`` (a VecEnv's, as
+        SB3's ``evaluate_policy`` passes them) -> ``(n, A)``, planned as ``n`` problems in one batched call.
+        ``episode_start`` (a bool, or ``(n,)`` flags) clears the warm start of the episodes that start.
+        ``deterministic=False`` adds the training exploration noise. No training side effects. The signature
+        is SB3's ``PolicyPredictor``, so ``evaluate_policy`` takes the agent; ``state`` is unused (no
+        recurrent state) and the second value returned is always ``None``.
+        """
+        del state
+        if isinstance(observation, dict):
+            raise TypeError(f"predict takes array observations ({self.obs_shape}), got a dict with keys "
+                            f"{sorted(observation)}: flatten the environment's Dict observation space first "
+                            "(gymnasium.wrappers.FlattenObservation)")
+        obs = self.adapter.as_obs(observation)
+        batched = obs.ndim == len(self.obs_shape) + 1 and obs.shape[1:] == self.obs_shape and len(obs) > 0
+        if obs.shape != self.obs_shape and not batched:
+            raise ValueError(f"predict expects one observation of shape {self.obs_shape} or n of them "
+                             f"(n, {', '.join(map(str, self.obs_shape))}), got {obs.shape}")
+        starts = np.asarray(False if episode_start is None else episode_start, dtype=bool).reshape(-1)
+        if batched:
+            warm = self._predict_batch_ws
+            if warm is None or warm.shape[0] != len(obs):
+                warm = self._predict_batch_ws = WarmStart(self.config.planner.horizon, self.action_dim, self.device,
+                                                          batch=len(obs))
+            if episode_start is not None:
+                warm.restart(np.full(len(obs), starts[0]) if starts.size == 1 else starts)  # one flag: all
+        else:
+            warm = self._predict_ws
+            if starts.any():
+                warm.reset()
+        action = self.plan(obs, self._predict_planner, warm)  # (A,) or (n, A) in [-1, 1]
+        if not deterministic:
+            noise = self.config.train.exploration_noise * self._predict_rng.normal(size=action.shape)
+            action = np.clip(action + noise, -1.0, 1.0).astype(np.float32)
+        low, high = self._env_action_bounds
+        return (low + (action + 1.0) * 0.5 * (high - low)).astype(np.float32), None
