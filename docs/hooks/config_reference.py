@@ -10,6 +10,7 @@ or from ``train_agent.py --help``. Each task's ``benchmarks/results/<task>/curve
 from __future__ import annotations
 
 import argparse
+import html
 import sys
 from pathlib import Path
 from typing import Any
@@ -41,7 +42,7 @@ nested by section:
 ```yaml
 planner:
   horizon: 20
-model:
+robotics:
   hidden_dim: 256
 ```
 
@@ -59,7 +60,7 @@ def _run_options() -> str:
         if not action.option_strings or "." in action.dest or isinstance(action, argparse._HelpAction):
             continue
         flags = ", ".join(f"`{flag}`" for flag in action.option_strings)
-        text = " ".join((action.help or "").split()).replace("|", "\\|")
+        text = html.escape(" ".join((action.help or "").split()), quote=False).replace("|", "\\|")
         lines.append(f"| {flags} | {text} |")
     return "\n".join(lines) + "\n"
 
