@@ -25,10 +25,9 @@ from typing import Any, NamedTuple
 import numpy as np
 
 from agent.atomic import atomic_write
-from agent.buffer_io import as_int, available_memory_bytes, read_npz
+from agent.buffer_io import as_int, buffer_bytes, check_buffer_memory, read_npz
 from agent.windows import draw_window_starts
 
-_GIB = float(1 << 30)
 _FORMAT_VERSION = 1
 _ARRAY_KEYS = (
     "obs",
@@ -75,31 +74,6 @@ class Sequences(NamedTuple):
     terminated: np.ndarray  # (T, B) bool
     truncated: np.ndarray  # (T, B) bool
     mask: np.ndarray | None = None  # (T, B) float32: 1 up to the window's first end, 0 after; None: all 1
-
-
-def check_buffer_memory(capacity: int, obs_shape: tuple[int, ...], action_dim: int,
-                        obs_dtype: np.dtype[Any] | type = np.float32, max_memory_fraction: float = 0.8) -> None:
-    """A MemoryError (naming ``--train-buffer-capacity``) when a :class:`ReplayBuffer` of this size would need
-    more than ``max_memory_fraction`` of the available memory; nothing when it fits or the memory is unknown.
-    Cheap: the agent calls it before building its networks."""
-    needed = ReplayBuffer.estimate_bytes(capacity, obs_shape, action_dim, obs_dtype)
-    available = available_memory_bytes()
-    if available is None:
-        return
-    allowed = max_memory_fraction * available
-    if needed <= allowed:
-        return
-    hint = ""
-    if np.dtype(obs_dtype) != np.uint8 and len(obs_shape) >= 2:
-        hint = " or store image frames as uint8 (obs_dtype=np.uint8, 4x smaller)"
-    fits = max(1, int(allowed // max(1, needed // max(1, capacity))))
-    raise MemoryError(
-        f"ReplayBuffer(capacity={capacity}, obs_shape={tuple(obs_shape)}, "
-        f"action_dim={action_dim}, obs_dtype={np.dtype(obs_dtype)}) needs "
-        f"{needed / _GIB:.2f} GiB, but only {allowed / _GIB:.2f} GiB may be used "
-        f"({max_memory_fraction:.0%} of {available / _GIB:.2f} GiB available). "
-        f"Use a smaller capacity: --train-buffer-capacity {fits} or less (train.buffer_capacity){hint}."
-    )
 
 
 class ReplayBuffer:
@@ -161,11 +135,8 @@ class ReplayBuffer:
         action_dim: int,
         obs_dtype: np.dtype[Any] | type = np.float32,
     ) -> int:
-        """Bytes the buffer's arrays take once every slot has been touched."""
-        obs_bytes = math.prod(obs_shape) * np.dtype(obs_dtype).itemsize
-        # obs + next_obs, actions (float32), reward + cost (float32), two bool flags
-        per_step = 2 * obs_bytes + 4 * action_dim + 4 + 4 + 1 + 1
-        return int(capacity) * per_step
+        """Bytes the buffer's arrays take once every slot has been touched (:func:`buffer_bytes`)."""
+        return buffer_bytes(capacity, obs_shape, action_dim, obs_dtype)
 
     @property
     def nbytes(self) -> int:

@@ -8,7 +8,7 @@ from typing import Any
 import numpy as np
 import pytest
 
-import agent.buffer as buffer_module
+import agent.buffer_io as buffer_module
 from agent.buffer import ReplayBuffer, Sequences
 
 OBS_SHAPE = (2,)

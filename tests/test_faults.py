@@ -419,12 +419,12 @@ def test_replay_memory_is_checked_before_the_model_is_built(
 ) -> None:
     """Issue 41, 4: the refusal came after the networks were built, and named a flag that does not exist."""
     import agent.agent
-    import agent.buffer
+    import agent.buffer_io
 
     def no_model(*args: Any, **kwargs: Any) -> None:
         raise AssertionError("the model was built before the memory check")
 
-    monkeypatch.setattr(agent.buffer, "available_memory_bytes", lambda: 10 * 2**20)
+    monkeypatch.setattr(agent.buffer_io, "available_memory_bytes", lambda: 10 * 2**20)
     monkeypatch.setattr(agent.agent, "make_adapter", no_model)
     code, _, err = main(capsys, *cli(tmp_path / "run", 20), "--train-buffer-capacity", "1000000")
     assert code == 2 and "--train-buffer-capacity" in err and "GiB" in err
