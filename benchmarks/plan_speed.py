@@ -151,14 +151,15 @@ def _minor_faults() -> int:
     return resource.getrusage(resource.RUSAGE_SELF).ru_minflt
 
 
-def time_case(case: SpeedCase, repeats: int, variants: tuple[Variant, ...] = (("fast", "float32"),)) -> CaseTimes:
+def time_case(case: SpeedCase, repeats: int, variants: tuple[Variant, ...] = (("fast", "float32"),),
+              peak_size: int = 2048) -> CaseTimes:
     """Median and best seconds per action for ``case`` in each variant (planning path ``fast`` or
     ``reference``, hidden products ``float32`` or ``bfloat16``): one plan, or one batched plan over
     ``problems``; the variants take turns, one plan each, on models with the same weights.
 
     The best is what the machine can do when nothing else holds its cores. A shared virtual
     machine's speed drifts from minute to minute, so the matmul peak it is compared with is
-    timed in the same minutes: one square matmul before each round of plans, the best kept.
+    timed in the same minutes: one square matmul (``peak_size`` a side) before each round of plans, the best kept.
     """
     dtypes = sorted({dtype for _, dtype in variants})
     models = {}
@@ -186,7 +187,8 @@ def time_case(case: SpeedCase, repeats: int, variants: tuple[Variant, ...] = (("
     peak = dict.fromkeys(dtypes, 0.0)
     for _ in range(repeats):
         for dtype in dtypes:
-            peak[dtype] = max(peak[dtype], matmul_peak_gflops(repeats=1, dtype=IMAGINATION_DTYPES[dtype]))
+            peak[dtype] = max(peak[dtype], matmul_peak_gflops(peak_size, repeats=1,
+                                                                dtype=IMAGINATION_DTYPES[dtype]))
         for path, dtype in variants:
             with _path(path):
                 before, start = _minor_faults(), time.perf_counter()
