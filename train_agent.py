@@ -22,7 +22,7 @@ import sys
 from pathlib import Path
 from typing import Any, Sequence
 
-from agent import CheckpointError, ConfigError, MBRLAgent, RunDirHasOutputs, RunDirInUse, resolve_config
+from agent import CheckpointError, ConfigError, MBRLAgent, RunDirInUse, resolve_config
 from agent.agent import CHECKPOINT_NAME
 from agent.checkpoint import checked_env_id, load_run_checkpoint, run_checkpoints
 from agent.config import RENAMED, SECTIONS, default_run_dir
@@ -124,8 +124,7 @@ def evaluate_run(run_dir: Path, episodes: int, seed: int, env: str | None = None
     )
 
 
-BAD_INPUT = (ConfigError, CheckpointError, EnvironmentSpecError, NonFiniteError, MemoryError, RunDirInUse,
-             RunDirHasOutputs)
+BAD_INPUT = (ConfigError, CheckpointError, EnvironmentSpecError, NonFiniteError, MemoryError, RunDirInUse)
 """Failures the user's input or choice causes: ``error:`` and exit status 2."""
 KEPT = "the run keeps its last checkpoint ({}) and the logs up to it"
 

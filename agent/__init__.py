@@ -10,7 +10,6 @@ from agent.agent import MBRLAgent
 from agent.atomic import RunDirInUse
 from agent.checkpoint import CheckpointError
 from agent.config import Config, ConfigError, resolve_config
-from agent.logger import RunDirHasOutputs
 
-__all__ = ["CheckpointError", "Config", "ConfigError", "MBRLAgent", "RunDirHasOutputs", "RunDirInUse",
+__all__ = ["CheckpointError", "Config", "ConfigError", "MBRLAgent", "RunDirInUse",
            "resolve_config"]

@@ -170,10 +170,6 @@ def _wait_for_a_later_second(tb: Path) -> None:
         time.sleep(0.02)
 
 
-class RunDirHasOutputs(RuntimeError):
-    """A run directory holds an earlier run's logs but no checkpoint to continue that run from."""
-
-
 def _complete_lines(text: str) -> list[str]:
     """The lines of ``text`` that end in a newline: a last line without one (a write cut short by a kill
     or a full disk) is dropped."""
