@@ -25,19 +25,23 @@ class PhaseClock:
         self.totals.update(totals or {})
         self._stack: list[str] = []
         self._since = time.perf_counter()  # when the innermost running phase (or "other") last started counting
+        self._running = False  # inside a session: time between sessions (an idle agent) is nobody's
 
     def _charge(self, now: float) -> None:
-        self.totals[self._stack[-1] if self._stack else "other"] += now - self._since
+        if self._running:
+            self.totals[self._stack[-1] if self._stack else "other"] += now - self._since
         self._since = now
 
     def start_session(self) -> None:
         """Count from now: what came before (building the agent, opening the run) is not charged."""
         self._stack.clear()
         self._since = time.perf_counter()
+        self._running = True
 
     def stop_session(self) -> None:
         """Charge the time since the last switch; call at the end of a session."""
         self._charge(time.perf_counter())
+        self._running = False
 
     @contextmanager
     def phase(self, name: str) -> Iterator[None]:

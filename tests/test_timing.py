@@ -59,3 +59,15 @@ def test_a_runs_breakdown_adds_up_to_its_wall_clock_and_survives_resume(tmp_path
     assert min(totals[p] for p in ("setup", "env", "plan", "train", "eval", "log", "checkpoint")) > 0
     resumed = MBRLAgent("InvertedPendulum-v5", config, run_dir=tmp_path)
     assert resumed.clock.totals["train"] >= totals["train"] * 0.99  # restored from the checkpoint
+
+
+def test_time_between_sessions_is_not_charged(monkeypatch: pytest.MonkeyPatch) -> None:
+    fake = FakeClock()
+    monkeypatch.setattr(timing.time, "perf_counter", fake)
+    clock = PhaseClock()
+    fake.now = 5.0  # built, not learning yet
+    clock.start_session()
+    fake.now = 6.0
+    clock.stop_session()
+    fake.now = 100.0  # an idle agent, then saved
+    assert clock.snapshot() == {**dict.fromkeys((*PHASES, "other"), 0.0), "other": 1.0}
