@@ -113,7 +113,7 @@ def evaluate_run(run_dir: Path, episodes: int, seed: int, env: str | None = None
         raise CheckpointError(f"--evaluate needs a trained run: {run_dir / CHECKPOINT_NAME} does not exist "
                               f"(train with --run-dir {run_dir})")
     payload, path = found
-    agent = MBRLAgent.load(path, env=checked_env_id(payload, env))
+    agent = MBRLAgent.from_checkpoint(payload, path, env=checked_env_id(payload, env))  # read once
     result = agent.evaluate(episodes, seed=seed)
     returns = ", ".join(f"{r:.1f}" for r in result.returns)
     return (

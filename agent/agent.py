@@ -393,8 +393,13 @@ class MBRLAgent(Acting):
     @classmethod
     def load(cls, path: str | Path, env: gym.Env | str | None = None, **kwargs: Any) -> MBRLAgent:
         """Rebuild an agent from a checkpoint written by :meth:`save` or a run directory's checkpoint."""
-        payload = load_checkpoint(path)
+        return cls.from_checkpoint(load_checkpoint(path), Path(path), env, **kwargs)
+
+    @classmethod
+    def from_checkpoint(cls, payload: dict[str, Any], source: Path, env: gym.Env | str | None = None,
+                        **kwargs: Any) -> MBRLAgent:
+        """Rebuild an agent from a checkpoint ``payload`` already read from ``source`` (see :meth:`load`)."""
         config = config_from_dict(payload["config"])
         agent = cls(env if env is not None else checked_env_id(payload, None), config, **kwargs)
-        restore_agent(agent, payload, Path(path))
+        restore_agent(agent, payload, source)
         return agent

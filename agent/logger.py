@@ -61,11 +61,13 @@ class RunLogger:
     def _append_progress(self, values: dict[str, float]) -> None:
         rows: list[dict[str, str]] = []
         keys: list[str] = []
+        text = ""
         if self._progress.exists():
-            keys, rows = _progress_rows(self._progress)
+            text = self._progress.read_text()
+            keys, rows = _progress_rows(text)
         new_keys = [k for k in values if k not in keys]
         row = {k: repr(v) for k, v in values.items()}
-        if new_keys or not keys or not self._progress.read_bytes().endswith(b"\n"):  # new columns, torn line
+        if new_keys or not keys or not text.endswith("\n"):  # new columns, or a torn last line to drop
             keys += new_keys
             with self._progress.open("w", newline="") as handle:
                 writer = csv.DictWriter(handle, fieldnames=keys)
@@ -183,9 +185,9 @@ def _monitor_rows(text: str) -> tuple[list[str], list[str]]:
     return lines[:2], [line for line in lines[2:] if line.count(",") == 2]
 
 
-def _progress_rows(path: Path) -> tuple[list[str], list[dict[str, str]]]:
-    """progress.csv's columns and its complete rows (a torn last line dropped)."""
-    lines = _complete_lines(path.read_text())
+def _progress_rows(text: str) -> tuple[list[str], list[dict[str, str]]]:
+    """progress.csv's (``text``) columns and its complete rows (a torn last line dropped)."""
+    lines = _complete_lines(text)
     reader = csv.DictReader(lines)
     keys = list(reader.fieldnames or [])
     return keys, [row for row in reader if None not in row and None not in row.values()]
@@ -258,7 +260,7 @@ def truncate_outputs(run_dir: str | Path, step: int, monitor_rows: int | None = 
         atomic_write(evaluations, lambda handle: np.savez(handle, **data))
     progress = run_dir / "progress.csv"
     if progress.exists():
-        keys, rows = _progress_rows(progress)
+        keys, rows = _progress_rows(progress.read_text())
         rows = [r for r in rows if float(r["time/total_timesteps"]) <= step]
         with progress.open("w", newline="") as handle:
             writer = csv.DictWriter(handle, fieldnames=keys)
