@@ -22,6 +22,8 @@ import sys
 from pathlib import Path
 from typing import Any, Sequence
 
+import torch
+
 from agent import CheckpointError, ConfigError, MBRLAgent, RunDirInUse, resolve_config
 from agent.agent import CHECKPOINT_NAME
 from agent.checkpoint import checked_env_id, load_run_checkpoint, run_checkpoints
@@ -60,6 +62,9 @@ def build_parser() -> argparse.ArgumentParser:
                              "(default: runs/<env>-seed<seed>)")
     parser.add_argument("--device", choices=["auto", "cpu", "cuda"], default="auto",
                         help="auto picks CUDA when present (default: auto)")
+    parser.add_argument("--threads", type=int, default=None, metavar="N",
+                        help="torch threads for this process (default: the CPUs it may use, "
+                             "os.sched_getaffinity, or OMP_NUM_THREADS where lower); more than those is lowered")
     parser.add_argument("--resume", action="store_true", help="require a checkpoint in --run-dir and continue it")
     parser.add_argument("--no-progress-bar", action="store_true", help="no progress bar (steps/s, latest return)")
     parser.add_argument("--evaluate", type=int, default=None, metavar="N",
@@ -219,6 +224,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.seed < 0:
         print(f"error: --seed must be >= 0 (numpy and torch seeds are unsigned), got {args.seed}", file=sys.stderr)
         return 2
+    if args.threads is not None:
+        if args.threads < 1:
+            print(f"error: --threads must be >= 1, got {args.threads}", file=sys.stderr)
+            return 2
+        torch.set_num_threads(args.threads)  # configure_process lowers it to what the process may use
     if args.evaluate is not None:
         return evaluate_main(args, argv)
     run_dir = args.run_dir or default_run_dir(args.env, args.seed)

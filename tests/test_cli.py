@@ -140,3 +140,17 @@ def test_evaluate_plays_a_trained_run_without_training_it(
     assert run(capsys, "--run-dir", str(run_dir), "--evaluate", "3", "--evaluate-seed", "7")[1] == out  # repeatable
     assert (run_dir / CHECKPOINT_NAME).read_bytes() == before
     assert run(capsys, "--run-dir", str(run_dir), "--evaluate", "0")[0] == 2
+
+
+def test_threads_sets_torch_threads_and_refuses_zero(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    import torch
+
+    before = torch.get_num_threads()
+    try:
+        code, _, err = run(capsys, "--threads", "0", "--run-dir", str(tmp_path), *DEBUG)
+        assert code == 2 and "--threads must be >= 1" in err
+        code, _, _ = run(capsys, "--env", "rehearse/PointMass-v0", "--total-timesteps", "20", "--threads", "1",
+                         "--run-dir", str(tmp_path / "run"), *DEBUG)
+        assert code == 0 and torch.get_num_threads() == 1
+    finally:
+        torch.set_num_threads(before)
