@@ -94,6 +94,7 @@ class FiniteCheck(gym.Wrapper[Any, Any, Any, Any]):
         self._check("reward", reward, action)
         if "cost" in info:
             self._check("cost", info["cost"], action)
+            self._check_cost_sign(info["cost"], action)
         self.step_in_episode += 1
         return obs, reward, terminated, truncated, info
 
@@ -102,12 +103,24 @@ class FiniteCheck(gym.Wrapper[Any, Any, Any, Any]):
         if bad:
             raise NonFiniteError(self._message(quantity, bad, action))
 
-    def _message(self, quantity: str, bad: list[str], action: Any) -> str:
+    def _check_cost_sign(self, cost: Any, action: Any) -> None:
+        """:class:`EnvironmentSpecError` for a negative ``info["cost"]`` (a cost is a float >= 0)."""
+        array = np.asarray(cost)
+        if array.dtype.kind in "biuf" and np.any(array < 0):
+            raise EnvironmentSpecError(
+                f"environment {env_name(self)} put a negative info['cost'] ({array.tolist()}) {self._where(action)}; "
+                "a safety cost is a number >= 0 per step (0.0 when the step is safe). Make the environment "
+                "report costs >= 0 (e.g. max(0, violation)), or drop the 'cost' key if it has no costs."
+            )
+
+    def _where(self, action: Any) -> str:
         if action is None:
-            where = f"at reset of episode {self.episode}"
-        else:
-            rounded = [round(float(a), 4) for a in np.ravel(np.asarray(action, dtype=np.float64))]
-            where = f"in episode {self.episode}, step {self.step_in_episode} (counted from 0), after action {rounded}"
+            return f"at reset of episode {self.episode}"
+        rounded = [round(float(a), 4) for a in np.ravel(np.asarray(action, dtype=np.float64))]
+        return f"in episode {self.episode}, step {self.step_in_episode} (counted from 0), after action {rounded}"
+
+    def _message(self, quantity: str, bad: list[str], action: Any) -> str:
+        where = self._where(action)
         return (
             f"environment {env_name(self)} emitted a non-finite {quantity} "
             f"({', '.join(bad)}) {where}. Check the environment's dynamics for this "
