@@ -14,7 +14,7 @@ from envs.ball_catch import BallCatchEnv
 from envs.errors import EnvironmentSpecError, NonFiniteError
 from envs.make import env_action_bounds, env_dims, env_shapes, is_image_space, make_env, parse_env_kwargs, wrap_env
 from envs.toy import PointMassEnv
-from envs.wrappers import CostInfo, EpisodeRecorder, FiniteCheck, FrameStack
+from envs.wrappers import CostInfo, EpisodeRecorder, FiniteCheck, FrameStack, TransitionLog, cost_reported
 
 __all__ = [
     "BALL_CATCH_ID",
@@ -28,6 +28,8 @@ __all__ = [
     "FrameStack",
     "NonFiniteError",
     "PointMassEnv",
+    "TransitionLog",
+    "cost_reported",
     "env_action_bounds",
     "env_dims",
     "env_shapes",

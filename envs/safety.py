@@ -13,11 +13,11 @@ import math
 from typing import Any
 
 import numpy as np
-from numpy.typing import NDArray
 from gymnasium.envs.mujoco.ant_v5 import AntEnv
 from gymnasium.envs.mujoco.half_cheetah_v5 import HalfCheetahEnv
 from gymnasium.envs.mujoco.hopper_v5 import HopperEnv
 from gymnasium.envs.mujoco.walker2d_v5 import Walker2dEnv
+from numpy.typing import NDArray
 
 __all__ = [
     "VELOCITY_THRESHOLDS",
