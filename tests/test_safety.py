@@ -285,3 +285,21 @@ def test_cost_limit_on_env_without_costs_warns_once(tmp_path: Path) -> None:
         agent.learn(150, progress_bar=False)  # three episodes
     vacuous = [w for w in caught if "vacuous" in str(w.message)]
     assert len(vacuous) == 1 and "info['cost']" in str(vacuous[0].message)
+
+
+# ---------------------------------------------------------------- benchmarks
+
+
+def test_compare_report_shows_costs_and_the_limit(tmp_path: Path) -> None:
+    from benchmarks.report import markdown_report, write_report
+
+    rows = [{"algo": algo, "env": "e", "seed": seed, "step": step, "eval_mean_return": 1.0 + step,
+             "eval_cost": cost * step / 1000, "wall_seconds": 1.0, "eval_seconds": 0.1}
+            for algo, cost in (("rehearse", 10.0), ("sac", 80.0)) for seed in (0, 1) for step in (1000, 2000)]
+    report = markdown_report(rows, "e", "cmd", cost_limit=25.0)
+    assert "Evaluation cost per episode" in report and "| rehearse | 0 | 2,000 | 2001.0 | 20.0 |" in report
+    assert "20.0 [20.0, 20.0] (2, 2/2)" in report and "160.0 [160.0, 160.0] (2, 0/2)" in report
+    free = [{**row, "eval_cost": 0.0} for row in rows]
+    assert "cost" not in markdown_report(free, "e", "cmd").lower()  # an env without costs: no cost columns
+    write_report(rows, tmp_path, env_id="e", command="cmd", cost_limit=25.0)
+    assert (tmp_path / "curves.png").stat().st_size > 0
