@@ -344,6 +344,7 @@ class MBRLAgent(Acting):
                         times: list[float] | None = None) -> EvalResult:
         """The evaluation episodes (default ``train.eval_episodes``) with ``planner`` (:meth:`Evaluator.run`)."""
         episodes = self.config.train.eval_episodes if episodes is None else episodes
+        self._forget_transitions(self.evaluator.envs)  # the safety head is judged on this evaluation's alone
         return self.evaluator.run(lambda obs, warm: self.plan(obs, planner, warm, times),
                                   (self.config.planner.horizon, self.action_dim), self.device, episodes, seed)
 

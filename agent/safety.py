@@ -166,6 +166,13 @@ class Safety:
                   expected_np, np.asarray(use, dtype=np.float64))
         return SafetyPrediction(*(f if batched else f[0] for f in fields))
 
+    @staticmethod
+    def _forget_transitions(envs: list[gym.Env]) -> None:
+        """Drop what the evaluation envs' :class:`~envs.TransitionLog` kept (before an evaluation)."""
+        for log in map(_transition_log, envs):
+            if log is not None:
+                log.take()
+
     def _safety_head_report(self, envs: list[gym.Env]) -> SafetyMetrics | None:
         """The safety head judged on the transitions the evaluation envs' :class:`~envs.TransitionLog` kept
         (held out: never trained on), or ``None`` when they kept none or the env reports no costs."""

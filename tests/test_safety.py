@@ -17,15 +17,15 @@ from agent import MBRLAgent, resolve_config
 from agent.config import Config, ConfigError, validate
 from envs import SAFETY_VELOCITY_IDS, EnvironmentSpecError, NonFiniteError, make_env
 from envs.safety import VELOCITY_THRESHOLDS, velocity_cost
-from planners import CEM, MPPI, RandomShooting, SamplingConfig, make_objective
-from planners.base import CostedObjective
+from planners import CEM, SamplingConfig, make_objective, make_planner
+from planners.base import CostedObjective, Planner
 from planners.constraint import CostMultiplier, cost_rate
 from planners.sampling import constrained_merit
 from world_models.base import Rollout
 from world_models.safety import safety_metrics
 
 ECHO = "tests.dummy_envs:EchoEnv"
-PLANNERS = {"cem": CEM, "mppi": MPPI, "random": RandomShooting}
+PLANNERS = ("cem", "mppi", "random")
 
 
 # ---------------------------------------------------------------- the velocity tasks
@@ -92,10 +92,9 @@ def _scripted_imagine(z0: torch.Tensor, actions: torch.Tensor) -> Rollout:
                    disagreement=torch.zeros(horizon, batch))
 
 
-def _planner(name: str, **overrides: float) -> CEM | MPPI | RandomShooting:
-    config = SamplingConfig(**{"num_candidates": 32, "num_elites": 4, "iterations": 3, "init_std": 0.3,
-                               **overrides})
-    return PLANNERS[name](config, 1, torch.Generator().manual_seed(0))
+def _planner(name: str, init_std: float = 0.3) -> Planner:
+    config = SamplingConfig(num_candidates=32, num_elites=4, iterations=3, init_std=init_std)
+    return make_planner(name, config, 1, torch.Generator().manual_seed(0))
 
 
 @pytest.mark.parametrize("name", list(PLANNERS))
@@ -146,9 +145,9 @@ def test_constrained_batch_of_one_is_bit_identical(name: str) -> None:
     single = _planner(name).plan(objective, init)
     batched = _planner(name).plan(objective, init[None])
     assert torch.equal(single, batched[0])
-    stats = _planner(name)
-    stats.plan(objective, init)
-    assert 0.0 <= stats.last_stats["feasible_best"] <= 1.0
+    planner = CEM(SamplingConfig(num_candidates=32, num_elites=4), 1, torch.Generator().manual_seed(0))
+    planner.plan(objective, init)
+    assert 0.0 <= planner.last_stats["feasible_best"] <= 1.0
 
 
 def test_constrained_batched_problems_have_their_own_budgets() -> None:
