@@ -14,13 +14,15 @@ import torch
 
 from agent.config import Config, sampling_config
 from agent.models import ModelAdapter
+from agent.safety import Safety
 from planners import make_objective, make_planner
 from planners.base import Planner, Proposer
 from planners.warm_start import WarmStart
 
 
-class Acting:
-    """``make_planner``, ``plan`` and ``predict`` of :class:`~agent.agent.MBRLAgent`."""
+class Acting(Safety):
+    """``make_planner``, ``plan`` and ``predict`` of :class:`~agent.agent.MBRLAgent` (and, from
+    :class:`~agent.safety.Safety`, its cost budgets and ``predict_safety``)."""
 
     config: Config
     adapter: ModelAdapter
@@ -41,7 +43,7 @@ class Acting:
         return make_planner(self.config.planner.name, sampling_config(self.config, acting), self.action_dim, generator)
 
     def plan(self, obs: np.ndarray, planner: Planner | None = None, warm: WarmStart | None = None,
-             times: list[float] | None = None) -> np.ndarray:
+             times: list[float] | None = None, cost_spent: float | None = None) -> np.ndarray:
         """First action (in ``[-1, 1]``) of the plan for ``obs``; stores the plan in ``warm`` for warm starting.
 
         ``obs (*obs_shape) -> (A,)``; or ``obs (B, *obs_shape) -> (B, A)``: ``B`` independent
@@ -50,6 +52,8 @@ class Acting:
         ``warm``: default a fresh one (the plan starts from zeros).
         ``times`` (training's ``planner/plan_ms``, evaluation's ``eval/plan_ms``; none for ``predict``) gets
         the call's milliseconds per problem, once per problem.
+        With ``planner.cost_limit`` the objective carries the cost budget of :meth:`cost_budget` (``cost_spent``:
+        the episode's cost so far, the training loop's) and the penalty :meth:`cost_penalty`.
         """
         planner = self._predict_planner if planner is None else planner
         p = self.config.planner
@@ -59,7 +63,7 @@ class Acting:
         batched = obs.ndim == len(self.obs_shape) + 1
         objective = make_objective(
             self.model.imagine, z0 if batched else z0[0], particles=p.particles, discount=p.discount,
-            cost_weight=p.cost_weight, pessimism=p.pessimism,
+            cost_weight=self.cost_penalty(), pessimism=p.pessimism, cost_budget=self.cost_budget(cost_spent),
         )
         start = time.perf_counter()
         proposals = None

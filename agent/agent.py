@@ -48,7 +48,7 @@ from agent.logger import RunLogger, set_aside_outputs, truncate_outputs
 from agent.models import ModelAdapter, PolicyProposer, make_adapter
 from agent.signals import EvaluationAbandoned, stop_on_signals
 from agent.timing import PhaseClock
-from envs import env_action_bounds, env_shapes, make_env, wrap_env
+from envs import TransitionLog, env_action_bounds, env_shapes, make_env, wrap_env
 from planners.base import Planner, Proposer
 from planners.warm_start import WarmStart
 from world_models.fast import configure_process
@@ -92,7 +92,7 @@ class MBRLAgent(Acting):
             raise ValueError("this environment has no registered id; pass eval_env=... (a second instance)")
         self.evaluator = Evaluator(
             [] if eval_env is None else [eval_env] if isinstance(eval_env, gym.Env) else list(eval_env),
-            lambda check, render_mode: self._make_env(check, render_mode),
+            lambda check, render_mode: self._make_eval_env(check, render_mode),
             lockstep=config.train.eval_lockstep, video=config.train.eval_video,
         )
         self.obs_shape, self.action_dim = env_shapes(self.env)
@@ -119,6 +119,9 @@ class MBRLAgent(Acting):
         self._episode = 0
         self._obs: np.ndarray | None = None
         self._ep_return, self._ep_length, self._ep_cost = 0.0, 0, 0.0
+        self.cost_multiplier = self._make_cost_multiplier()  # planner.cost_limit's Lagrange multiplier (or None)
+        self._cumulative_cost = 0.0  # cost of all training steps (train/cumulative_cost)
+        self._vacuous_checked = False  # whether the first episode's end looked for costs (agent/safety.py)
         self._ep_returns: collections.deque[float] = collections.deque(maxlen=100)
         self._next_checkpoint = config.train.checkpoint_freq
         self._trained = False
@@ -151,6 +154,12 @@ class MBRLAgent(Acting):
         c = self.config
         return make_env(c.env_id, c.env_kwargs, check=check, render_mode=render_mode, pixels=c.pixels,
                         frame_stack=c.frame_stack)
+
+    def _make_eval_env(self, check: bool | None, render_mode: str | None) -> gym.Env:
+        """An evaluation env; on state observations it keeps its transitions (:class:`~envs.TransitionLog`), on
+        which each evaluation judges the safety head."""
+        env = self._make_env(check, render_mode)
+        return TransitionLog(env) if self.model_kind == "robotics" else env
 
     def _make_buffer(self, capacity: int) -> ReplayBuffer:
         return ReplayBuffer(capacity, self.obs_shape, self.action_dim, obs_dtype=self.adapter.obs_dtype)
@@ -255,7 +264,7 @@ class MBRLAgent(Acting):
             action = self.rng.uniform(-1.0, 1.0, self.action_dim).astype(np.float32)
         else:
             with clock.phase("plan"):
-                action = self.plan(obs, self.planner, self._train_ws, self._plan_ms)
+                action = self.plan(obs, self.planner, self._train_ws, self._plan_ms, cost_spent=self._ep_cost)
             action = np.clip(action + t.exploration_noise * self.rng.normal(size=self.action_dim), -1, 1)
             action = action.astype(np.float32)
         with clock.phase("env"):
@@ -266,6 +275,7 @@ class MBRLAgent(Acting):
         self._ep_return += float(reward)
         self._ep_length += 1
         self._ep_cost += cost
+        self._cumulative_cost += cost
         n = self.num_timesteps
         if n >= t.learning_starts and n % t.train_freq == 0:
             with clock.phase("train"):
@@ -293,6 +303,7 @@ class MBRLAgent(Acting):
     def _end_episode(self) -> None:
         assert self.logger is not None
         self.logger.episode(self._ep_return, self._ep_length, self._ep_cost)
+        self._end_episode_cost(self._ep_cost, self._ep_length)
         self._ep_returns.append(self._ep_return)
         self._ep_return, self._ep_length, self._ep_cost = 0.0, 0, 0.0
         self._episode += 1
@@ -333,6 +344,7 @@ class MBRLAgent(Acting):
                         times: list[float] | None = None) -> EvalResult:
         """The evaluation episodes (default ``train.eval_episodes``) with ``planner`` (:meth:`Evaluator.run`)."""
         episodes = self.config.train.eval_episodes if episodes is None else episodes
+        self._forget_transitions(self.evaluator.envs)  # the safety head is judged on this evaluation's alone
         return self.evaluator.run(lambda obs, warm: self.plan(obs, planner, warm, times),
                                   (self.config.planner.horizon, self.action_dim), self.device, episodes, seed)
 
@@ -353,6 +365,9 @@ class MBRLAgent(Acting):
         self._evals_done += 1
         self.last_eval_return = float(result.returns.mean())
         self.logger.evaluation(self.num_timesteps, result, self._elapsed(), self._eval_seconds, float(np.mean(plan_ms)))
+        report = self._safety_head_report(self.evaluator.envs)  # None without costs
+        for key, value in ({} if report is None else report.scalars()).items():
+            self.logger.record(key, value)
         return result
 
     def _log(self) -> None:
@@ -367,6 +382,9 @@ class MBRLAgent(Acting):
             self.logger.record(f"time/{phase}_s", seconds)
         if self._ep_returns:
             self.logger.record("rollout/ep_rew_mean", float(np.mean(self._ep_returns)))
+        self.logger.record("train/cumulative_cost", self._cumulative_cost)
+        if self.cost_multiplier is not None:
+            self.logger.record("safety/cost_multiplier", self.cost_multiplier.value)
         if self._plan_ms:
             self.logger.record("planner/plan_ms", float(np.mean(self._plan_ms)))
             self._plan_ms = []

@@ -183,7 +183,8 @@ def flat_diff(old: dict[str, Any], new: dict[str, Any], prefix: str = "") -> lis
 
 
 def agent_payload(agent: MBRLAgent) -> dict[str, Any]:
-    """Everything needed to resume ``agent``: config, loop counters, model, optimizer, buffer, generators."""
+    """Everything needed to resume ``agent``: config, loop counters, model, optimizer, buffer, generators, the
+    cost limit's multiplier."""
     env_rng = getattr(agent.env.unwrapped, "np_random", None)
     return {
         "config": config_to_dict(agent.config),
@@ -195,6 +196,7 @@ def agent_payload(agent: MBRLAgent) -> dict[str, Any]:
             "elapsed": agent._elapsed(), "eval_seconds": agent._eval_seconds, "phase_seconds": agent.clock.snapshot(),
             "ep_return": agent._ep_return, "ep_length": agent._ep_length, "ep_cost": agent._ep_cost,
             "pending_step": getattr(agent, "_pending_step", None),
+            "cumulative_cost": agent._cumulative_cost, "vacuous_checked": agent._vacuous_checked,
             "monitor_rows": agent.logger.episodes if agent.logger is not None else None,
         },
         "model": agent.model.state_dict(),
@@ -203,6 +205,7 @@ def agent_payload(agent: MBRLAgent) -> dict[str, Any]:
         "rng": agent.rng.bit_generator.state,
         "planner_rng": agent._generator.get_state(),
         "env_rng": env_rng.bit_generator.state if env_rng is not None else None,
+        "cost_multiplier": agent.cost_multiplier.state_dict() if agent.cost_multiplier is not None else None,
     }
 
 
@@ -236,6 +239,10 @@ def restore_agent(agent: MBRLAgent, payload: dict[str, Any], source: Path) -> No
         agent._ep_return, agent._ep_length, agent._ep_cost = c.get("ep_return", 0.0), c.get("ep_length", 0), \
             c.get("ep_cost", 0.0)
     agent._pending_step = c.get("pending_step")
+    agent._cumulative_cost = c.get("cumulative_cost", 0.0)
+    agent._vacuous_checked = c.get("vacuous_checked", False)
+    if agent.cost_multiplier is not None and payload.get("cost_multiplier") is not None:
+        agent.cost_multiplier.load_state_dict(payload["cost_multiplier"])
     agent._saved_at = agent.num_timesteps if agent._pending_step is None else None  # no second copy of it
     agent._resumed_rows = c.get("monitor_rows")
     agent.rng.bit_generator.state = payload["rng"]

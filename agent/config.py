@@ -58,6 +58,15 @@ class PlannerConfig:
     """Discount of imagined rewards."""
     cost_weight: float = 0.0
     """Penalty per unit of predicted unsafe probability."""
+    cost_limit: float | None = None
+    """Safety budget: the cost the agent may incur per 1,000 environment steps (Safety-Gymnasium's definition,
+    scaled to the episode's length), from the environment's ``info["cost"]``. Candidate plans whose predicted
+    cost (the most pessimistic particle's) fits the plan's share of it are ranked by return ahead of the others;
+    a Lagrange multiplier learned from the real episodes' costs adds to cost_weight and tightens the share
+    (docs/safety.md). null: unconstrained."""
+    cost_multiplier_lr: float = 0.5
+    """Step of the cost limit's Lagrange multiplier per training episode, per unit of relative overspending
+    (episode cost per 1,000 steps minus cost_limit, over max(cost_limit, 1)). 0: the multiplier stays 0."""
     pessimism: float = 0.0
     """Subtract this many standard deviations of the particles' returns (ensemble disagreement)."""
     proposals: int = 0
@@ -159,7 +168,14 @@ def config_to_dict(config: Config) -> dict[str, Any]:
     return dataclasses.asdict(config)
 
 
+class _OptionalFloat:
+    """Marker type of ``float | None`` fields (``None``, ``null`` or ``none`` mean unset)."""
+
+
 def _coerce(value: Any, kind: type, key: str) -> Any:
+    if kind is _OptionalFloat:
+        unset = value is None or (isinstance(value, str) and value.strip().lower() in ("none", "null"))
+        return None if unset else _coerce(value, float, key)
     if kind is bool:
         if isinstance(value, str) and value.lower() in ("true", "false", "1", "0", "yes", "no"):
             return value.lower() in ("true", "1", "yes")
@@ -185,7 +201,7 @@ def _coerce(value: Any, kind: type, key: str) -> Any:
 
 
 def _field_types(cls: type) -> dict[str, type]:
-    hints = {"int": int, "float": float, "str": str, "bool": bool}
+    hints = {"int": int, "float": float, "str": str, "bool": bool, "float | None": _OptionalFloat}
     out: dict[str, type] = {}
     for f in dataclasses.fields(cls):
         name = f.type if isinstance(f.type, str) else getattr(f.type, "__name__", "")
@@ -403,6 +419,12 @@ def _validate_planner(p: PlannerConfig, s: SamplingConfig) -> None:
     _at_least("planner", p, ("proposals",), 0, " (0: none)")
     _at_least("planner", p, ("eval_num_candidates",), 0, " (0: sampling.num_candidates)")
     _finite_at_least_zero("planner", p, ("cost_weight", "pessimism"), " (0: off)")
+    _finite_at_least_zero("planner", p, ("cost_multiplier_lr",), " (0: a fixed multiplier of 0)")
+    if p.cost_limit is not None and not (math.isfinite(p.cost_limit) and p.cost_limit >= 0):
+        raise ConfigError(
+            f"planner.cost_limit must be a finite number >= 0 (the cost allowed per 1,000 environment steps), "
+            f"or null for no constraint; got {p.cost_limit}"
+        )
     if not 0.0 <= p.discount <= 1.0:
         raise ConfigError(f"planner.discount must be in [0, 1], got {p.discount}")
     try:

@@ -19,6 +19,9 @@ Outputs under ``--out``:
 - ``curves.png``: return against steps and against wall-clock, mean with a 95% bootstrap
   band, each seed faint; ``report.md``: return at fixed budgets (IQM, 95% bootstrap
   interval, ratio to SAC), steps and wall-clock to a threshold and to SAC's final return.
+  When the environment reports costs (``rehearse/Safety*Velocity-v1``), also the evaluation cost
+  at the budgets and per run, and a cost curve with ``--cost-limit`` (Rehearse's
+  ``planner.cost_limit``) drawn on it.
 
 Resumable: a finished run (its evaluations reach its budget) is skipped; an unfinished
 Rehearse run continues from its last checkpoint (one without a checkpoint restarts from step 0,
@@ -74,6 +77,8 @@ class RunSpec:
     eval_episodes: int = 10
     threads: int = 1
     rehearse_preset: str | None = None
+    cost_limit: float | None = None
+    """Rehearse's ``planner.cost_limit`` (``None``: unconstrained); the baselines ignore costs."""
 
     @property
     def name(self) -> str:
@@ -130,8 +135,10 @@ def _train_rehearse(spec: RunSpec) -> None:
             clear_outputs(run_dir)
         finally:
             lock.release()
-    overrides = {"train": {"total_timesteps": spec.total_timesteps, "eval_freq": spec.eval_freq,
-                           "eval_episodes": spec.eval_episodes}}
+    overrides: dict[str, Any] = {"train": {"total_timesteps": spec.total_timesteps, "eval_freq": spec.eval_freq,
+                                           "eval_episodes": spec.eval_episodes}}
+    if spec.cost_limit is not None:
+        overrides["planner"] = {"cost_limit": spec.cost_limit}
     config = resolve_config(spec.env_id, overrides, preset=spec.rehearse_preset)
     agent = MBRLAgent(spec.env_id, config, seed=spec.seed, run_dir=spec.run_dir)
     agent.learn(spec.total_timesteps, progress_bar=False)
@@ -167,7 +174,7 @@ def collect_rows(spec: RunSpec) -> list[dict[str, Any]]:
 
 def plan_runs(env_id: str, algos: Sequence[str], seeds: Sequence[int], budgets: dict[str, int], out: Path,
               eval_freq: int, eval_episodes: int, threads: int = 1,
-              rehearse_preset: str | None = None) -> list[RunSpec]:
+              rehearse_preset: str | None = None, cost_limit: float | None = None) -> list[RunSpec]:
     """Every (algorithm, seed) run of the sweep, in the order they are started."""
     unknown = [a for a in algos if a not in ALGORITHMS]
     if unknown:
@@ -177,7 +184,7 @@ def plan_runs(env_id: str, algos: Sequence[str], seeds: Sequence[int], budgets: 
         if repeated:  # two runs would write one run directory at once
             raise ValueError(f"{flag} names {', '.join(repeated)} more than once; give each once")
     return [RunSpec(algo, env_id, seed, budgets[algo], str(run_dir_of(out, seed, algo)), eval_freq,
-                    eval_episodes, threads, rehearse_preset)
+                    eval_episodes, threads, rehearse_preset, cost_limit)
             for seed in seeds for algo in algos]
 
 
@@ -409,6 +416,9 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--threads-per-run", type=int, default=1, help="torch threads of each run")
     p.add_argument("--ray-address", default=None, help="auto, HOST:PORT, or local (start a private Ray instance)")
     p.add_argument("--rehearse-preset", default=None, help="Rehearse preset (default: the environment's)")
+    p.add_argument("--cost-limit", type=float, default=None,
+                   help="Rehearse's planner.cost_limit (cost per 1,000 steps; baselines stay unconstrained), drawn "
+                        "on the cost plot (default: unconstrained)")
     p.add_argument("--threshold", type=float, default=None, help="report steps and wall-clock to reach it")
     p.add_argument("--report-steps", type=int, nargs="*", default=None, help="budgets for the table")
     p.add_argument("--report-only", action="store_true", help="train nothing; report the finished runs")
@@ -430,7 +440,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             check_preset(args.env, args.rehearse_preset)
         eval_freq = args.eval_freq or (1000 if min(budgets.values()) < 20_000 else 5000)
         specs = plan_runs(args.env, args.algos, args.seeds, budgets, args.out, eval_freq, args.eval_episodes,
-                          args.threads_per_run, args.rehearse_preset)
+                          args.threads_per_run, args.rehearse_preset, args.cost_limit)
     except ValueError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
@@ -457,7 +467,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     rows = [row for _, result, _ in order for row in result or []]
     write_csv(rows, args.out / "results.csv")
     write_report(rows, args.out, env_id=args.env, command=command, threshold=args.threshold,
-                 report_steps=args.report_steps, specs=[asdict(s) for s in specs])
+                 report_steps=args.report_steps, specs=[asdict(s) for s in specs], cost_limit=args.cost_limit)
     failures = [(s, msg) for s, _, msg in outcomes if msg is not None]
     for spec, message in failures:
         print(f"run {spec.name} failed:\n{message}", file=sys.stderr)

@@ -17,7 +17,7 @@ import numpy as np
 
 from benchmarks.stats import bootstrap_ci, iqm
 
-__all__ = ["Curves", "curves_by_algo", "first_reach", "markdown_report", "plot_curves", "write_report"]
+__all__ = ["Curves", "curves_by_algo", "first_reach", "has_costs", "markdown_report", "plot_curves", "write_report"]
 
 # algo -> seed -> arrays (steps, returns, wall_seconds, eval_seconds), each (n_evals,)
 Curves = dict[str, dict[int, dict[str, np.ndarray]]]
@@ -39,14 +39,39 @@ def curves_by_algo(rows: Iterable[dict[str, Any]]) -> Curves:
                 "returns": np.array([float(r["eval_mean_return"]) for r in items]),
                 "wall": np.array([float(r["wall_seconds"]) for r in items]),
                 "eval": np.array([float(r["eval_seconds"]) for r in items]),
+                "costs": np.array([float(r.get("eval_cost") or 0.0) for r in items]),
             }
     return curves
 
 
-def _at_step(curves: dict[int, dict[str, np.ndarray]], step: int) -> np.ndarray:
-    """Each seed's return at exactly ``step`` (seeds without that evaluation left out)."""
-    values = [c["returns"][c["steps"] == step] for c in curves.values()]
+def _at_step(curves: dict[int, dict[str, np.ndarray]], step: int, key: str = "returns") -> np.ndarray:
+    """Each seed's return (or ``key``: ``costs``) at exactly ``step`` (seeds without that evaluation left out)."""
+    values = [c[key][c["steps"] == step] for c in curves.values()]
     return np.array([v[0] for v in values if len(v)])
+
+
+def has_costs(curves: Curves) -> bool:
+    """Whether any evaluation reported a cost (the environment has costs)."""
+    return any(np.any(c["costs"] > 0) for seeds in curves.values() for c in seeds.values())
+
+
+def _cost_table(curves: Curves, steps: Sequence[int], cost_limit: float | None) -> list[str]:
+    """Mean evaluation cost per episode at fixed budgets: IQM [95% CI] over seeds, and seeds within the limit."""
+    within = "" if cost_limit is None else f", seeds <= {cost_limit:g}"
+    lines = ["| algorithm | " + " | ".join(f"{s:,} steps: cost IQM [95% CI] (seeds{within})" for s in steps) + " |",
+             "|---|" + "---|" * len(steps)]
+    for algo, seeds in curves.items():
+        cells = []
+        for step in steps:
+            values = _at_step(seeds, step, "costs")
+            if not len(values):
+                cells.append("not run")
+                continue
+            lo, hi = bootstrap_ci(values)
+            kept = "" if cost_limit is None else f", {int(np.sum(values <= cost_limit))}/{len(values)}"
+            cells.append(f"{iqm(values):.1f} [{lo:.1f}, {hi:.1f}] ({len(values)}{kept})")
+        lines.append(f"| {algo} | " + " | ".join(cells) + " |")
+    return lines
 
 
 def first_reach(curve: dict[str, np.ndarray], target: float) -> tuple[int | None, float | None, float | None]:
@@ -97,19 +122,22 @@ def _reach_table(curves: Curves, target: float, label: str) -> list[str]:
     return lines
 
 
-def _runs_table(curves: Curves) -> list[str]:
-    lines = ["| algorithm | seed | budget | final return | wall-clock s | of which evaluation s |",
-             "|---|---|---|---|---|---|"]
+def _runs_table(curves: Curves, costs: bool = False) -> list[str]:
+    cost = " final cost |" if costs else ""
+    lines = [f"| algorithm | seed | budget | final return |{cost} wall-clock s | of which evaluation s |",
+             "|---|---|---|---|---|---|" + ("---|" if costs else "")]
     for algo, seeds in curves.items():
         for seed, c in seeds.items():
-            lines.append(f"| {algo} | {seed} | {c['steps'][-1]:,} | {c['returns'][-1]:.1f} | "
+            final_cost = f" {c['costs'][-1]:.1f} |" if costs else ""
+            lines.append(f"| {algo} | {seed} | {c['steps'][-1]:,} | {c['returns'][-1]:.1f} |{final_cost} "
                          f"{_fmt(c['wall'][-1], 0)} | {_fmt(c['eval'][-1], 0)} |")
     return lines
 
 
 def markdown_report(rows: Sequence[dict[str, Any]], env_id: str, command: str, threshold: float | None = None,
-                    report_steps: Sequence[int] | None = None) -> str:
-    """The report's markdown: return at budgets, reaching a threshold and SAC's final return, runs."""
+                    report_steps: Sequence[int] | None = None, cost_limit: float | None = None) -> str:
+    """The report's markdown: return at budgets, reaching a threshold and SAC's final return, runs; with costs,
+    the evaluation cost at the budgets (against ``cost_limit`` when given) and per run."""
     curves = curves_by_algo(rows)
     if not curves:
         return f"# {env_id}: Rehearse against model-free baselines\n\nNo finished runs yet.\n"
@@ -119,6 +147,11 @@ def markdown_report(rows: Sequence[dict[str, Any]], env_id: str, command: str, t
              "episode seeds for every algorithm; returns are the mean over the evaluation's episodes. "
              "Statistics over seeds: IQM with a 95% bootstrap interval.", "",
              "## Return at fixed budgets", "", *_budget_table(curves, steps), ""]
+    costs = has_costs(curves)
+    if costs:
+        limit = "" if cost_limit is None else f" (Rehearse's cost limit: {cost_limit:g} per 1,000 steps)"
+        lines += [f"## Evaluation cost per episode at fixed budgets{limit}", "",
+                  *_cost_table(curves, steps, cost_limit), ""]
     if threshold is not None:
         lines += [f"## Reaching a return of {threshold:g}", "", *_reach_table(curves, threshold, f"{threshold:g}"), ""]
     sac = curves.get("sac")
@@ -127,24 +160,28 @@ def markdown_report(rows: Sequence[dict[str, Any]], env_id: str, command: str, t
         target = iqm(_at_step(sac, budget))
         lines += [f"## Reaching SAC's IQM return at its budget ({target:.1f} at {budget:,} steps)", "",
                   *_reach_table(curves, target, "it"), ""]
-    lines += ["## Runs", "", *_runs_table(curves), ""]
+    lines += ["## Runs", "", *_runs_table(curves, costs), ""]
     return "\n".join(lines)
 
 
-def plot_curves(rows: Sequence[dict[str, Any]], path: Path, title: str) -> None:
-    """Return against steps and against wall-clock: mean with a 95% bootstrap band, seeds faint."""
+def plot_curves(rows: Sequence[dict[str, Any]], path: Path, title: str, cost_limit: float | None = None) -> None:
+    """Return against steps and against wall-clock: mean with a 95% bootstrap band, seeds faint; when the
+    environment reports costs, a third panel of evaluation cost against steps, ``cost_limit`` drawn on it."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
     curves = curves_by_algo(rows)
-    fig, axes = plt.subplots(1, 2, figsize=(12, 4.5))
+    costs = has_costs(curves)
+    fig, axes = plt.subplots(1, 3 if costs else 2, figsize=(18 if costs else 12, 4.5))
     for algo, seeds in curves.items():
         colour = _COLOURS.get(algo)
         for c in seeds.values():
             axes[0].plot(c["steps"], c["returns"], color=colour, alpha=0.2, lw=1)
             axes[1].plot(c["wall"], c["returns"], color=colour, alpha=0.2, lw=1)
+            if costs:
+                axes[2].plot(c["steps"], c["costs"], color=colour, alpha=0.2, lw=1)
         steps = sorted(set.intersection(*(set(c["steps"].tolist()) for c in seeds.values())))
         if not steps:
             continue
@@ -156,8 +193,15 @@ def plot_curves(rows: Sequence[dict[str, Any]], path: Path, title: str) -> None:
         axes[0].plot(steps, mean, color=colour, lw=2, label=f"{algo} ({count})")
         axes[0].fill_between(steps, band[:, 0], band[:, 1], color=colour, alpha=0.15)
         axes[1].plot(wall, mean, color=colour, lw=2, label=algo)
+        if costs:
+            axes[2].plot(steps, [_at_step(seeds, s, "costs").mean() for s in steps], color=colour, lw=2, label=algo)
     axes[0].set(xlabel="environment steps", ylabel="evaluation return", title=title)
     axes[1].set(xlabel="wall-clock seconds (evaluation included)", ylabel="evaluation return", xscale="log")
+    if costs:
+        axes[2].set(xlabel="environment steps", ylabel="evaluation cost per episode")
+        if cost_limit is not None:
+            axes[2].axhline(cost_limit, color="black", ls="--", lw=1, label=f"cost limit {cost_limit:g}")
+            axes[2].legend()
     for ax in axes:
         ax.grid(alpha=0.3)
     axes[0].legend()
@@ -169,10 +213,11 @@ def plot_curves(rows: Sequence[dict[str, Any]], path: Path, title: str) -> None:
 
 def write_report(rows: Sequence[dict[str, Any]], out: Path, *, env_id: str, command: str,
                  threshold: float | None = None, report_steps: Sequence[int] | None = None,
-                 specs: Sequence[dict[str, Any]] = ()) -> None:
-    """``report.md``, ``curves.png`` and ``sweep.json`` (the planned runs) under ``out``."""
+                 specs: Sequence[dict[str, Any]] = (), cost_limit: float | None = None) -> None:
+    """``report.md``, ``curves.png`` and ``sweep.json`` (the planned runs) under ``out``; ``cost_limit``: drawn on
+    the cost curve and counted in the cost table (environments with costs)."""
     out.mkdir(parents=True, exist_ok=True)
-    (out / "report.md").write_text(markdown_report(rows, env_id, command, threshold, report_steps))
+    (out / "report.md").write_text(markdown_report(rows, env_id, command, threshold, report_steps, cost_limit))
     (out / "sweep.json").write_text(json.dumps({"command": command, "runs": list(specs)}, indent=1))
     if rows:
-        plot_curves(rows, out / "curves.png", env_id)
+        plot_curves(rows, out / "curves.png", env_id, cost_limit)

@@ -1,6 +1,7 @@
 """Environments for Rehearse: making, checking and wrapping them, plus our own toy tasks.
 
-Importing this package registers ``"rehearse/PointMass-v0"`` and ``"rehearse/BallCatch-v0"``
+Importing this package registers ``"rehearse/PointMass-v0"``, ``"rehearse/BallCatch-v0"`` and the
+velocity-constrained MuJoCo tasks of :data:`SAFETY_VELOCITY_IDS` (``envs.safety``, imported when made)
 with Gymnasium. Pixel observations for render-capable envs live in ``envs.pixels`` (not
 imported here: importing it sets ``MUJOCO_GL``).
 """
@@ -13,10 +14,11 @@ from envs.ball_catch import BallCatchEnv
 from envs.errors import EnvironmentSpecError, NonFiniteError
 from envs.make import env_action_bounds, env_dims, env_shapes, is_image_space, make_env, parse_env_kwargs, wrap_env
 from envs.toy import PointMassEnv
-from envs.wrappers import CostInfo, EpisodeRecorder, FiniteCheck, FrameStack
+from envs.wrappers import CostInfo, EpisodeRecorder, FiniteCheck, FrameStack, TransitionLog, cost_reported
 
 __all__ = [
     "BALL_CATCH_ID",
+    "SAFETY_VELOCITY_IDS",
     "POINT_MASS_ID",
     "BallCatchEnv",
     "CostInfo",
@@ -26,6 +28,8 @@ __all__ = [
     "FrameStack",
     "NonFiniteError",
     "PointMassEnv",
+    "TransitionLog",
+    "cost_reported",
     "env_action_bounds",
     "env_dims",
     "env_shapes",
@@ -45,3 +49,15 @@ if POINT_MASS_ID not in gymnasium.registry:
 if BALL_CATCH_ID not in gymnasium.registry:
     # BallCatchEnv truncates itself too (max_episode_steps kwarg).
     gymnasium.register(id=BALL_CATCH_ID, entry_point="envs.ball_catch:BallCatchEnv", max_episode_steps=None)
+
+SAFETY_VELOCITY_IDS: dict[str, str] = {
+    "rehearse/SafetyHalfCheetahVelocity-v1": "envs.safety:SafetyHalfCheetahVelocityEnv",
+    "rehearse/SafetyHopperVelocity-v1": "envs.safety:SafetyHopperVelocityEnv",
+    "rehearse/SafetyWalker2dVelocity-v1": "envs.safety:SafetyWalker2dVelocityEnv",
+    "rehearse/SafetyAntVelocity-v1": "envs.safety:SafetyAntVelocityEnv",
+}
+"""Registered id -> entry point of each velocity-constrained task (the v5 task with ``info["cost"]``)."""
+
+for _safety_id, _entry_point in SAFETY_VELOCITY_IDS.items():
+    if _safety_id not in gymnasium.registry:  # the v5 tasks' own 1,000-step limit
+        gymnasium.register(id=_safety_id, entry_point=_entry_point, max_episode_steps=1000)

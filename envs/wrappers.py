@@ -17,7 +17,10 @@ import numpy as np
 
 from envs.errors import EnvironmentSpecError, NonFiniteError
 
-__all__ = ["CostInfo", "FiniteCheck", "FrameStack", "as_cost", "env_name", "nonfinite_entries"]
+__all__ = [
+    "CostInfo", "FiniteCheck", "FrameStack", "TransitionLog", "as_cost", "cost_reported", "env_name",
+    "nonfinite_entries",
+]
 
 _MAX_LISTED = 5  # how many non-finite entries an error message lists
 
@@ -94,6 +97,7 @@ class FiniteCheck(gym.Wrapper[Any, Any, Any, Any]):
         self._check("reward", reward, action)
         if "cost" in info:
             self._check("cost", info["cost"], action)
+            self._check_cost_sign(info["cost"], action)
         self.step_in_episode += 1
         return obs, reward, terminated, truncated, info
 
@@ -102,12 +106,24 @@ class FiniteCheck(gym.Wrapper[Any, Any, Any, Any]):
         if bad:
             raise NonFiniteError(self._message(quantity, bad, action))
 
-    def _message(self, quantity: str, bad: list[str], action: Any) -> str:
+    def _check_cost_sign(self, cost: Any, action: Any) -> None:
+        """:class:`EnvironmentSpecError` for a negative ``info["cost"]`` (a cost is a float >= 0)."""
+        array = np.asarray(cost)
+        if array.dtype.kind in "biuf" and np.any(array < 0):
+            raise EnvironmentSpecError(
+                f"environment {env_name(self)} put a negative info['cost'] ({array.tolist()}) {self._where(action)}; "
+                "a safety cost is a number >= 0 per step (0.0 when the step is safe). Make the environment "
+                "report costs >= 0 (e.g. max(0, violation)), or drop the 'cost' key if it has no costs."
+            )
+
+    def _where(self, action: Any) -> str:
         if action is None:
-            where = f"at reset of episode {self.episode}"
-        else:
-            rounded = [round(float(a), 4) for a in np.ravel(np.asarray(action, dtype=np.float64))]
-            where = f"in episode {self.episode}, step {self.step_in_episode} (counted from 0), after action {rounded}"
+            return f"at reset of episode {self.episode}"
+        rounded = [round(float(a), 4) for a in np.ravel(np.asarray(action, dtype=np.float64))]
+        return f"in episode {self.episode}, step {self.step_in_episode} (counted from 0), after action {rounded}"
+
+    def _message(self, quantity: str, bad: list[str], action: Any) -> str:
+        where = self._where(action)
         return (
             f"environment {env_name(self)} emitted a non-finite {quantity} "
             f"({', '.join(bad)}) {where}. Check the environment's dynamics for this "
@@ -122,13 +138,68 @@ class CostInfo(gym.Wrapper[Any, Any, Any, Any]):
 
     Raises :class:`EnvironmentSpecError` when the environment gives a cost that is
     not a single number. The environment's own ``info`` dict is not modified.
+    ``reported`` tells whether the environment itself has put a ``"cost"`` in any step's ``info``.
     """
+
+    def __init__(self, env: gym.Env[Any, Any]) -> None:
+        """Wrap ``env``; ``reported`` starts ``False``."""
+        super().__init__(env)
+        self.reported = False
 
     def step(self, action: Any) -> tuple[Any, SupportsFloat, bool, bool, dict[str, Any]]:
         """Step the environment and return a copy of ``info`` with a float ``cost``."""
         obs, reward, terminated, truncated, info = self.env.step(action)
+        self.reported = self.reported or "cost" in info
         cost = as_cost(info.get("cost"), env_name(self))
         return obs, reward, terminated, truncated, {**info, "cost": cost}
+
+
+def cost_reported(env: gym.Env[Any, Any]) -> bool:
+    """Whether the environment beneath ``env``'s :class:`CostInfo` has reported an ``info["cost"]`` so far
+    (``False`` when ``env`` wears no CostInfo)."""
+    inner: Any = env
+    while isinstance(inner, gym.Wrapper):
+        if isinstance(inner, CostInfo):
+            return inner.reported
+        inner = inner.env
+    return False
+
+
+class TransitionLog(gym.Wrapper[Any, Any, Any, Any]):
+    """Keep ``(observation, action, info["cost"])`` of every step, for judging predictions of the cost.
+
+    :meth:`take` returns them as ``obs (n, *obs_shape)``, ``actions (n, A)`` float32 and ``costs (n,)`` float64
+    (``obs`` is the observation the action was taken in) and forgets them.
+    """
+
+    def __init__(self, env: gym.Env[Any, Any]) -> None:
+        """Wrap ``env``; nothing is kept until the first ``reset``."""
+        super().__init__(env)
+        self._obs: Any = None
+        self._rows: list[tuple[np.ndarray, np.ndarray, float]] = []
+
+    def reset(self, *, seed: int | None = None, options: dict[str, Any] | None = None) -> tuple[Any, dict[str, Any]]:
+        """Reset the env; remember its observation."""
+        self._obs, info = self.env.reset(seed=seed, options=options)
+        return self._obs, info
+
+    def step(self, action: Any) -> tuple[Any, SupportsFloat, bool, bool, dict[str, Any]]:
+        """Step the env; keep the observation before it, the action and the step's cost."""
+        obs, reward, terminated, truncated, info = self.env.step(action)
+        cost = float(info.get("cost", 0.0))
+        self._rows.append((np.asarray(self._obs), np.asarray(action, dtype=np.float32).reshape(-1), cost))
+        self._obs = obs
+        return obs, reward, terminated, truncated, info
+
+    def take(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """``(obs, actions, costs)`` of the steps kept since the last call (see the class docstring)."""
+        rows, self._rows = self._rows, []
+        if not rows:
+            shape = self.observation_space.shape or ()
+            action_dim = (self.action_space.shape or (0,))[0]
+            return np.zeros((0, *shape), np.float32), np.zeros((0, action_dim), np.float32), np.zeros(0)
+        obs, actions, costs = zip(*rows, strict=True)
+        return np.stack(obs), np.stack(actions), np.asarray(costs, dtype=np.float64)
 
 
 class FrameStack(gym.Wrapper[Any, Any, Any, Any]):

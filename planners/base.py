@@ -2,7 +2,8 @@
 
 A planner optimises action sequences against an objective it knows nothing about:
 ``objective(candidates (N, H, A)) -> scores (N,)``, higher is better, ``-inf`` for
-sequences whose score is not finite. Actions live in ``[-1, 1]``.
+sequences whose score is not finite. Actions live in ``[-1, 1]``. A :class:`CostedObjective` also
+predicts each candidate's cost and carries a cost budget: the planner then prefers the candidates that fit it.
 
 A planner may solve ``B`` independent problems in one call (``init (B, H, A)``); it
 then still calls the objective with one ``(N, H, A)`` tensor, ``N = B * M``, whose
@@ -12,12 +13,30 @@ rows ``b * M : (b + 1) * M`` are problem ``b``'s candidates (see
 
 from __future__ import annotations
 
-from typing import Callable, Protocol
+from typing import Callable, Protocol, runtime_checkable
 
 import torch
 
 Objective = Callable[[torch.Tensor], torch.Tensor]
 """``candidates (N, H, A) -> scores (N,)``; never returns NaN (non-finite becomes ``-inf``)."""
+
+
+@runtime_checkable
+class CostedObjective(Protocol):
+    """An :data:`Objective` that also predicts each candidate's cost over the horizon, and the budget it must fit.
+
+    Calling it gives the scores, as any objective; :meth:`score_and_cost` gives ``(scores (N,), costs (N,))``,
+    ``costs`` the predicted (pessimistic) cost of each candidate over the horizon, ``>= 0``, ``+inf`` where not
+    finite. ``cost_budget`` is a float or a ``(B,)`` tensor, one per problem of a batched plan. A planner given
+    one ranks the candidates whose cost is at most the budget by score, ahead of all others; when none fits,
+    the least-cost ones come first (:func:`planners.sampling.constrained_merit`).
+    """
+
+    cost_budget: float | torch.Tensor
+
+    def __call__(self, candidates: torch.Tensor) -> torch.Tensor: ...
+
+    def score_and_cost(self, candidates: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]: ...
 
 
 class ImaginedRollout(Protocol):

@@ -10,9 +10,16 @@ module builds that function from a world model's ``imagine`` and the encoded cur
 with ``alive_0 = 1`` and ``alive_{t+1} = alive_t * continuation_t``. Scores that are
 not finite (NaN or +-inf anywhere in the sum) become ``-inf``, never a small number,
 so a planner can never prefer a sequence the model could not predict.
+
+Given a ``cost_budget``, :func:`make_objective` returns a :class:`~planners.base.CostedObjective`: it also
+predicts each candidate's cost over the horizon, ``sum_t alive_t * cost_t`` (the expected number of costly
+steps, undiscounted), pessimistic over the particles (their maximum: the ensemble member that predicts the
+most cost decides), for the planner to hold against the budget.
 """
 
 from __future__ import annotations
+
+from collections.abc import Callable
 
 import torch
 
@@ -41,9 +48,7 @@ def score_rollout(rollout: ImaginedRollout, *, discount: float, cost_weight: flo
     _check_shape("rollout.costs", rollout.costs, (horizon, batch))
     _check_shape("rollout.continuation", rollout.continuation, (horizon, batch))
 
-    ones = torch.ones(1, batch, dtype=rewards.dtype, device=rewards.device)
-    survival = torch.cumprod(rollout.continuation.to(rewards.dtype), dim=0)  # (H, B)
-    alive = torch.cat([ones, survival])  # (H+1, B): alive_0 = 1
+    alive = _alive(rollout.continuation, rewards.dtype)  # (H+1, B)
     steps = torch.arange(horizon + 1, dtype=rewards.dtype, device=rewards.device)
     weights = (discount**steps).unsqueeze(1) * alive  # (H+1, B)
 
@@ -55,6 +60,29 @@ def score_rollout(rollout: ImaginedRollout, *, discount: float, cost_weight: flo
         value = rollout.terminal_value.to(rewards.dtype)  # (B,)
         score = score + _weigh(weights[horizon], value)
     return torch.where(torch.isfinite(score), score, torch.full_like(score, -torch.inf))
+
+
+def _alive(continuation: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
+    """``alive (H+1, B)`` from ``continuation (H, B)``: ``alive_0 = 1``, ``alive_{t+1} = alive_t * continuation_t``."""
+    ones = torch.ones(1, continuation.shape[1], dtype=dtype, device=continuation.device)
+    return torch.cat([ones, torch.cumprod(continuation.to(dtype), dim=0)])
+
+
+def horizon_cost(rollout: ImaginedRollout) -> torch.Tensor:
+    """Predicted cost of each imagined row over the horizon: ``sum_t alive_t * cost_t``, ``(B,)``.
+
+    With ``rollout.costs (H, B)`` the probability that step ``t`` is costly, this is the expected number of
+    costly steps before a predicted termination (undiscounted: a budget counts steps). Steps whose ``alive``
+    weight is exactly zero count nothing; any other non-finite value makes the row's cost ``+inf``.
+    """
+    costs = rollout.costs
+    if costs.dim() != 2:
+        raise ValueError(f"rollout.costs: expected (H, B), got {tuple(costs.shape)}")
+    _check_shape("rollout.continuation", rollout.continuation, tuple(costs.shape))
+    dtype = costs.dtype if costs.is_floating_point() else torch.float32
+    alive = _alive(rollout.continuation, dtype)[:-1]  # (H, B): alive before each step
+    total = _weigh(alive, costs.to(dtype)).sum(dim=0)  # (B,)
+    return torch.where(torch.isfinite(total), total, torch.full_like(total, torch.inf))
 
 
 def _weigh(weights: torch.Tensor, values: torch.Tensor) -> torch.Tensor:
@@ -70,6 +98,7 @@ def make_objective(
     discount: float,
     cost_weight: float,
     pessimism: float = 0.0,
+    cost_budget: float | torch.Tensor | None = None,
 ) -> Objective:
     """Objective ``candidates (N, H, A) -> scores (N,)`` imagined from latent ``z0 (Z,)``, or from ``B`` latents.
 
@@ -96,6 +125,10 @@ def make_objective(
     Candidates are moved to ``z0``'s device and dtype for the model; scores come back
     on the candidates' device as an ordinary (non-inference) tensor. Nothing is clamped:
     keeping actions in bounds is the planner's job.
+
+    ``cost_budget`` (a float, or ``(B,)`` one per problem): return a :class:`~planners.base.CostedObjective`
+    whose ``score_and_cost`` also gives each candidate's predicted horizon cost (:func:`horizon_cost`, the
+    maximum over its particles), with this budget; ``None`` (the default): a plain objective.
     """
     if z0.dim() not in (1, 2):
         raise ValueError(
@@ -106,7 +139,7 @@ def make_objective(
     latents = z0 if z0.dim() == 2 else z0.unsqueeze(0)  # (B, Z)
     batch, width = latents.shape
 
-    def objective(candidates: torch.Tensor) -> torch.Tensor:
+    def evaluate(candidates: torch.Tensor, with_cost: bool) -> tuple[torch.Tensor, torch.Tensor | None]:
         if candidates.dim() != 3:
             raise ValueError(f"objective: candidates must be (N, H, A), got shape {tuple(candidates.shape)}")
         num = candidates.shape[0]
@@ -115,6 +148,7 @@ def make_objective(
                 f"objective: {num} candidates cannot be split into {batch} equal blocks, "
                 f"one per latent of z0 {tuple(z0.shape)}"
             )
+        cost = None
         with torch.inference_mode():
             actions = candidates.to(device=z0.device, dtype=z0.dtype)
             # (H, N*P, A), row r = c * P + p
@@ -129,6 +163,32 @@ def make_objective(
             if pessimism and particles > 1:
                 spread = per_particle.std(dim=1)
                 mean = torch.where(torch.isfinite(spread), mean - pessimism * spread, mean)
-        return mean.clone().to(candidates.device)
+            if with_cost:  # (N,): the most any particle predicts
+                cost = horizon_cost(rollout).view(num, particles).amax(dim=1).clone().to(candidates.device)
+        return mean.clone().to(candidates.device), cost
 
-    return objective
+    if cost_budget is None:
+        return lambda candidates: evaluate(candidates, False)[0]
+    return _Constrained(evaluate, cost_budget)
+
+
+class _Constrained:
+    """A :class:`~planners.base.CostedObjective` over ``evaluate(candidates, with_cost) -> (scores, costs)``."""
+
+    def __init__(
+        self,
+        evaluate: Callable[[torch.Tensor, bool], tuple[torch.Tensor, torch.Tensor | None]],
+        cost_budget: float | torch.Tensor,
+    ) -> None:
+        self._evaluate = evaluate
+        self.cost_budget = cost_budget
+
+    def __call__(self, candidates: torch.Tensor) -> torch.Tensor:
+        """``candidates (N, H, A) -> scores (N,)``."""
+        return self._evaluate(candidates, False)[0]
+
+    def score_and_cost(self, candidates: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """``candidates (N, H, A) -> (scores (N,), costs (N,))`` from one imagination."""
+        scores, costs = self._evaluate(candidates, True)
+        assert costs is not None
+        return scores, costs

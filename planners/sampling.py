@@ -27,6 +27,12 @@ The methods differ only in step 4 and in what they return:
 - :class:`MPPI` refits to the softmax-weighted mean/std of the top ``num_elites``
   (max subtracted before ``exp``) and returns the final mean;
 - :class:`RandomShooting` does a single iteration and returns the best candidate.
+
+With a :class:`~planners.base.CostedObjective` (predicted costs and a cost budget) the elites of step 4 and
+the best candidate are chosen by :func:`constrained_merit`: the candidates whose cost fits the budget, ranked
+by score; when none fits, the least-cost ones. CEM and MPPI score their final mean once more, and return the
+best candidate seen instead when the mean does not fit the budget but some candidate did (or, none fitting,
+costs less): a plan the cost prediction rejects is never returned while one it accepts was found.
 """
 
 from __future__ import annotations
@@ -36,7 +42,7 @@ from dataclasses import dataclass
 
 import torch
 
-from planners.base import Objective
+from planners.base import CostedObjective, Objective
 
 
 class PlanningError(RuntimeError):
@@ -75,6 +81,25 @@ class SamplingConfig:
         failed = [rule for rule, ok in checks.items() if not ok]
         if failed:
             raise ValueError(f"SamplingConfig: {', '.join(failed)} does not hold ({self})")
+
+
+def constrained_merit(
+    scores: torch.Tensor, costs: torch.Tensor, budget: torch.Tensor
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """What elite selection ranks by under a cost budget: ``(merit (B, M), feasible (B, M))``.
+
+    ``scores (B, M)`` (``-inf`` where not finite), ``costs (B, M)`` (NaN counts as ``+inf``), ``budget (B,)``.
+    A candidate is feasible when its score is finite and its cost is at most its problem's budget. In a problem
+    with a feasible candidate, merit is the score of the feasible ones and ``-inf`` for the rest; in a problem
+    with none, it is ``-cost`` (least cost first) for candidates with a finite score, else ``-inf``.
+    """
+    finite = torch.isfinite(scores)
+    costs = torch.nan_to_num(costs.to(scores.dtype), nan=torch.inf)
+    feasible = finite & (costs <= budget.to(scores.dtype)[:, None])
+    minus_inf = torch.full_like(scores, -torch.inf)
+    fallback = torch.where(finite, -costs, minus_inf)
+    merit = torch.where(feasible.any(dim=1, keepdim=True), torch.where(feasible, scores, minus_inf), fallback)
+    return merit, feasible
 
 
 def _cem_refit(elites: torch.Tensor, scores: torch.Tensor, config: SamplingConfig) -> tuple[torch.Tensor, torch.Tensor]:
@@ -169,20 +194,52 @@ class _SamplingPlanner:
         cfg = self.config
         mean = init.clamp(-1.0, 1.0)  # (B, H, A), a new tensor: init is never written to
         std = torch.full_like(mean, cfg.init_std)
-        search = _Search(mean, first_proposal=cfg.num_candidates + 1)
+        budget = self._budget(objective, mean.shape[0], mean.device)  # (B,), or None without costs
+        search = _Search(mean, first_proposal=cfg.num_candidates + 1, constrained=budget is not None)
         iterations = 1 if self._single_iteration else cfg.iterations
         for _ in range(iterations):
             samples = (mean.unsqueeze(1) + std.unsqueeze(1) * self._noise(mean)).clamp(-1.0, 1.0)  # (B, N, H, A)
             # (B, M = N + 1 + n, H, A): samples, then the current mean, then proposals
             candidates = torch.cat([samples, mean.unsqueeze(1), extra], dim=1)
-            scores = self._score(objective, candidates)  # (B, M)
-            for rows, elites, elite_scores in search.record(candidates, scores, cfg.num_elites):
-                new_mean, new_std = self._refit(elites, elite_scores)  # (G, H, A) for problems `rows`
+            scores, merit, feasible = self._rank(objective, candidates, budget)  # (B, M) each
+            for rows, elites, elite_merit in search.record(candidates, scores, cfg.num_elites, merit, feasible):
+                new_mean, new_std = self._refit(elites, elite_merit)  # (G, H, A) for problems `rows`
                 mean = _blend(mean, rows, new_mean, cfg.momentum)
                 std = _blend(std, rows, new_std, cfg.momentum, floor=cfg.min_std)
         self.last_stats = search.stats()
         search.raise_if_unsolved(self._name, iterations, batched)
-        return search.best.clone() if self._returns_best else mean.clamp(-1.0, 1.0)
+        if self._returns_best:
+            return search.best.clone()
+        plan = mean.clamp(-1.0, 1.0)
+        if budget is None:
+            return plan
+        _, merit, feasible = self._rank(objective, plan.unsqueeze(1), budget)  # the final mean, scored once more
+        keep = search.keeps(merit[:, 0], feasible[:, 0])  # (B,)
+        return torch.where(keep[:, None, None], plan, search.best)
+
+    def _budget(self, objective: Objective, batch: int, device: torch.device) -> torch.Tensor | None:
+        """The objective's ``cost_budget`` as ``(B,)`` float64 (``None`` for an objective without costs)."""
+        if not isinstance(objective, CostedObjective):
+            return None
+        budget = torch.as_tensor(objective.cost_budget, dtype=torch.float64).to(device)
+        if budget.dim() > 1 or (budget.dim() == 1 and budget.shape[0] != batch) or torch.isnan(budget).any():
+            raise ValueError(
+                f"{self._name}: the objective's cost_budget must be a number or one per problem ({batch},), "
+                f"not NaN; got {objective.cost_budget!r}"
+            )
+        return budget.expand(batch)
+
+    def _rank(
+        self, objective: Objective, candidates: torch.Tensor, budget: torch.Tensor | None
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """``(scores, merit, feasible)``, each ``(B, M)``, of ``candidates (B, M, H, A)``: without a budget the
+        merit is the score and every finite candidate is feasible; with one, :func:`constrained_merit`."""
+        if budget is None:
+            scores = self._score(objective, candidates)
+            return scores, scores, torch.isfinite(scores)
+        assert isinstance(objective, CostedObjective)
+        scores, costs = self._score_and_cost(objective, candidates)
+        return (scores, *constrained_merit(scores, costs, budget))
 
     def _check_init(self, init: torch.Tensor) -> torch.Tensor:
         """Check ``init (H, A)`` or ``(B, H, A)``; return it as ``(B, H, A)`` (a view)."""
@@ -231,89 +288,139 @@ class _SamplingPlanner:
         scores = scores.to(device=candidates.device).view(batch, num)
         return torch.where(torch.isfinite(scores), scores, torch.full_like(scores, -torch.inf))
 
+    def _score_and_cost(
+        self, objective: CostedObjective, candidates: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """:meth:`_score` through ``objective.score_and_cost``: ``(scores (B, M), costs (B, M))``, one call."""
+        costs: list[torch.Tensor] = []
+
+        def scores_only(flat: torch.Tensor) -> torch.Tensor:
+            scores, cost = objective.score_and_cost(flat)
+            costs.append(cost)
+            return scores
+
+        scores = self._score(scores_only, candidates)
+        if tuple(costs[0].shape) != (scores.numel(),):
+            raise ValueError(
+                f"{self._name}: score_and_cost must give costs ({scores.numel()},), got shape {tuple(costs[0].shape)}"
+            )
+        return scores, costs[0].to(device=candidates.device).view(scores.shape)
+
 
 class _Search:
-    """Book-keeping over iterations, per problem: best candidate seen, elite selection, statistics."""
+    """Book-keeping over iterations, per problem: best candidate seen, elite selection, statistics.
 
-    def __init__(self, init: torch.Tensor, first_proposal: int) -> None:
-        """``init (B, H, A)``; candidate indices ``>= first_proposal`` are proposals."""
+    Candidates are ranked by their merit (their score, or :func:`constrained_merit` under a cost budget); the
+    best candidate is the first feasible one with the highest merit, else the infeasible one with the highest.
+    """
+
+    def __init__(self, init: torch.Tensor, first_proposal: int, constrained: bool = False) -> None:
+        """``init (B, H, A)``; candidate indices ``>= first_proposal`` are proposals; ``constrained``: the
+        candidates have a cost budget (adds ``feasible_best`` to :meth:`stats`)."""
         batch = init.shape[0]
         self.best = init  # (B, H, A); replaced, never written to in place
-        self.best_score = torch.full((batch,), -torch.inf, dtype=torch.float64, device=init.device)
+        self.best_merit = torch.full((batch,), -torch.inf, dtype=torch.float64, device=init.device)
+        self.best_feasible = torch.zeros(batch, dtype=torch.bool, device=init.device)
+        self.best_score = torch.full_like(self.best_merit, -torch.inf)
         self.best_from_proposal = torch.zeros(batch, dtype=torch.bool, device=init.device)
-        self.mean_elite_score = torch.full_like(self.best_score, -torch.inf)
+        self.mean_elite_score = torch.full_like(self.best_merit, -torch.inf)
         self.first_proposal = first_proposal
+        self.constrained = constrained
         self.finite = 0  # over all problems
         self.seen = 0  # per problem
 
     def record(
-        self, candidates: torch.Tensor, scores: torch.Tensor, num_elites: int
+        self, candidates: torch.Tensor, scores: torch.Tensor, num_elites: int,
+        merit: torch.Tensor | None = None, feasible: torch.Tensor | None = None,
     ) -> list[tuple[torch.Tensor | None, torch.Tensor, torch.Tensor]]:
         """Track the best; return the elites, grouped by how many each problem has.
 
-        ``candidates (B, M, H, A)``, ``scores (B, M)`` -> list of ``(rows (G,), elites
-        (G, k, H, A), elite scores (G, k))``: the top ``k = min(num_elites, finite)``
-        candidates of problems ``rows``, sorted best first, all finite. Problems with no
-        finite score this round are in no group. Usually there is one group of all ``B``
-        problems, and then ``rows`` is ``None``.
+        ``candidates (B, M, H, A)``, ``scores (B, M)``, ``merit (B, M)`` and ``feasible (B, M)`` (default:
+        the scores, and finite) -> list of ``(rows (G,), elites (G, k, H, A), elite merits (G, k))``: the
+        top ``k = min(num_elites, finite merits)`` candidates by merit of problems ``rows``, sorted best
+        first, all finite. Problems with no finite merit this round are in no group. Usually there is one
+        group of all ``B`` problems, and then ``rows`` is ``None``.
         """
-        counts = torch.isfinite(scores).sum(dim=1).tolist()  # (B,) finite scores per problem
-        self.finite += sum(counts)
+        merit = scores if merit is None else merit
+        feasible = torch.isfinite(scores) if feasible is None else feasible
+        self.finite += int(torch.isfinite(scores).sum())
         self.seen += scores.shape[1]
-        sizes = [min(c, num_elites) for c in counts]
+        sizes = [min(c, num_elites) for c in torch.isfinite(merit).sum(dim=1).tolist()]  # (B,) per problem
+        ranked = (candidates, scores, merit, feasible)
         if min(sizes) == max(sizes):
-            return [self._group(candidates, scores, None, sizes[0])] if sizes[0] else []
+            return [self._group(ranked, None, sizes[0])] if sizes[0] else []
         groups = []
         for k in sorted(set(sizes) - {0}):
             rows = torch.tensor([b for b, size in enumerate(sizes) if size == k], device=scores.device)
-            groups.append(self._group(candidates[rows], scores[rows], rows, k))
+            groups.append(self._group(tuple(x[rows] for x in ranked), rows, k))
         return groups
 
     def _group(
-        self, candidates: torch.Tensor, scores: torch.Tensor, rows: torch.Tensor | None, k: int
+        self, ranked: tuple[torch.Tensor, ...], rows: torch.Tensor | None, k: int
     ) -> tuple[torch.Tensor | None, torch.Tensor, torch.Tensor]:
-        """Top ``k`` of ``candidates (G, M, H, A)``, ``scores (G, M)`` (problems ``rows``; ``None``: all)."""
-        elite_scores, index = scores.topk(k, dim=1)  # (G, k), sorted best first
+        """Top ``k`` by merit of ``ranked = (candidates (G, M, H, A), scores, merit, feasible (G, M))`` (problems
+        ``rows``; ``None``: all)."""
+        candidates, scores, merit, feasible = ranked
+        elite_merit, index = merit.topk(k, dim=1)  # (G, k), sorted best first
         elites = torch.take_along_dim(candidates, index[:, :, None, None], dim=1)  # (G, k, H, A)
-        self._update(rows, elites[:, 0], elite_scores, index[:, 0] >= self.first_proposal)
-        return rows, elites, elite_scores
+        elite_scores = torch.take_along_dim(scores, index, dim=1)  # (G, k)
+        top = (elites[:, 0], elite_merit[:, 0], feasible.gather(1, index[:, :1])[:, 0], elite_scores)
+        self._update(rows, top, index[:, 0] >= self.first_proposal)
+        return rows, elites, elite_merit
 
-    def _update(
-        self, rows: torch.Tensor | None, top: torch.Tensor, elite_scores: torch.Tensor, from_proposal: torch.Tensor
-    ) -> None:
-        """Keep ``top (G, H, A)`` as the best of problems ``rows`` where its score beats their best so far."""
-        top_score = elite_scores[:, 0].to(torch.float64)
-        values = (self.best, self.best_score, self.best_from_proposal, self.mean_elite_score)
-        best, best_score, from_prop, _ = values if rows is None else tuple(v[rows] for v in values)
-        improved = top_score > best_score
+    def _update(self, rows: torch.Tensor | None, top: tuple[torch.Tensor, ...], from_proposal: torch.Tensor) -> None:
+        """Keep ``top = (candidate (G, H, A), merit (G,), feasible (G,), elite scores (G, k))`` as the best of
+        problems ``rows`` where it beats their best so far (feasible beats infeasible, then higher merit)."""
+        candidate, top_merit, top_feasible, elite_scores = top
+        top_merit = top_merit.to(torch.float64)
+        values = (self.best, self.best_merit, self.best_feasible, self.best_score, self.best_from_proposal,
+                  self.mean_elite_score)
+        best, best_merit, best_feasible, best_score, from_prop, _ = (
+            values if rows is None else tuple(v[rows] for v in values)
+        )
+        improved = (top_feasible & ~best_feasible) | ((top_feasible == best_feasible) & (top_merit > best_merit))
         updated = (
-            torch.where(improved[:, None, None], top, best),
-            torch.where(improved, top_score, best_score),
+            torch.where(improved[:, None, None], candidate, best),
+            torch.where(improved, top_merit, best_merit),
+            torch.where(improved, top_feasible, best_feasible),
+            torch.where(improved, elite_scores[:, 0].to(torch.float64), best_score),
             torch.where(improved, from_proposal, from_prop),
             elite_scores.mean(dim=1).to(torch.float64),
         )
         if rows is None:
-            self.best, self.best_score, self.best_from_proposal, self.mean_elite_score = updated
+            (self.best, self.best_merit, self.best_feasible, self.best_score, self.best_from_proposal,
+             self.mean_elite_score) = updated
             return
         self.best = self.best.clone()  # it may still be the planner's initial mean
-        targets = (self.best, self.best_score, self.best_from_proposal, self.mean_elite_score)
+        targets = (self.best, self.best_merit, self.best_feasible, self.best_score, self.best_from_proposal,
+                   self.mean_elite_score)
         for value, new in zip(targets, updated, strict=True):
             value[rows] = new
 
+    def keeps(self, merit: torch.Tensor, feasible: torch.Tensor) -> torch.Tensor:
+        """``(B,)``: whether a plan of merit ``merit (B,)`` and feasibility ``feasible (B,)`` is at least as good
+        as the best seen: it is feasible, or neither is and its merit (``-cost``) is not lower."""
+        no_worse = ~self.best_feasible & torch.isfinite(merit) & (merit.to(torch.float64) >= self.best_merit)
+        return feasible | no_worse
+
     def stats(self) -> dict[str, float]:
         """Averages over problems: ``best_score``, ``mean_elite_score`` (last refit), ``finite_fraction``,
-        ``proposal_best`` (fraction of problems whose best came from a proposal)."""
+        ``proposal_best`` (fraction of problems whose best came from a proposal); under a cost budget also
+        ``feasible_best`` (fraction of problems whose best fits it)."""
         batch = self.best_score.shape[0]
-        return {
+        stats = {
             "best_score": float(self.best_score.mean()),
             "mean_elite_score": float(self.mean_elite_score.mean()),
             "finite_fraction": self.finite / max(self.seen * batch, 1),
             "proposal_best": float(self.best_from_proposal.to(torch.float64).mean()),
         }
+        if self.constrained:
+            stats["feasible_best"] = float(self.best_feasible.to(torch.float64).mean())
+        return stats
 
     def raise_if_unsolved(self, name: str, iterations: int, batched: bool) -> None:
         """:class:`PlanningError` naming the problems that never scored a finite candidate."""
-        unsolved = [b for b, score in enumerate(self.best_score.tolist()) if score == -math.inf]
+        unsolved = [b for b, merit in enumerate(self.best_merit.tolist()) if merit == -math.inf]
         if not unsolved:
             return
         which = f" of problem(s) {unsolved}" if batched else ""
