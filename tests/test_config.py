@@ -62,7 +62,8 @@ def test_every_new_key_holds_an_old_one() -> None:
 
 @pytest.mark.parametrize("preset", sorted(BEFORE))
 def test_presets_resolve_as_before(preset: str) -> None:
-    assert {p.stem for p in PRESET_DIR.glob("*.yaml")} == set(BEFORE)  # a new preset: add it to the snapshot
+    own = {p.stem for p in PRESET_DIR.glob("*.yaml") if "extends" not in yaml.safe_load(p.read_text())}
+    assert own == set(BEFORE)  # a new preset of its own: add it to the snapshot
     before = BEFORE[preset]
     now = config_to_dict(resolve_config(before["env_id"], preset=preset))
     _assert_same_meaning(before["resolved"], now)
@@ -100,3 +101,20 @@ def test_old_flags_still_work_and_are_hidden_from_help(capsys: pytest.CaptureFix
     parser.print_help()
     shown = capsys.readouterr().out
     assert "--robotics-hidden-dim" in shown and "--model-hidden-dim" not in shown
+
+
+@pytest.mark.parametrize("path", sorted(p for p in PRESET_DIR.glob("*.yaml") if "extends:" in p.read_text()),
+                         ids=lambda p: p.stem)
+def test_an_extending_preset_is_its_base_and_its_own_values(path: Path) -> None:
+    data = yaml.safe_load(path.read_text())
+    base = config_to_dict(resolve_config("X-v0", preset=data.pop("extends")))
+    now = config_to_dict(resolve_config("X-v0", preset=str(path)))
+    changed = {key for key, value in _flat(now).items() if _flat(base)[key] != value}
+    assert changed == {f"{section}.{key}" for section, values in data.items() for key in values}
+
+
+def test_extends_refuses_a_cycle(tmp_path: Path) -> None:
+    looped = tmp_path / "looped.yaml"
+    looped.write_text("extends: looped\n")
+    with pytest.raises(ConfigError, match="extends must name another preset"):
+        resolve_config("X-v0", preset=str(looped))
