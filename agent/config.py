@@ -487,3 +487,4 @@ def _validate_value(v: ValueConfig) -> None:
     if not 0.0 < v.tau <= 1.0:
         raise ConfigError(f"value.tau must be in (0, 1] (1: the target copies the network), got {v.tau}")
     _at_least("value", v, ("window",), 0, " (0: all stored transitions)")
+    _at_least("value", v, ("batch_size",), 0, " (0: the world model's minibatches)")

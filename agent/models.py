@@ -68,6 +68,7 @@ class RoboticsAdapter(_OnDevice):
             state_dim, action_dim, config.robotics, config.value, discount=config.planner.discount
         ).to(device)
         self.value_window = config.value.window if config.value.function else 0
+        self.value_rows = config.value.batch_size if config.value.function else 0
         self.model.eval()
         self.state_dim, self.device = state_dim, device
         self.batch_size, self.ensemble_size = config.train.batch_size, config.robotics.ensemble_size
@@ -87,13 +88,15 @@ class RoboticsAdapter(_OnDevice):
     def train_step(self, buffer: ReplayBuffer, rng: np.random.Generator) -> dict[str, float]:
         batch = self._batch(buffer.sample(self.batch_size, rng, ensemble_size=self.ensemble_size))
         value_batch = None
-        if self.value_window:
+        # (E, B) rows for the value by default; (1, value.batch_size) when that is set
+        members, rows = (1, self.value_rows) if self.value_rows else (self.ensemble_size, self.batch_size)
+        if self.value_window or self.value_rows:
             value_batch = self._batch(
-                buffer.sample(self.batch_size, rng, ensemble_size=self.ensemble_size, recent=self.value_window)
+                buffer.sample(rows, rng, ensemble_size=members, recent=self.value_window or None)
             )
         noise = None
         if self.model.actor is not None:  # TD3's target smoothing: N(0, 0.2) clipped to +-0.5, from the run's rng
-            shape = (self.ensemble_size, self.batch_size, self.model.action_dim)
+            shape = (members, rows, self.model.action_dim)
             noise = self._tensor(np.clip(0.2 * rng.standard_normal(shape), -0.5, 0.5))
         return self.model.update(batch, value_batch, noise)
 
@@ -121,10 +124,10 @@ class LatentAdapter(_OnDevice):
         if v.kind != "state":
             raise ConfigError(f"value.kind {v.kind} is for the robotics model (state observations); the latent "
                               "model learns a state value: set value.kind: state")
-        if v.function and v.window:
+        if v.function and (v.window or v.batch_size):
             raise ConfigError(
-                "value.window is for the robotics model; the latent model learns its value on "
-                "its training windows: set value.window: 0"
+                "value.window and value.batch_size are for the robotics model; the latent model learns its value "
+                "on its training windows: set both to 0"
             )
         self.model = LatentWorldModel(
             action_dim, config.latent, v, image_size=height, channels=channels, discount=config.planner.discount

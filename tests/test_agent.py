@@ -611,6 +611,29 @@ def test_value_window_trains_the_value_on_the_newest_transitions(monkeypatch: py
     assert seen["batch"].obs[..., 0].min() < 25  # the model itself still learns from everything
 
 
+@pytest.mark.parametrize("kind", ["state", "policy"])
+def test_value_batch_size_draws_one_minibatch_of_that_many_rows(kind: str) -> None:
+    config = debug_config(**{"model.value_function": True, "model.value_kind": kind, "value.batch_size": 7,
+                             "model.value_window": 5})
+    adapter = RoboticsAdapter(config, state_dim=2, action_dim=1, device=torch.device("cpu"))
+    buffer = ReplayBuffer(50, (2,), 1)
+    for step in range(30):
+        buffer.add(obs=np.full(2, step, np.float32), action=np.zeros(1, np.float32), reward=0.0, cost=0.0,
+                   terminated=False, truncated=False, next_obs=np.full(2, step + 1, np.float32))
+    adapter.fit_normalizers(buffer)
+    seen: dict[str, Any] = {}
+    adapter.model.update = lambda batch, value_batch=None, target_noise=None: seen.update(  # type: ignore[method-assign]
+        batch=batch, value_batch=value_batch, noise=target_noise) or {}
+    adapter.train_step(buffer, np.random.default_rng(0))
+    assert tuple(seen["value_batch"].obs.shape) == (1, 7, 2)
+    assert set(seen["value_batch"].obs[..., 0].unique().tolist()) <= {25.0, 26.0, 27.0, 28.0, 29.0}
+    assert tuple(seen["batch"].obs.shape[:2]) == (config.robotics.ensemble_size, config.train.batch_size)
+    assert (seen["noise"] is None) == (kind == "state") and (kind == "state" or seen["noise"].shape == (1, 7, 1))
+    metrics = RoboticsAdapter(config, state_dim=2, action_dim=1, device=torch.device("cpu"))
+    fresh = metrics.train_step(buffer, np.random.default_rng(0))  # the real update takes the (1, 7) batch
+    assert all(np.isfinite(v) for v in fresh.values())
+
+
 def test_eval_video_records_each_evaluations_first_episode(tmp_path: Path) -> None:
     from PIL import Image
 

@@ -48,7 +48,7 @@ def _assert_same_meaning(old: dict[str, Any], new: dict[str, Any]) -> None:
             assert new_flat[now] == value, (key, now)
 
 
-ADDED_SINCE = {"planner.cost_limit", "planner.cost_multiplier_lr"}
+ADDED_SINCE = {"planner.cost_limit", "planner.cost_multiplier_lr", "value.batch_size"}
 """Settings added after the snapshot (no earlier key holds them; their defaults keep the old behaviour)."""
 
 

@@ -85,6 +85,10 @@ class ValueConfig:
     window: int = 0
     """Robotics model: train the value on the most recent N transitions only (0: all stored): the
     current planner's behaviour rather than the random warm-up's."""
+    batch_size: int = 0
+    """Robotics model: rows of each value (or policy and critics) update, one minibatch drawn for it
+    alone. 0: the world model's minibatches, one per ensemble member (``ensemble_size x
+    train.batch_size`` rows, or as many from the window with ``window``)."""
     policy_imitation: float = 0.0
     """With kind policy: weight of a pull of the policy towards the stored (planned) actions in its
     loss, TD3+BC's form (0.4 is its alpha 2.5): keeps the critics queried where they were trained,
