@@ -35,26 +35,33 @@ class Reply:
     attempts: int
 
 
-def response_format(name: str, schema: dict[str, Any]) -> dict[str, Any]:
-    """``response_format`` of a request constrained by ``schema``: OpenAI's ``json_schema`` form, which
-    llama.cpp, llama-cpp-python, vLLM and Ollama turn into a grammar. The schema is given a second time under
-    ``schema`` for servers that read the older ``json_object`` form's key."""
-    return {"type": "json_schema", "json_schema": {"name": name, "schema": schema, "strict": True}, "schema": schema}
+RESPONSE_FORMATS = ("json_schema", "json_object")
+
+
+def response_format(name: str, schema: dict[str, Any], style: str = "json_schema") -> dict[str, Any]:
+    """``response_format`` of a request constrained by ``schema``: ``json_schema``, OpenAI's form (llama.cpp's
+    llama-server, vLLM, Ollama), or ``json_object`` with the schema beside it (llama-cpp-python's server, which
+    accepts no other); both become a grammar on those servers."""
+    if style == "json_object":
+        return {"type": "json_object", "schema": schema}
+    return {"type": "json_schema", "json_schema": {"name": name, "schema": schema, "strict": True}}
 
 
 class ChatClient:
     """``POST {base_url}/chat/completions``; the API key is read from ``os.environ[api_key_env]`` at each call."""
 
     def __init__(self, base_url: str, model: str = "", api_key_env: str = "", timeout_s: float = 30.0,
-                 retries: int = 1) -> None:
+                 retries: int = 1, style: str = "json_schema") -> None:
+        """``style``: the ``response_format`` form the server reads (:func:`response_format`)."""
         self.url = base_url.rstrip("/") + "/chat/completions"
         self.model, self.api_key_env, self.timeout_s, self.retries = model, api_key_env, timeout_s, retries
+        self.style = style
 
     def body(self, messages: list[dict[str, str]], schema: dict[str, Any], name: str, max_tokens: int,
              temperature: float) -> dict[str, Any]:
         """The request's JSON body (no key in it: the key travels in a header only)."""
         return {"model": self.model or "default", "messages": messages, "temperature": temperature,
-                "max_tokens": max_tokens, "stream": False, "response_format": response_format(name, schema)}
+                "max_tokens": max_tokens, "stream": False, "response_format": response_format(name, schema, self.style)}
 
     def _headers(self) -> dict[str, str]:
         headers = {"Content-Type": "application/json"}

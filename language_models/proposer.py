@@ -27,7 +27,7 @@ import torch
 
 from language_models.bundled import BundledServer, LLMSetupError, check_bundled
 from language_models.client import ChatClient, LLMError
-from language_models.config import BUNDLED, LLMConfig, roles
+from language_models.config import BUNDLED, LLMConfig, roles, schema_style
 from language_models.prompts import (
     ReplyRejected,
     TaskSpec,
@@ -68,7 +68,8 @@ class LLMProposer:
     def __init__(self, config: LLMConfig, spec: TaskSpec, client: ChatClient | None = None,
                  server: BundledServer | None = None) -> None:
         self.config, self.spec, self.server = config, spec, server
-        self.client = client or ChatClient(config.base_url, config.model, config.api_key_env, config.timeout_s)
+        self.client = client or ChatClient(config.base_url, config.model, config.api_key_env, config.timeout_s,
+                                           style=schema_style(config))
         self.num_proposals = config.num_proposals
         self.judge = "judge" in roles(config)
         self.counts: collections.Counter[str] = collections.Counter({name: 0 for name in COUNTERS})

@@ -120,6 +120,15 @@ def test_request_carries_the_schema_bounds_horizon_goal_and_key(serve: Any, monk
     proposer.close()
 
 
+def test_llama_cpp_python_style_puts_the_schema_beside_json_object(serve: Any) -> None:
+    server = serve(lambda body: (200, completion(sequences(1, 5)), 0.0))
+    proposer = proposer_for(server.url, response_format="json_object", num_proposals=1)
+    assert ask(proposer, n=1).shape == (1, 5, 1)
+    form = server.bodies[0]["response_format"]
+    assert form["type"] == "json_object" and form["schema"]["required"] == ["sequences"]
+    proposer.close()
+
+
 GARBAGE: dict[str, tuple[int, bytes, str]] = {
     "not_json": (200, completion("sure! here are some actions: left, right"), "replies_rejected"),
     "wrong_lengths": (200, completion(json.dumps({"sequences": [[[0.1]] * 3, [[0.1, 0.2]] * 5]})),
@@ -192,7 +201,7 @@ def test_proposals_are_shifted_by_the_steps_since_they_were_asked_for(serve: Any
 
 def test_the_judge_raises_the_score_of_rated_proposals_only(serve: Any) -> None:
     def script(body: dict[str, Any]) -> tuple[int, bytes, float]:
-        judge = "ratings" in body["response_format"]["json_schema"]["schema"]["properties"]
+        judge = "ratings" in json.dumps(body["response_format"])
         return 200, completion(json.dumps({"ratings": [7]}) if judge else sequences(1, 3)), 0.0
 
     server = serve(script)
