@@ -2,10 +2,8 @@
 
 from __future__ import annotations
 
-import http.server
 import json
 import logging
-import threading
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -20,62 +18,17 @@ from agent.config import Config, ConfigError, validate
 from language_models import ChatClient, LLMConfig, LLMProposer, LLMSetupError, TaskSpec, check_bundled, parse_proposals
 from language_models.client import LLMError
 from language_models.proposer import TRACE_NAME
+from language_models.scripted import Script, ScriptedServer, completion, garbage_script, swing_script
+from planners import PLANNER_NAMES, SamplingConfig, make_planner
 from train_agent import build_parser, overrides_from_args
 
 PENDULUM = TaskSpec("Pendulum-v1", np.array([-1.0, -1.0, -8.0]), np.array([1.0, 1.0, 8.0]),
                     np.array([-2.0]), np.array([2.0]), "swing up")
 KEY = "sk-test-secret-7f3a9"
 
-Script = Callable[[dict[str, Any]], tuple[int, bytes, float]]
-"""``request body -> (HTTP status, response bytes, seconds to sleep first)``."""
-
-
-def completion(content: str) -> bytes:
-    return json.dumps({"choices": [{"message": {"role": "assistant", "content": content}}]}).encode()
-
 
 def sequences(n: int, horizon: int, value: float = 0.5) -> str:
     return json.dumps({"sequences": [[[value] for _ in range(horizon)] for _ in range(n)]})
-
-
-class ScriptedServer:
-    """A loopback HTTP server answering each POST with ``script(body)``; keeps the bodies and headers."""
-
-    def __init__(self, script: Script) -> None:
-        self.script, self.bodies, self.headers = script, [], []  # type: ignore[var-annotated]
-        outer = self
-
-        class Handler(http.server.BaseHTTPRequestHandler):
-            def do_POST(self) -> None:  # noqa: N802 (http.server's name)
-                body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
-                outer.bodies.append(body)
-                outer.headers.append(dict(self.headers))
-                status, payload, delay = outer.script(body)
-                time.sleep(delay)
-                try:
-                    self.send_response(status)
-                    self.send_header("Content-Type", "application/json")
-                    self.send_header("Content-Length", str(len(payload)))
-                    self.end_headers()
-                    self.wfile.write(payload)
-                except OSError:  # the client gave up (timeout)
-                    pass
-
-            def log_message(self, *args: Any) -> None:
-                pass
-
-        self.httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.httpd.daemon_threads = True
-        self.thread = threading.Thread(target=self.httpd.serve_forever, daemon=True)
-        self.thread.start()
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.httpd.server_address[1]}/v1"
-
-    def close(self) -> None:
-        self.httpd.shutdown()
-        self.httpd.server_close()
 
 
 @pytest.fixture
@@ -223,6 +176,34 @@ def test_the_judge_raises_the_score_of_rated_proposals_only(serve: Any) -> None:
     proposer.close()
 
 
+def test_a_proposal_the_objective_rejects_is_never_executed(serve: Any) -> None:
+    """The fastest sequence (every action at the bound) is what the server proposes; the objective calls it
+    unsafe (-inf, as for a sequence the safety head rejects): no plan takes any of it."""
+    server = serve(lambda body: (200, completion(sequences(2, 5, 2.0)), 0.0))
+    proposer = proposer_for(server.url)
+    proposals = ask(proposer)
+    assert bool((proposals == 1.0).all())
+
+    def objective(candidates: torch.Tensor) -> torch.Tensor:  # reward for speed, unsafe above 0.9
+        scores = candidates.sum(dim=(1, 2))
+        return torch.where((candidates > 0.9).any(dim=2).any(dim=1), torch.full_like(scores, -torch.inf), scores)
+
+    for name in PLANNER_NAMES:
+        planner = make_planner(name, SamplingConfig(num_candidates=32, num_elites=4, iterations=3), 1,
+                               torch.Generator().manual_seed(0))
+        plan = planner.plan(objective, torch.zeros(5, 1), proposals)
+        assert float(plan.max()) <= 0.9 and getattr(planner, "last_stats")["proposal_best"] == 0.0, name
+    proposer.close()
+
+
+def test_the_swing_script_pushes_with_the_velocity() -> None:
+    body = {"messages": [{"role": "user", "content": "- car velocity = -0.003 (range -0.07..0.07)"}],
+            "response_format": {"type": "json_object", "schema": {"properties": {"sequences": {
+                "maxItems": 2, "items": {"maxItems": 3, "items": {"maxItems": 1}}}}}}}
+    assert json.loads(json.loads(swing_script(body)[1])["choices"][0]["message"]["content"]) == {
+        "sequences": [[[-1.0]] * 3] * 2}
+
+
 def llm_config(url: str, **settings: Any) -> Config:
     overrides = {"device": "cpu", "train.total_timesteps": 80, "train.eval_freq": 0, "train.log_interval": 40,
                  "llm.base_url": url, "llm.wait_s": 5.0, "llm.timeout_s": 5.0, "llm.num_proposals": 2,
@@ -237,9 +218,15 @@ def first_actions(config: Config, run_dir: Path) -> list[float]:
 
 
 def test_garbage_server_plans_exactly_as_cem_alone(serve: Any, tmp_path: Path) -> None:
-    replies = iter([(500, b"", 0.0), (200, completion("{"), 0.0), (200, completion("[]"), 0.0)] * 100)
-    server = serve(lambda body: next(replies))
-    with_llm = first_actions(llm_config(server.url), tmp_path / "llm")
+    garbage = garbage_script(delay_s=1.0)
+
+    def unusable(body: dict[str, Any]) -> tuple[int, bytes, float]:  # all kinds but "range" (usable, clipped)
+        reply = garbage(body)
+        return garbage(body) if b"1e6" in reply[1] else reply
+
+    server = serve(unusable)
+    settings = {"llm.timeout_s": 0.3, "llm.wait_s": 1.0}
+    with_llm = first_actions(llm_config(server.url, **settings), tmp_path / "llm")
     alone = first_actions(llm_config(""), tmp_path / "alone")
     assert with_llm == alone and len(server.bodies) > 10
 
