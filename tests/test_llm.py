@@ -192,7 +192,7 @@ def test_a_proposal_the_objective_rejects_is_never_executed(serve: Any) -> None:
         planner = make_planner(name, SamplingConfig(num_candidates=32, num_elites=4, iterations=3), 1,
                                torch.Generator().manual_seed(0))
         plan = planner.plan(objective, torch.zeros(5, 1), proposals)
-        assert float(plan.max()) <= 0.9 and getattr(planner, "last_stats")["proposal_best"] == 0.0, name
+        assert float(plan.max()) <= 0.9 and planner.last_stats["proposal_best"] == 0.0, name  # type: ignore[attr-defined]
     proposer.close()
 
 
