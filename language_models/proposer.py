@@ -212,20 +212,28 @@ class LLMProposer:
 
         return apply
 
-    def _ask_judge(self, batch: _Batch, final: np.ndarray) -> Callable[[], None]:
-        text = self._call("judge", judge_messages(self.spec, final), judge_schema(len(final)), "ratings")
+    def rate(self, final_states: np.ndarray) -> np.ndarray | None:
+        """The judge's ratings ``(k,)`` in ``[0, 10]`` of ``final_states (k, S)`` (observation units), asked now
+        and waited for; ``None`` when the call failed or the reply was rejected (counted, logged, traced)."""
+        states = np.asarray(final_states, dtype=np.float64)
+        text = self._call("judge", judge_messages(self.spec, states), judge_schema(len(states)), "ratings")
         if text is None:
-            return lambda: None
+            return None
         try:
-            ratings = parse_ratings(text, len(final))
+            ratings = parse_ratings(text, len(states))
         except ReplyRejected as exc:
             self._reject("judge", str(exc))
-            return lambda: None
+            return None
         with self._lock:
             self.counts["judge_ratings"] += len(ratings)
+        return ratings
+
+    def _ask_judge(self, batch: _Batch, final: np.ndarray) -> Callable[[], None]:
+        ratings = self.rate(final)
 
         def apply() -> None:
-            batch.ratings = torch.as_tensor(ratings, dtype=torch.float32)
+            if ratings is not None:
+                batch.ratings = torch.as_tensor(ratings, dtype=torch.float32)
 
         return apply
 
