@@ -7,6 +7,7 @@ an :class:`LLMError` naming its kind, never as another exception, so a caller ca
 
 from __future__ import annotations
 
+import http.client
 import json
 import os
 import time
@@ -103,8 +104,8 @@ class ChatClient:
             if isinstance(exc.reason, TimeoutError):
                 raise LLMError("timeout", f"no reply from {self.url} within {timeout:.1f} s") from None
             raise LLMError("connection", f"cannot reach {self.url}: {exc.reason}") from None
-        except (ConnectionError, OSError) as exc:
-            raise LLMError("connection", f"connection to {self.url} failed: {exc}") from None
+        except (OSError, http.client.HTTPException) as exc:  # reset, refused, cut short, not HTTP
+            raise LLMError("connection", f"connection to {self.url} failed: {exc!r}") from None
 
 
 def message_text(raw: bytes) -> str:

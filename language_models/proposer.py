@@ -17,6 +17,7 @@ import json
 import logging
 import threading
 import time
+from concurrent import futures
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -131,18 +132,22 @@ class LLMProposer:
         self._pending = self._executor.submit(job)
 
     def _collect(self) -> None:
-        """Apply the call under way if it has finished (waiting at most ``llm.wait_s`` for it)."""
+        """Apply the call under way if it has finished (waiting at most ``llm.wait_s`` for it). A job that
+        raised (a bug: the jobs catch every failure they expect) is logged and counted as a failed call."""
         pending = self._pending
         if pending is None:
             return
-        if not pending.done() and self.config.wait_s > 0:
-            try:
-                pending.exception(timeout=self.config.wait_s)
-            except TimeoutError:
-                pass
-        if pending.done():
-            self._pending = None
-            pending.result()()  # the job catches everything it expects; a bug here is raised
+        if self.config.wait_s > 0:
+            futures.wait([pending], timeout=self.config.wait_s)
+        if not pending.done():
+            return
+        self._pending = None
+        try:
+            pending.result()()
+        except Exception:  # the run never fails because of the language model
+            log.exception("the language-model call failed unexpectedly; planning goes on without it")
+            with self._lock:
+                self.counts["calls_failed"] += 1
 
     def rescore(self, objective: Objective, proposals: torch.Tensor) -> Objective:
         """``objective`` with ``judge_weight * rating`` added to the candidates equal to a rated proposal

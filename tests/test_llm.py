@@ -107,6 +107,19 @@ def test_each_malformed_reply_is_a_logged_rejection_and_no_proposal(serve: Any, 
     proposer.close()
 
 
+def test_an_unexpected_failure_in_a_call_is_logged_and_planning_goes_on(caplog: Any) -> None:
+    proposer = proposer_for("http://127.0.0.1:9/v1")
+
+    def broken(*args: Any) -> Any:
+        raise RuntimeError("a bug")
+
+    proposer._ask_proposals = broken  # type: ignore[method-assign]
+    with caplog.at_level(logging.ERROR, logger="rehearse.llm"):
+        assert ask(proposer).shape == (0, 5, 1)
+    assert proposer.metrics()["calls_failed"] == 1 and "a bug" in caplog.text
+    proposer.close()
+
+
 def test_out_of_range_numbers_are_clipped_and_counted(serve: Any) -> None:
     reply = {"sequences": [[[9.0], [-9.0], [1.0], [0.0], [2.0]]]}
     server = serve(lambda body: (200, completion(json.dumps(reply)), 0.0))
