@@ -113,7 +113,7 @@ def test_an_unexpected_failure_in_a_call_is_logged_and_planning_goes_on(caplog: 
     def broken(*args: Any) -> Any:
         raise RuntimeError("a bug")
 
-    proposer._ask_proposals = broken  # type: ignore[method-assign]
+    proposer._ask_proposals = broken  # type: ignore[method-assign, assignment]
     with caplog.at_level(logging.ERROR, logger="rehearse.llm"):
         assert ask(proposer).shape == (0, 5, 1)
     assert proposer.metrics()["calls_failed"] == 1 and "a bug" in caplog.text
