@@ -92,6 +92,7 @@ def proposal_messages(spec: TaskSpec, obs: np.ndarray, n: int, horizon: int) -> 
             f"State now:\n{describe_state(spec, obs)}\n"
             f"Action: {describe_action(spec)}.\n"
             f"Propose {n} different action sequences, each exactly {horizon} steps long, that reach the goal. "
+            "Write each number with at most two decimals. "
             f'Answer as JSON: {{"sequences": [[[number, ...] per step] per sequence]}}.')
     return [{"role": "system", "content": "You plan actions for a simulated control task. Answer with JSON only."},
             {"role": "user", "content": user}]
