@@ -67,10 +67,12 @@ def main(argv: list[str] | None = None) -> None:
              f"{platform.node()}, CPU only, SmolLM2-135M-Instruct (Q4_1). Random states, fixed seed 0.", "",
              "| task | states rated | failed calls | Spearman (ratings vs true measure) | distinct ratings |",
              "| --- | --- | --- | --- | --- |"]
+    server.start()
     try:
         for make in (pendulum, mountain_car):
             spec, states, truth = make(np.random.default_rng(0), args.states)
-            proposer = LLMProposer(LLMConfig(base_url="bundled", timeout_s=300.0), spec, server=server)
+            config = LLMConfig(base_url=server.base_url, timeout_s=300.0, response_format="json_object")
+            proposer = LLMProposer(config, spec)
             rated, true = [], []
             for start in range(0, len(states), args.batch):
                 ratings = proposer.rate(states[start:start + args.batch])

@@ -3,8 +3,9 @@
     python -m benchmarks.llm_latency --repeats 3 --out benchmarks/results/llm/latency.md
 
 Starts the bundled server once, then times, for each calling pattern (role, sequences n, horizon H,
-action size A), ``--repeats`` calls made one after another (each the full HTTP round trip: prompt, constrained
-generation, strict parsing), and reports the median. From it, the milliseconds added per action:
+action size A), ``--repeats`` calls made one after another (each the full HTTP round trip: prompt,
+constrained generation, strict parsing; a new random state each call), and reports the median. From it, the
+milliseconds added per action:
 
 - waiting for the reply (``llm.wait_s`` at least the latency): the call's latency divided by ``llm.every``;
 - in the background (``llm.wait_s`` 0, the default): what ``propose`` itself costs the control loop
@@ -37,30 +38,37 @@ def spec(action_dim: int) -> TaskSpec:
                     np.full(action_dim, 1.0), "keep every observation near zero")
 
 
-def time_calls(server: BundledServer, pattern: tuple[str, int, int, int], repeats: int) -> list[float]:
-    """Milliseconds of ``repeats`` calls of ``pattern`` (failed calls count as NaN)."""
+def time_calls(server: BundledServer, pattern: tuple[str, int, int, int], repeats: int,
+               trace: Path | None = None) -> tuple[list[float], int]:
+    """Milliseconds of ``repeats`` calls of ``pattern`` (every call, usable or not: the time a loop waiting for
+    it loses) and how many gave a usable reply. ``trace``: a folder for the calls' ``llm_trace.jsonl``."""
     role, n, horizon, action_dim = pattern
-    config = LLMConfig(base_url="bundled", num_proposals=n, wait_s=600.0, timeout_s=300.0)
-    proposer = LLMProposer(config, spec(action_dim), server=server)
-    obs = np.linspace(-1.0, 1.0, 4)
-    out = []
+    config = LLMConfig(base_url=server.base_url, num_proposals=n, wait_s=600.0, timeout_s=300.0,
+                       response_format="json_object", trace=trace is not None)
+    proposer = LLMProposer(config, spec(action_dim))  # no server: closing it leaves the server running
+    if trace is not None:
+        proposer.open_run(trace)
+    rng = np.random.default_rng(0)
+    times, usable = [], 0
     for _ in range(repeats):
+        obs = rng.uniform(-5.0, 5.0, 4)  # a new state each call, as in a run (no reply from the prompt cache)
         start = time.perf_counter()
         if role == "proposer":
+            parsed = proposer.counts["proposals_parsed"]
             proposer.propose({"obs": obs, "episode_start": True}, n, horizon)
-            ok = proposer.metrics()["proposals_parsed"] > 0
+            usable += int(proposer.counts["proposals_parsed"] > parsed)
         else:
-            ok = proposer.rate(np.tile(obs, (n, 1))) is not None
-        out.append(1000 * (time.perf_counter() - start) if ok else float("nan"))
-        proposer.counts.clear()
+            usable += int(proposer.rate(obs + rng.uniform(-1.0, 1.0, (n, 4))) is not None)
+        times.append(1000 * (time.perf_counter() - start))
     proposer.close()
-    return out
+    return times, usable
 
 
 def async_overhead(server: BundledServer, steps: int) -> float:
     """Median milliseconds one ``propose`` call costs the control loop with ``wait_s`` 0 and ``every`` 1."""
-    config = LLMConfig(base_url="bundled", num_proposals=2, wait_s=0.0, timeout_s=300.0)
-    proposer = LLMProposer(config, spec(1), server=server)
+    config = LLMConfig(base_url=server.base_url, num_proposals=2, wait_s=0.0, timeout_s=300.0,
+                       response_format="json_object")
+    proposer = LLMProposer(config, spec(1))
     times = []
     for step in range(steps):
         start = time.perf_counter()
@@ -76,6 +84,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--async-steps", type=int, default=200)
     parser.add_argument("--out", type=Path, default=None)
+    parser.add_argument("--trace", type=Path, default=None, help="folder for the calls' llm_trace.jsonl")
     args = parser.parse_args(argv)
     server = BundledServer(check_bundled(), 300.0)
     start = time.perf_counter()
@@ -85,15 +94,15 @@ def main(argv: list[str] | None = None) -> None:
              f"`python -m benchmarks.llm_latency --repeats {args.repeats} --async-steps {args.async_steps}`", "",
              f"{platform.node()}, {platform.machine()}, CPU only; a shared machine (other jobs running): "
              "treat the numbers as upper bounds.", "", f"Server start (model load): {startup_ms:.0f} ms.", "",
-             "| role | n | H | A | call ms (median) | calls | ms/action waiting, every 1 | every 5 | every 15 |",
-             "| --- | --- | --- | --- | --- | --- | --- | --- | --- |"]
+             "| role | n | H | A | call ms (median) | calls (ms) | usable replies | ms/action waiting, every 1 "
+             "| every 5 | every 15 |", "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |"]
     try:
         time_calls(server, PATTERNS[0], 1)  # warm-up
         for pattern in PATTERNS:
-            times = time_calls(server, pattern, args.repeats)
+            times, usable = time_calls(server, pattern, args.repeats, args.trace)
             median = statistics.median(times)
             lines.append(f"| {' | '.join(map(str, pattern))} | {median:.0f} | {', '.join(f'{t:.0f}' for t in times)} "
-                         f"| {median:.0f} | {median / 5:.0f} | {median / 15:.0f} |")
+                         f"| {usable}/{len(times)} | {median:.0f} | {median / 5:.0f} | {median / 15:.0f} |")
             print(lines[-1], flush=True)
         overhead = async_overhead(server, args.async_steps)
     finally:

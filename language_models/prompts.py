@@ -3,8 +3,10 @@
 The task is described in numbers: the current observation with its bounds, the action's size and bounds (the
 environment's own units), the horizon, the goal in words. A few environment families get names for their
 observation entries (:data:`OBSERVATION_NAMES`); any other Box task is described generically (``x[0]``...).
-Replies are parsed strictly: anything that is not the schema's shape is rejected (and counted), numbers
-outside the bounds are clipped (and counted).
+Actions are answered as integer percentages of each action's range (-100: its lower bound, 100: its upper
+bound): short replies for a small model, and bounds a schema-to-grammar server can enforce. Replies are parsed
+strictly: anything that is not the schema's shape is rejected (and counted), numbers outside [-100, 100] are
+clipped (and counted).
 """
 
 from __future__ import annotations
@@ -61,11 +63,17 @@ def describe_state(spec: TaskSpec, obs: np.ndarray) -> str:
     return "\n".join(lines)
 
 
+PERCENT = 100
+"""Replies give each action as an integer in ``[-PERCENT, PERCENT]``: ``-PERCENT`` its lower bound, ``PERCENT``
+its upper bound, linear in between (the planner's ``[-1, 1]`` scaled by ``PERCENT``)."""
+
+
 def describe_action(spec: TaskSpec) -> str:
-    """The action: its size, meaning (where known) and bounds."""
+    """The action: its size, meaning (where known), bounds, and how to write it."""
     what = ACTION_NAMES.get(spec.env_id, "actuator commands")
     bounds = ", ".join(f"[{_number(lo)}, {_number(hi)}]" for lo, hi in zip(spec.act_low, spec.act_high, strict=True))
-    return f"{spec.action_dim} number(s) per step, {what}; bounds per number: {bounds}"
+    return (f"{spec.action_dim} number(s) per step, {what}; bounds per number: {bounds}. Write each number as an "
+            f"integer from -{PERCENT} (the lower bound) to {PERCENT} (the upper bound), 0 is the middle")
 
 
 def goal_text(spec: TaskSpec) -> str:
@@ -73,13 +81,10 @@ def goal_text(spec: TaskSpec) -> str:
 
 
 def proposal_schema(spec: TaskSpec, n: int, horizon: int) -> dict[str, Any]:
-    """JSON schema of a proposer reply: ``{"sequences": n x horizon x action_dim numbers within the bounds}``."""
-    step: dict[str, Any] = {"type": "array", "minItems": spec.action_dim, "maxItems": spec.action_dim}
-    if len(set(spec.act_low.tolist())) == 1 and len(set(spec.act_high.tolist())) == 1:
-        step["items"] = {"type": "number", "minimum": float(spec.act_low[0]), "maximum": float(spec.act_high[0])}
-    else:  # per-entry bounds
-        step["prefixItems"] = [{"type": "number", "minimum": float(lo), "maximum": float(hi)}
-                               for lo, hi in zip(spec.act_low, spec.act_high, strict=True)]
+    """JSON schema of a proposer reply: ``{"sequences": n x horizon x action_dim integers in [-100, 100]}``
+    (:data:`PERCENT` of each action's range)."""
+    number = {"type": "integer", "minimum": -PERCENT, "maximum": PERCENT}
+    step = {"type": "array", "minItems": spec.action_dim, "maxItems": spec.action_dim, "items": number}
     sequence = {"type": "array", "minItems": horizon, "maxItems": horizon, "items": step}
     return {"type": "object", "properties": {"sequences": {"type": "array", "minItems": n, "maxItems": n,
                                                            "items": sequence}},
@@ -92,8 +97,7 @@ def proposal_messages(spec: TaskSpec, obs: np.ndarray, n: int, horizon: int) -> 
             f"State now:\n{describe_state(spec, obs)}\n"
             f"Action: {describe_action(spec)}.\n"
             f"Propose {n} different action sequences, each exactly {horizon} steps long, that reach the goal. "
-            "Write each number with at most two decimals. "
-            f'Answer as JSON: {{"sequences": [[[number, ...] per step] per sequence]}}.')
+            f'Answer as JSON: {{"sequences": [[[integer, ...] per step] per sequence]}}.')
     return [{"role": "system", "content": "You plan actions for a simulated control task. Answer with JSON only."},
             {"role": "user", "content": user}]
 
@@ -124,9 +128,10 @@ class ReplyRejected(ValueError):
 class Parsed:
     """A parsed proposer reply: the usable sequences and what was wrong with the rest.
 
-    ``actions (k, H, A)`` in the environment's units, clipped to the bounds; ``made``: sequences in the reply;
-    ``rejected``: sequences dropped (wrong length or shape, non-numbers, NaN/inf, more than asked for);
-    ``clipped``: numbers moved onto a bound; ``reasons``: why each rejected sequence was dropped."""
+    ``actions (k, H, A)`` in ``[-1, 1]`` (the planner's units: the replies' percentages divided by
+    :data:`PERCENT`); ``made``: sequences in the reply; ``rejected``: sequences dropped (wrong length or shape,
+    non-numbers, NaN/inf, more than asked for); ``clipped``: numbers outside ``[-100, 100]`` moved onto a
+    bound; ``reasons``: why each rejected sequence was dropped."""
 
     actions: np.ndarray
     made: int
@@ -185,10 +190,10 @@ def parse_proposals(text: str, spec: TaskSpec, n: int, horizon: int) -> Parsed:
             reasons.append(f"sequence {i}: {exc}")
     if not kept:
         raise ReplyRejected(f"no usable sequence among {len(items)}: " + "; ".join(reasons[:3]))
-    raw = np.stack(kept)  # (k, H, A)
-    actions = np.clip(raw, spec.act_low, spec.act_high)
-    clipped = int((actions != raw).sum())
-    return Parsed(actions.astype(np.float32), len(items), len(reasons), clipped, reasons)
+    raw = np.stack(kept)  # (k, H, A), percentages
+    percent = np.clip(raw, -PERCENT, PERCENT)
+    clipped = int((percent != raw).sum())
+    return Parsed((percent / PERCENT).astype(np.float32), len(items), len(reasons), clipped, reasons)
 
 
 def parse_ratings(text: str, k: int) -> np.ndarray:

@@ -207,9 +207,7 @@ class LLMProposer:
                                proposals_rejected=parsed.rejected, numbers_clipped=parsed.clipped)
         if parsed.rejected:
             self._warn("proposals_rejected", f"{parsed.rejected} proposal(s) rejected: {'; '.join(parsed.reasons)}")
-        low, high = self.spec.act_low, self.spec.act_high
-        unit = torch.as_tensor(2.0 * (parsed.actions - low) / (high - low) - 1.0, dtype=torch.float32)
-        batch = _Batch(unit.clamp(-1.0, 1.0), step)
+        batch = _Batch(torch.as_tensor(parsed.actions, dtype=torch.float32), step)
 
         def apply() -> None:
             if episode == self._episode:  # else the episode it was for has ended

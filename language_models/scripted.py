@@ -87,12 +87,12 @@ def garbage_script(delay_s: float = 30.0) -> Script:
     def script(body: dict[str, Any]) -> tuple[int, bytes, float]:
         kind = next(kinds)
         n, horizon, action_dim = asked_shape(body)
-        good = json.dumps({"sequences": [[[0.0] * action_dim] * horizon] * n})
+        good = json.dumps({"sequences": [[[0.5] * action_dim] * horizon] * n})
         replies = {
             "malformed": (200, completion('{"sequences": [[[0.1, '), 0.0),
             "lengths": (200, completion(json.dumps({"sequences": [[[0.0] * action_dim] * (horizon + 3)] * n})), 0.0),
-            "nan": (200, completion(good.replace("0.0", "NaN")), 0.0),
-            "range": (200, completion(good.replace("0.0", "1e6")), 0.0),
+            "nan": (200, completion(good.replace("0.5", "NaN")), 0.0),
+            "range": (200, completion(good.replace("0.5", "1e6")), 0.0),
             "empty": (200, completion(""), 0.0),
             "http500": (500, b'{"error": "internal"}', 0.0),
             "slow": (200, completion(good), delay_s),
@@ -111,5 +111,5 @@ def swing_script(body: dict[str, Any]) -> tuple[int, bytes, float]:
     n, horizon, action_dim = asked_shape(body)
     match = _VELOCITY.search(body["messages"][-1]["content"])
     velocity = float(match.group(1)) if match else 0.0
-    push = 1.0 if velocity > 0 else -1.0
+    push = 100 if velocity > 0 else -100  # percent of the action range: the bounds
     return 200, completion(json.dumps({"sequences": [[[push] * action_dim] * horizon] * n})), 0.0

@@ -27,7 +27,8 @@ PENDULUM = TaskSpec("Pendulum-v1", np.array([-1.0, -1.0, -8.0]), np.array([1.0, 
 KEY = "sk-test-secret-7f3a9"
 
 
-def sequences(n: int, horizon: int, value: float = 0.5) -> str:
+def sequences(n: int, horizon: int, value: float = 50) -> str:
+    """A proposer reply: ``n`` sequences of ``value`` (percent of the action range)."""
     return json.dumps({"sequences": [[[value] for _ in range(horizon)] for _ in range(n)]})
 
 
@@ -58,14 +59,14 @@ def test_request_carries_the_schema_bounds_horizon_goal_and_key(serve: Any, monk
     monkeypatch.setenv("REHEARSE_TEST_KEY", KEY)
     proposer = proposer_for(server.url, api_key_env="REHEARSE_TEST_KEY", model="tiny")
     out = ask(proposer)
-    assert out.shape == (2, 5, 1) and torch.allclose(out, torch.full_like(out, 0.25))  # 0.5 in [-2, 2] -> 0.25
+    assert out.shape == (2, 5, 1) and torch.allclose(out, torch.full_like(out, 0.5))  # 50 percent of the range
     body = server.bodies[0]
     schema = body["response_format"]["json_schema"]["schema"]["properties"]["sequences"]
     assert body["response_format"]["type"] == "json_schema" and body["model"] == "tiny"
     assert (schema["minItems"], schema["maxItems"]) == (2, 2)
     assert (schema["items"]["minItems"], schema["items"]["maxItems"]) == (5, 5)
     number = schema["items"]["items"]["items"]
-    assert (number["minimum"], number["maximum"]) == (-2.0, 2.0)
+    assert (number["type"], number["minimum"], number["maximum"]) == ("integer", -100, 100)
     prompt = body["messages"][-1]["content"]
     assert "swing up" in prompt and "[-2, 2]" in prompt and "5 steps" in prompt and "(range -8..8)" in prompt
     assert server.headers[0]["Authorization"] == f"Bearer {KEY}"
@@ -121,7 +122,7 @@ def test_an_unexpected_failure_in_a_call_is_logged_and_planning_goes_on(caplog: 
 
 
 def test_out_of_range_numbers_are_clipped_and_counted(serve: Any) -> None:
-    reply = {"sequences": [[[9.0], [-9.0], [1.0], [0.0], [2.0]]]}
+    reply = {"sequences": [[[900], [-900], [50], [0], [100]]]}
     server = serve(lambda body: (200, completion(json.dumps(reply)), 0.0))
     proposer = proposer_for(server.url)
     out = ask(proposer)
@@ -156,11 +157,11 @@ def test_timeouts_are_honoured_and_the_control_loop_never_waits(serve: Any) -> N
 
 
 def test_proposals_are_shifted_by_the_steps_since_they_were_asked_for(serve: Any) -> None:
-    reply = {"sequences": [[[0.0], [0.4], [0.8], [1.2], [1.6]]]}
+    reply = {"sequences": [[[-100], [-60], [-20], [20], [60]]]}
     server = serve(lambda body: (200, completion(json.dumps(reply)), 0.0))
     proposer = proposer_for(server.url, every=0)  # asked once, at episode start
-    assert ask(proposer, start=True)[0, :, 0].tolist() == pytest.approx([0.0, 0.2, 0.4, 0.6, 0.8])
-    assert ask(proposer, start=False)[0, :, 0].tolist() == pytest.approx([0.2, 0.4, 0.6, 0.8, 0.0])
+    assert ask(proposer, start=True)[0, :, 0].tolist() == pytest.approx([-1.0, -0.6, -0.2, 0.2, 0.6])
+    assert ask(proposer, start=False)[0, :, 0].tolist() == pytest.approx([-0.6, -0.2, 0.2, 0.6, 0.0])
     assert len(server.bodies) == 1
     proposer.close()
 
@@ -192,7 +193,7 @@ def test_the_judge_raises_the_score_of_rated_proposals_only(serve: Any) -> None:
 def test_a_proposal_the_objective_rejects_is_never_executed(serve: Any) -> None:
     """The fastest sequence (every action at the bound) is what the server proposes; the objective calls it
     unsafe (-inf, as for a sequence the safety head rejects): no plan takes any of it."""
-    server = serve(lambda body: (200, completion(sequences(2, 5, 2.0)), 0.0))
+    server = serve(lambda body: (200, completion(sequences(2, 5, 100)), 0.0))
     proposer = proposer_for(server.url)
     proposals = ask(proposer)
     assert bool((proposals == 1.0).all())
@@ -214,7 +215,7 @@ def test_the_swing_script_pushes_with_the_velocity() -> None:
             "response_format": {"type": "json_object", "schema": {"properties": {"sequences": {
                 "maxItems": 2, "items": {"maxItems": 3, "items": {"maxItems": 1}}}}}}}
     assert json.loads(json.loads(swing_script(body)[1])["choices"][0]["message"]["content"]) == {
-        "sequences": [[[-1.0]] * 3] * 2}
+        "sequences": [[[-100]] * 3] * 2}
 
 
 def llm_config(url: str, **settings: Any) -> Config:
@@ -247,7 +248,7 @@ def test_garbage_server_plans_exactly_as_cem_alone(serve: Any, tmp_path: Path) -
 def test_a_scripted_server_gives_the_same_run_twice_and_the_key_never_reaches_disk(
         serve: Any, tmp_path: Path, monkeypatch: Any) -> None:
     rng = np.random.default_rng(0)
-    scripted = [sequences(2, 4, float(v)) for v in rng.uniform(-2, 2, 200)]
+    scripted = [sequences(2, 4, int(v)) for v in rng.integers(-100, 101, 200)]
 
     def script_from(index: list[int]) -> Script:
         def script(body: dict[str, Any]) -> tuple[int, bytes, float]:
