@@ -72,8 +72,8 @@ def describe_action(spec: TaskSpec) -> str:
     """The action: its size, meaning (where known), bounds, and how to write it."""
     what = ACTION_NAMES.get(spec.env_id, "actuator commands")
     bounds = ", ".join(f"[{_number(lo)}, {_number(hi)}]" for lo, hi in zip(spec.act_low, spec.act_high, strict=True))
-    return (f"{spec.action_dim} number(s) per step, {what}; bounds per number: {bounds}. Write each number as an "
-            f"integer from -{PERCENT} (the lower bound) to {PERCENT} (the upper bound), 0 is the middle")
+    return (f"{spec.action_dim} number(s) per step, {what}; bounds per number: {bounds}. Write each number as a "
+            f"multiple of 10 from -{PERCENT} (the lower bound) to {PERCENT} (the upper bound), 0 is the middle")
 
 
 def goal_text(spec: TaskSpec) -> str:
@@ -82,8 +82,10 @@ def goal_text(spec: TaskSpec) -> str:
 
 def proposal_schema(spec: TaskSpec, n: int, horizon: int) -> dict[str, Any]:
     """JSON schema of a proposer reply: ``{"sequences": n x horizon x action_dim integers in [-100, 100]}``
-    (:data:`PERCENT` of each action's range)."""
-    number = {"type": "integer", "minimum": -PERCENT, "maximum": PERCENT}
+    (:data:`PERCENT` of each action's range), multiples of 10: as an ``enum`` the bounds hold even where a
+    server's schema-to-grammar conversion ignores ``minimum`` and ``maximum`` (llama-cpp-python's does)."""
+    grid = list(range(-PERCENT, PERCENT + 1, 10))
+    number = {"type": "integer", "minimum": -PERCENT, "maximum": PERCENT, "enum": grid}
     step = {"type": "array", "minItems": spec.action_dim, "maxItems": spec.action_dim, "items": number}
     sequence = {"type": "array", "minItems": horizon, "maxItems": horizon, "items": step}
     return {"type": "object", "properties": {"sequences": {"type": "array", "minItems": n, "maxItems": n,
