@@ -18,6 +18,7 @@ from pathlib import Path
 
 import numpy as np
 
+from benchmarks.llm_latency import write_report
 from language_models.bundled import BundledServer, check_bundled
 from language_models.config import LLMConfig
 from language_models.prompts import TaskSpec
@@ -85,11 +86,7 @@ def main(argv: list[str] | None = None) -> None:
             print(lines[-1], flush=True)
     finally:
         server.stop()
-    text = "\n".join(lines) + "\n"
-    print(text)
-    if args.out is not None:
-        args.out.parent.mkdir(parents=True, exist_ok=True)
-        args.out.write_text(text)
+    write_report(lines, args.out)
 
 
 if __name__ == "__main__":

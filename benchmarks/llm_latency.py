@@ -110,11 +110,16 @@ def main(argv: list[str] | None = None) -> None:
     lines += ["", f"In the background (`llm.wait_s` 0, `llm.every` 1): `propose` costs the control loop "
               f"{overhead:.2f} ms per action (median of {args.async_steps} steps, 20 ms apart, while the server "
               "generates)."]
+    write_report(lines, args.out)
+
+
+def write_report(lines: list[str], out: Path | None) -> None:
+    """Print the Markdown ``lines`` and write them to ``out`` (folders made) when given."""
     text = "\n".join(lines) + "\n"
     print(text)
-    if args.out is not None:
-        args.out.parent.mkdir(parents=True, exist_ok=True)
-        args.out.write_text(text)
+    if out is not None:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        out.write_text(text)
 
 
 if __name__ == "__main__":
