@@ -22,7 +22,7 @@ train: install
 
 test: install
 	$(BIN)/ruff check .
-	$(BIN)/mypy agent world_models planners envs train_agent.py benchmarks tests examples
+	$(BIN)/mypy agent world_models planners envs language_models train_agent.py benchmarks tests examples
 	MUJOCO_GL=egl $(BIN)/python -m pytest -q $(ARGS)
 	NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs build --strict --quiet
 

@@ -31,6 +31,7 @@ from agent.config import RENAMED, SECTIONS, default_run_dir
 from agent.config_docs import config_fields, format_default
 from agent.timing import profile_summary
 from envs import EnvironmentSpecError, NonFiniteError, parse_env_kwargs
+from language_models import LLMSetupError
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -69,6 +70,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--no-progress-bar", action="store_true", help="no progress bar (steps/s, latest return)")
     parser.add_argument("--evaluate", type=int, default=None, metavar="N",
                         help="do not train: play N deterministic episodes with --run-dir's checkpoint and print them")
+    parser.add_argument("--goal", default=None, metavar="TEXT",
+                        help="the task's goal in words, for the language model's prompts (sets llm.goal; see "
+                             "--llm-base-url)")
     parser.add_argument("--evaluate-seed", type=int, default=0, metavar="S",
                         help="with --evaluate: episode j starts from reset seed S + j (default: 0)")
     group = parser.add_argument_group(
@@ -105,6 +109,8 @@ def overrides_from_args(args: argparse.Namespace) -> dict[str, Any]:
         overrides["frame_stack"] = args.frame_stack
     if args.total_timesteps is not None:
         overrides["train.total_timesteps"] = args.total_timesteps
+    if args.goal is not None:
+        overrides["llm.goal"] = args.goal
     return overrides
 
 
@@ -129,7 +135,8 @@ def evaluate_run(run_dir: Path, episodes: int, seed: int, env: str | None = None
     )
 
 
-BAD_INPUT = (ConfigError, CheckpointError, EnvironmentSpecError, NonFiniteError, MemoryError, RunDirInUse)
+BAD_INPUT = (ConfigError, CheckpointError, EnvironmentSpecError, NonFiniteError, MemoryError, RunDirInUse,
+             LLMSetupError)
 """Failures the user's input or choice causes: ``error:`` and exit status 2."""
 KEPT = "the run keeps its last checkpoint ({}) and the logs up to it"
 

@@ -15,6 +15,7 @@ import torch
 from agent.config import Config, sampling_config
 from agent.models import ModelAdapter
 from agent.safety import Safety
+from language_models import LLMProposer
 from planners import make_objective, make_planner
 from planners.base import Planner, Proposer
 from planners.warm_start import WarmStart
@@ -31,6 +32,7 @@ class Acting(Safety):
     action_dim: int
     device: torch.device
     proposer: Proposer | None
+    llm: LLMProposer | None
     _predict_planner: Planner
     _predict_ws: WarmStart
     _predict_batch_ws: WarmStart | None
@@ -66,15 +68,21 @@ class Acting(Safety):
             cost_weight=self.cost_penalty(), pessimism=p.pessimism, cost_budget=self.cost_budget(cost_spent),
         )
         start = time.perf_counter()
-        proposals = None
-        if self.proposer is not None and p.proposals:  # extra candidates, scored with the planner's own
-            generator = getattr(planner, "generator", None) or torch.Generator().manual_seed(0)
-            context = {"obs": obs, "z0": z0, "generator": generator}
-            proposals = self.proposer.propose(context, p.proposals, p.horizon)  # (B, n, H, A) or (n, H, A)
-            proposals = proposals[0] if proposals.dim() == 4 and not batched else proposals
         if warm is None:
             warm = WarmStart(p.horizon, self.action_dim, self.device, batch=len(z0) if batched else None)
+        proposals = None
+        count = p.proposals or (self.llm.num_proposals if self.llm is not None else 0)
+        if self.proposer is not None and count:  # extra candidates, scored with the planner's own
+            generator = getattr(planner, "generator", None) or torch.Generator().manual_seed(0)
+            context = {"obs": obs, "z0": z0, "generator": generator, "episode_start": warm.plan is None,
+                       "imagine": self.model.imagine, "particles": p.particles}
+            proposals = self.proposer.propose(context, count, p.horizon)  # (B, n, H, A) or (n, H, A)
+            proposals = proposals[0] if proposals.dim() == 4 and not batched else proposals
+            if self.llm is not None:  # the judge's ratings, where it gave some
+                objective = self.llm.rescore(objective, proposals)
         plan = planner.plan(objective, warm.init(), proposals)
+        if self.llm is not None:
+            self.llm.record_plan(getattr(planner, "last_stats", {}), proposals)
         if times is not None:
             times += [1000 * (time.perf_counter() - start) / len(z0)] * len(z0)
         warm.store(plan)

@@ -49,6 +49,7 @@ from agent.models import ModelAdapter, PolicyProposer, make_adapter
 from agent.signals import EvaluationAbandoned, stop_on_signals
 from agent.timing import PhaseClock
 from envs import TransitionLog, env_action_bounds, env_shapes, make_env, wrap_env
+from language_models import LLMProposer, make_llm_proposer
 from planners.base import Planner, Proposer
 from planners.warm_start import WarmStart
 from world_models.fast import configure_process
@@ -74,7 +75,8 @@ class MBRLAgent(Acting):
         ``train.eval_episodes`` distinct ones (run side by side); by default the agent makes
         ``train.eval_episodes`` envs from ``config.env_id`` (one when ``train.eval_lockstep`` is off).
         ``proposer``: a source of ``planner.proposals`` candidate sequences per plan (context: ``obs``,
-        ``z0 (B, Z)``, the planner's ``generator``); default the learned policy's with ``value.kind`` policy."""
+        ``z0 (B, Z)``, the planner's ``generator``); default the language model's when ``llm.base_url`` is set
+        (language_models/, docs/llm.md), else the learned policy's with ``value.kind`` policy."""
         env_id = env if isinstance(env, str) else (env.spec.id if env.spec is not None else None)
         if config is None:
             config = resolve_config(env_id or "custom")
@@ -105,6 +107,12 @@ class MBRLAgent(Acting):
         torch.manual_seed(config.seed)
         self.adapter: ModelAdapter = make_adapter(config, self.model_kind, self.obs_shape, self.action_dim, self.device)
         self.model = self.adapter.model
+        self.llm: LLMProposer | None = None
+        if proposer is None and config.llm.base_url:
+            space = self.env.observation_space
+            bounds = (getattr(space, "low", np.full(self.obs_shape, -np.inf)),
+                      getattr(space, "high", np.full(self.obs_shape, np.inf)))
+            proposer = self.llm = make_llm_proposer(config.llm, config.env_id, bounds, env_action_bounds(self.env))
         if proposer is None and config.value.kind == "policy" and config.planner.proposals:
             proposer = PolicyProposer(self.adapter.model, config.value.policy_noise)  # type: ignore[arg-type]
         self.proposer = proposer
@@ -213,6 +221,8 @@ class MBRLAgent(Acting):
         finally:
             self.clock.stop_session()
             self.evaluator.stop = None
+            if self.llm is not None:
+                self.llm.close()
             bar.close()
             if self.logger is not None:
                 self.logger.close()
@@ -237,6 +247,8 @@ class MBRLAgent(Acting):
             (self.run_dir / "config.yaml").write_text(yaml.safe_dump(config_to_dict(self.config), sort_keys=False))
             self.logger = RunLogger(self.run_dir, self.config.env_id, resumed_at=resumed_at,
                                     elapsed_before=self._elapsed_before)
+            if self.llm is not None:
+                self.llm.open_run(self.run_dir)
             self.evaluator.ensure(self.config.train.eval_episodes)
             if self.config.train.eval_video:
                 self.evaluator.record_video()
@@ -393,6 +405,8 @@ class MBRLAgent(Acting):
             self.logger.record(f"planner/{key}", value)
         for key, value in getattr(self, "_train_metrics", {}).items():
             self.logger.record(key, value)
+        for key, value in (self.llm.metrics() if self.llm is not None else {}).items():
+            self.logger.record(f"llm/{key}", value)
         self.logger.dump(self.num_timesteps)
 
     # ----------------------------------------------------------------- persistence (agent/checkpoint.py)

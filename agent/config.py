@@ -18,6 +18,7 @@ from typing import Any, Iterable, Mapping
 import torch
 import yaml
 
+from language_models.config import LLMConfig, validate_llm
 from planners import PLANNER_NAMES, SamplingConfig
 from world_models.config import LatentConfig, RoboticsConfig, ValueConfig
 from world_models.robotics import CONTINUATION_SOURCES, IMAGINATION_DTYPES
@@ -131,11 +132,13 @@ class Config:
     planner: PlannerConfig = field(default_factory=PlannerConfig)
     sampling: SamplingConfig = field(default_factory=SamplingConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
+    llm: LLMConfig = field(default_factory=LLMConfig)
 
 
 SECTIONS: dict[str, type] = {
     "model": ModelConfig, "robotics": RoboticsConfig, "latent": LatentConfig, "value": ValueConfig,
     "planner": PlannerConfig, "sampling": SamplingConfig, "train": TrainConfig,
+    "llm": LLMConfig,
 }
 """Section name -> its dataclass (a preset's top-level keys, the CLI's ``--<section>-<field>`` flags)."""
 
@@ -352,7 +355,7 @@ def validate(config: Config, kind: str | None = None, proposer: bool = False) ->
 
     ``kind``: the resolved model kind (see :func:`model_kind`); ``None`` uses ``model.kind``,
     and an unresolved ``auto`` is checked like ``robotics``. ``proposer``: the agent has a proposer of
-    its own (``planner.proposals`` then needs no learned policy).
+    its own (``planner.proposals`` then needs no learned policy); a language model (``llm.base_url``) is one.
     """
     if config.model.kind not in MODEL_KINDS:
         raise ConfigError(f"model.kind must be one of {', '.join(MODEL_KINDS)}, got {config.model.kind!r}")
@@ -370,7 +373,10 @@ def validate(config: Config, kind: str | None = None, proposer: bool = False) ->
         )
     _validate_planner(config.planner, config.sampling)
     _validate_train(config.train)
-    _validate_value_use(config, proposer)
+    problem = validate_llm(config.llm)
+    if problem is not None:
+        raise ConfigError(problem)
+    _validate_value_use(config, proposer or bool(config.llm.base_url))
     if config.device not in ("auto", "cpu", "cuda") and not config.device.startswith("cuda:"):
         raise ConfigError(f"device must be auto, cpu or cuda, got {config.device!r}")
 

@@ -23,7 +23,7 @@ from collections.abc import Callable
 
 import torch
 
-from planners.base import Imagine, ImaginedRollout, Objective
+from planners.base import CostedObjective, Imagine, ImaginedRollout, Objective
 
 
 def _check_shape(name: str, x: torch.Tensor, shape: tuple[int, ...]) -> None:
@@ -192,3 +192,21 @@ class _Constrained:
         scores, costs = self._evaluate(candidates, True)
         assert costs is not None
         return scores, costs
+
+
+def add_to_scores(objective: Objective, extra: Callable[[torch.Tensor], torch.Tensor]) -> Objective:
+    """``objective`` with ``extra(candidates (N, H, A)) -> (N,)`` added to its scores (a judge's bonus, say).
+
+    A :class:`~planners.base.CostedObjective` stays one: same predicted costs, same budget, so a cost limit
+    still holds for the candidates whose scores changed."""
+    if isinstance(objective, CostedObjective):
+        costed = objective
+
+        def evaluate(candidates: torch.Tensor, with_cost: bool) -> tuple[torch.Tensor, torch.Tensor | None]:
+            if not with_cost:
+                return costed(candidates) + extra(candidates), None
+            scores, costs = costed.score_and_cost(candidates)
+            return scores + extra(candidates), costs
+
+        return _Constrained(evaluate, costed.cost_budget)
+    return lambda candidates: objective(candidates) + extra(candidates)

@@ -302,3 +302,27 @@ def test_compare_report_shows_costs_and_the_limit(tmp_path: Path) -> None:
     assert "cost" not in markdown_report(free, "e", "cmd").lower()  # an env without costs: no cost columns
     write_report(rows, tmp_path, env_id="e", command="cmd", cost_limit=25.0)
     assert (tmp_path / "curves.png").stat().st_size > 0
+
+
+def test_a_bonus_added_to_the_scores_keeps_the_cost_budget() -> None:
+    """A judge's bonus (planners.objective.add_to_scores) changes scores, never the costs or the budget."""
+    from planners.base import CostedObjective
+    from planners.objective import add_to_scores
+
+    def evaluate(candidates: torch.Tensor, with_cost: bool) -> tuple[torch.Tensor, torch.Tensor | None]:
+        scores = candidates.sum(dim=(1, 2))
+        return scores, (candidates.abs().sum(dim=(1, 2)) if with_cost else None)
+
+    from planners.objective import _Constrained
+
+    costed = _Constrained(evaluate, 0.5)
+    judged = add_to_scores(costed, lambda c: torch.full((len(c),), 10.0))
+    assert isinstance(judged, CostedObjective) and judged.cost_budget == 0.5
+    candidates = torch.tensor([[[0.2]], [[0.9]]])
+    scores, costs = judged.score_and_cost(candidates)
+    torch.testing.assert_close(scores, torch.tensor([10.2, 10.9]))
+    torch.testing.assert_close(costs, torch.tensor([0.2, 0.9]))
+    torch.testing.assert_close(judged(candidates), scores)
+    plain = add_to_scores(lambda c: c.sum(dim=(1, 2)), lambda c: torch.ones(len(c)))
+    assert not isinstance(plain, CostedObjective)
+    torch.testing.assert_close(plain(candidates), torch.tensor([1.2, 1.9]))
