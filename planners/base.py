@@ -82,5 +82,6 @@ class Proposer(Protocol):
     scored by the same objective as every other candidate."""
 
     def propose(self, context: dict[str, object], n: int, horizon: int) -> torch.Tensor:
-        """Return ``(n, H, A)`` action sequences in ``[-1, 1]``."""
+        """Return at most ``n`` action sequences in ``[-1, 1]``: ``(k, H, A)``, ``k <= n`` (``k = 0`` when it has none
+        now), or ``(B, k, H, A)`` for ``B`` problems."""
         ...
