@@ -18,7 +18,7 @@ from pathlib import Path
 
 import numpy as np
 
-from benchmarks.llm_latency import write_report
+from benchmarks.markdown import write_report
 from language_models.bundled import BundledServer, check_bundled
 from language_models.config import LLMConfig
 from language_models.prompts import TaskSpec

@@ -23,6 +23,7 @@ from pathlib import Path
 
 import numpy as np
 
+from benchmarks.markdown import write_report
 from language_models.bundled import BundledServer, check_bundled
 from language_models.config import LLMConfig
 from language_models.prompts import TaskSpec
@@ -111,15 +112,6 @@ def main(argv: list[str] | None = None) -> None:
               f"{overhead:.2f} ms per action (median of {args.async_steps} steps, 20 ms apart, while the server "
               "generates)."]
     write_report(lines, args.out)
-
-
-def write_report(lines: list[str], out: Path | None) -> None:
-    """Print the Markdown ``lines`` and write them to ``out`` (folders made) when given."""
-    text = "\n".join(lines) + "\n"
-    print(text)
-    if out is not None:
-        out.parent.mkdir(parents=True, exist_ok=True)
-        out.write_text(text)
 
 
 if __name__ == "__main__":

@@ -44,6 +44,7 @@ import torch
 import torch.nn.functional as F
 
 from agent.config import resolve_config, search_width
+from benchmarks.markdown import write_report
 from planners import SamplingConfig, make_objective, make_planner
 from world_models.config import RoboticsConfig, ValueConfig
 from world_models.fast import available_threads, keep_freed_memory, row_blocks, set_fast
@@ -323,11 +324,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def _finish(lines: list[str], out: Path | None) -> int:
-    text = "\n".join(lines) + "\n"
-    print(text)
-    if out is not None:
-        out.parent.mkdir(parents=True, exist_ok=True)
-        out.write_text(text)
+    write_report(lines, out)
     return 0
 
 

@@ -595,14 +595,20 @@ def test_eval_num_candidates_widens_only_the_search_of_acting(tmp_path: Path, mo
     np.testing.assert_array_equal(runs[0], runs[24])  # the training loop's plans are the same
 
 
-def test_value_window_trains_the_value_on_the_newest_transitions(monkeypatch: pytest.MonkeyPatch) -> None:
-    config = debug_config(**{"model.value_function": True, "model.value_window": 5})
+def _adapter_and_counting_buffer(config: Config) -> tuple[RoboticsAdapter, ReplayBuffer]:
+    """A robotics adapter on 2-d states, and 30 stored transitions whose states count 0, 1, ..., 29."""
     adapter = RoboticsAdapter(config, state_dim=2, action_dim=1, device=torch.device("cpu"))
     buffer = ReplayBuffer(50, (2,), 1)
     for step in range(30):
         buffer.add(obs=np.full(2, step, np.float32), action=np.zeros(1, np.float32), reward=0.0, cost=0.0,
                    terminated=False, truncated=False, next_obs=np.full(2, step + 1, np.float32))
     adapter.fit_normalizers(buffer)
+    return adapter, buffer
+
+
+def test_value_window_trains_the_value_on_the_newest_transitions(monkeypatch: pytest.MonkeyPatch) -> None:
+    config = debug_config(**{"model.value_function": True, "model.value_window": 5})
+    adapter, buffer = _adapter_and_counting_buffer(config)
     seen: dict[str, Any] = {}
     monkeypatch.setattr(adapter.model, "update", lambda batch, value_batch=None, target_noise=None: seen.update(
         batch=batch, value_batch=value_batch) or {})
@@ -615,12 +621,7 @@ def test_value_window_trains_the_value_on_the_newest_transitions(monkeypatch: py
 def test_value_batch_size_draws_one_minibatch_of_that_many_rows(kind: str) -> None:
     config = debug_config(**{"model.value_function": True, "model.value_kind": kind, "value.batch_size": 7,
                              "model.value_window": 5})
-    adapter = RoboticsAdapter(config, state_dim=2, action_dim=1, device=torch.device("cpu"))
-    buffer = ReplayBuffer(50, (2,), 1)
-    for step in range(30):
-        buffer.add(obs=np.full(2, step, np.float32), action=np.zeros(1, np.float32), reward=0.0, cost=0.0,
-                   terminated=False, truncated=False, next_obs=np.full(2, step + 1, np.float32))
-    adapter.fit_normalizers(buffer)
+    adapter, buffer = _adapter_and_counting_buffer(config)
     seen: dict[str, Any] = {}
     adapter.model.update = lambda batch, value_batch=None, target_noise=None: seen.update(  # type: ignore[method-assign]
         batch=batch, value_batch=value_batch, noise=target_noise) or {}
