@@ -12,7 +12,6 @@ import yaml
 
 import train_agent
 from agent.config import (
-    PRESET_DIR,
     RENAMED,
     SECTIONS,
     ConfigError,
@@ -21,6 +20,7 @@ from agent.config import (
     config_to_dict,
     resolve_config,
 )
+from agent.preset_files import PRESET_DIR
 
 ROOT = Path(__file__).resolve().parents[1]
 BEFORE = json.loads((Path(__file__).parent / "data" / "presets_before_sections.json").read_text())
