@@ -17,7 +17,7 @@ import torch
 
 from agent.config import Config
 from agent.models import ModelAdapter
-from envs import TransitionLog, cost_reported
+from envs import TransitionLog, cost_reported, find_wrapper
 from planners.constraint import STEPS_PER_LIMIT, CostMultiplier
 from planners.objective import horizon_cost
 from world_models.safety import SafetyMetrics, safety_metrics
@@ -40,16 +40,6 @@ class SafetyPrediction(NamedTuple):
     budget_use: np.ndarray
     """``expected_cost`` as a fraction of the episode's cost budget (``cost_limit * T / 1000``, ``T`` the episode
     length); NaN without a cost limit, ``inf`` for a positive cost against a budget of 0."""
-
-
-def _transition_log(env: gym.Env) -> TransitionLog | None:
-    """The :class:`~envs.TransitionLog` ``env`` is or wears, else ``None``."""
-    inner: Any = env
-    while isinstance(inner, gym.Wrapper):
-        if isinstance(inner, TransitionLog):
-            return inner
-        inner = inner.env
-    return None
 
 
 class Safety:
@@ -169,14 +159,14 @@ class Safety:
     @staticmethod
     def _forget_transitions(envs: list[gym.Env]) -> None:
         """Drop what the evaluation envs' :class:`~envs.TransitionLog` kept (before an evaluation)."""
-        for log in map(_transition_log, envs):
+        for log in (find_wrapper(env, TransitionLog) for env in envs):
             if log is not None:
                 log.take()
 
     def _safety_head_report(self, envs: list[gym.Env]) -> SafetyMetrics | None:
         """The safety head judged on the transitions the evaluation envs' :class:`~envs.TransitionLog` kept
         (held out: never trained on), or ``None`` when they kept none or the env reports no costs."""
-        logs = [log for log in map(_transition_log, envs) if log is not None]
+        logs = [log for log in (find_wrapper(env, TransitionLog) for env in envs) if log is not None]
         taken = [log.take() for log in logs]
         if not taken or not any(cost_reported(log) for log in logs) or sum(len(t[2]) for t in taken) == 0:
             return None

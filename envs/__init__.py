@@ -14,7 +14,15 @@ from envs.ball_catch import BallCatchEnv
 from envs.errors import EnvironmentSpecError, NonFiniteError
 from envs.make import env_action_bounds, env_dims, env_shapes, is_image_space, make_env, parse_env_kwargs, wrap_env
 from envs.toy import PointMassEnv
-from envs.wrappers import CostInfo, EpisodeRecorder, FiniteCheck, FrameStack, TransitionLog, cost_reported
+from envs.wrappers import (
+    CostInfo,
+    EpisodeRecorder,
+    FiniteCheck,
+    FrameStack,
+    TransitionLog,
+    cost_reported,
+    find_wrapper,
+)
 
 __all__ = [
     "BALL_CATCH_ID",
@@ -30,6 +38,7 @@ __all__ = [
     "PointMassEnv",
     "TransitionLog",
     "cost_reported",
+    "find_wrapper",
     "env_action_bounds",
     "env_dims",
     "env_shapes",

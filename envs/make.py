@@ -29,7 +29,7 @@ from gymnasium.utils.env_checker import check_env
 
 from envs.errors import EnvironmentSpecError
 from envs.ids import close_env_ids, did_you_mean, is_entry_point
-from envs.wrappers import CostInfo, FiniteCheck, FrameStack, env_name
+from envs.wrappers import CostInfo, FiniteCheck, FrameStack, env_name, find_wrapper
 
 __all__ = [
     "close_env_ids", "env_dims", "env_shapes", "is_entry_point", "is_image_space", "make_env", "parse_env_kwargs",
@@ -411,10 +411,8 @@ def env_action_bounds(env: gym.Env[Any, Any]) -> tuple[np.ndarray, np.ndarray]:
     """``(low, high)`` float32, each ``(A,)``: the action bounds of the environment beneath
     :func:`wrap_env`'s rescaling, i.e. what the wrapped env's actions -1 and 1 mean in the environment's
     own units (the env's own bounds where nothing rescales)."""
-    inner = env
-    while isinstance(inner, gym.Wrapper) and not isinstance(inner, gym.wrappers.RescaleAction):
-        inner = inner.env
-    space = inner.env.action_space if isinstance(inner, gym.wrappers.RescaleAction) else env.action_space
+    rescale = find_wrapper(env, gym.wrappers.RescaleAction)
+    space = rescale.env.action_space if rescale is not None else env.action_space
     assert isinstance(space, gym.spaces.Box)
     return space.low.astype(np.float32), space.high.astype(np.float32)
 

@@ -10,7 +10,7 @@ channel axis so that velocities are visible in one observation.
 from __future__ import annotations
 
 import collections
-from typing import Any, SupportsFloat
+from typing import Any, SupportsFloat, TypeVar
 
 import gymnasium as gym
 import numpy as np
@@ -19,8 +19,10 @@ from envs.errors import EnvironmentSpecError, NonFiniteError
 
 __all__ = [
     "CostInfo", "FiniteCheck", "FrameStack", "TransitionLog", "as_cost", "cost_reported", "env_name",
-    "nonfinite_entries",
+    "find_wrapper", "nonfinite_entries",
 ]
+
+W = TypeVar("W", bound=gym.Wrapper[Any, Any, Any, Any])
 
 _MAX_LISTED = 5  # how many non-finite entries an error message lists
 
@@ -154,15 +156,21 @@ class CostInfo(gym.Wrapper[Any, Any, Any, Any]):
         return obs, reward, terminated, truncated, {**info, "cost": cost}
 
 
+def find_wrapper(env: gym.Env[Any, Any], kind: type[W]) -> W | None:
+    """The outermost wrapper of class ``kind`` that ``env`` is or wears, else ``None``."""
+    inner: Any = env
+    while isinstance(inner, gym.Wrapper):
+        if isinstance(inner, kind):
+            return inner
+        inner = inner.env
+    return None
+
+
 def cost_reported(env: gym.Env[Any, Any]) -> bool:
     """Whether the environment beneath ``env``'s :class:`CostInfo` has reported an ``info["cost"]`` so far
     (``False`` when ``env`` wears no CostInfo)."""
-    inner: Any = env
-    while isinstance(inner, gym.Wrapper):
-        if isinstance(inner, CostInfo):
-            return inner.reported
-        inner = inner.env
-    return False
+    wrapper = find_wrapper(env, CostInfo)
+    return wrapper is not None and wrapper.reported
 
 
 class TransitionLog(gym.Wrapper[Any, Any, Any, Any]):
