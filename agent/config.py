@@ -18,6 +18,7 @@ from typing import Any, Iterable, Mapping
 import torch
 
 from agent.preset_files import ConfigError, load_preset, safe_name
+from language_models.client import RESPONSE_FORMATS
 from language_models.config import LLMConfig, validate_llm
 from planners import PLANNER_NAMES, SamplingConfig
 from world_models.config import LatentConfig, RoboticsConfig, ValueConfig
@@ -313,9 +314,7 @@ def validate(config: Config, kind: str | None = None, proposer: bool = False) ->
         )
     _validate_planner(config.planner, config.sampling)
     _validate_train(config.train)
-    problem = validate_llm(config.llm)
-    if problem is not None:
-        raise ConfigError(problem)
+    _validate_llm(config.llm)
     _validate_value_use(config, proposer or bool(config.llm.base_url))
     if config.device not in ("auto", "cpu", "cuda") and not config.device.startswith("cuda:"):
         raise ConfigError(f"device must be auto, cpu or cuda, got {config.device!r}")
@@ -375,6 +374,19 @@ def _one_of(section: str, holder: object, name: str, valid: Iterable[str]) -> No
     value, valid = getattr(holder, name), tuple(valid)
     if value not in valid:
         raise ConfigError(f"{section}.{name} must be one of {', '.join(valid)}, got {value!r}")
+
+
+def _validate_llm(c: LLMConfig) -> None:
+    problem = validate_llm(c)  # roles and the server's address (language_models/config.py)
+    if problem is not None:
+        raise ConfigError(problem)
+    _at_least("llm", c, ("num_proposals", "max_tokens"), 1)
+    _at_least("llm", c, ("every",), 0)
+    for name in ("timeout_s", "startup_timeout_s"):
+        if not getattr(c, name) > 0:
+            raise ConfigError(f"llm.{name} must be > 0 seconds, got {getattr(c, name)}")
+    _finite_at_least_zero("llm", c, ("wait_s", "judge_weight", "temperature"))
+    _one_of("llm", c, "response_format", ("auto", *RESPONSE_FORMATS))
 
 
 def _validate_train(t: TrainConfig) -> None:

@@ -80,27 +80,12 @@ def _role_problem(config: LLMConfig) -> str | None:
     return None
 
 
-def _number_problem(config: LLMConfig) -> str | None:
-    for name, low in (("num_proposals", 1), ("every", 0), ("max_tokens", 1)):
-        if getattr(config, name) < low:
-            return f"llm.{name} must be >= {low}, got {getattr(config, name)}"
-    for name in ("timeout_s", "startup_timeout_s"):
-        if not getattr(config, name) > 0:
-            return f"llm.{name} must be > 0 seconds, got {getattr(config, name)}"
-    for name in ("wait_s", "judge_weight", "temperature"):
-        value = getattr(config, name)
-        if not (value >= 0 and value != float("inf")):
-            return f"llm.{name} must be a finite number >= 0, got {value}"
-    return None
-
-
 def validate_llm(config: LLMConfig) -> str | None:
-    """A message saying what is wrong with ``config`` and how to fix it, or ``None`` when it is usable."""
-    problem = _role_problem(config) or _number_problem(config)
+    """A message saying what is wrong with ``config``'s roles or server address and how to fix it, or ``None``.
+    The numbers and ``response_format`` are checked with the other sections' (``agent.config.validate``)."""
+    problem = _role_problem(config)
     if problem is not None:
         return problem
-    if config.response_format not in ("auto", "json_schema", "json_object"):
-        return f"llm.response_format must be auto, json_schema or json_object, got {config.response_format!r}"
     if config.base_url and config.base_url != BUNDLED and not config.base_url.startswith(("http://", "https://")):
         return (f"llm.base_url must be an http(s) URL such as http://127.0.0.1:8080/v1, or {BUNDLED}, "
                 f"got {config.base_url!r}")
