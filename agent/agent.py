@@ -52,7 +52,7 @@ from envs import TransitionLog, env_action_bounds, env_shapes, make_env, wrap_en
 from language_models import LLMProposer, make_llm_proposer
 from planners.base import Planner, Proposer
 from planners.warm_start import WarmStart
-from world_models.fast import configure_process
+from world_models.fast import configure_process, torch_threads
 
 __all__ = ["CHECKPOINT_NAME", "MBRLAgent", "WarmStart", "resolve_device"]
 
@@ -137,6 +137,7 @@ class MBRLAgent(Acting):
         self._evals_done = 0
         self._elapsed_before = 0.0  # wall-clock seconds of earlier sessions of this run (resume)
         self._eval_seconds = 0.0  # wall-clock seconds spent evaluating, over the whole run
+        self._eval_threads = torch.get_num_threads()  # evaluations run on these (learn sets them)
         self.clock = PhaseClock()  # time/<phase>_s: where the run's wall-clock went (agent/timing.py)
         self._start_time: float | None = None
         self.last_eval_return: float | None = None
@@ -199,8 +200,9 @@ class MBRLAgent(Acting):
             self._open_run()
         bar = tqdm(total=total, initial=self.num_timesteps, disable=not progress_bar, unit="step", dynamic_ncols=True)
         self.stopped_by = None
+        self._eval_threads = torch.get_num_threads()
         try:
-            with stop_on_signals() as stop:
+            with stop_on_signals() as stop, torch_threads(self.loop_threads()):
                 self.evaluator.stop = stop  # a stop abandons an evaluation under way (it is rerun on resume)
                 try:
                     if self._pending_step is not None:  # the step whose evaluation a stop abandoned
@@ -229,6 +231,12 @@ class MBRLAgent(Acting):
             if self._run_lock is not None:
                 self._run_lock.release()
         return self
+
+    def loop_threads(self) -> int:
+        """torch threads for the training loop's plans and gradient steps (``train.loop_threads``; 0: one for
+        vector observations, all of the process's for images); at most the process's."""
+        n = self.config.train.loop_threads or (torch.get_num_threads() if len(self.obs_shape) == 3 else 1)
+        return min(n, torch.get_num_threads())
 
     def _open_run(self) -> None:
         if self.run_dir is None:
@@ -303,7 +311,7 @@ class MBRLAgent(Acting):
         self._obs = None if done else next_obs
         if t.eval_freq and n % t.eval_freq == 0:
             self._pending_step = done
-            with clock.phase("eval"):
+            with clock.phase("eval"), torch_threads(self._eval_threads):
                 self._evaluate()
             self._pending_step = None
         if n % t.log_interval == 0:

@@ -103,8 +103,11 @@ class TrainConfig:
     eval_lockstep: bool = True
     """Play the evaluation episodes side by side (one env each, one batched plan per step); false: one by one."""
     eval_video: bool = False
-    """Record each evaluation's first episode as ``videos/eval-<step>.gif`` (the env must render ``rgb_array``).
-    Costs a rendered frame per step: MuJoCo renders in software here at about 4 frames/s at its default size."""
+    """Record each evaluation's first episode as ``videos/eval-<step>.gif`` (the env must render ``rgb_array``;
+    a rendered frame per step)."""
+    loop_threads: int = 0
+    """torch threads for the training loop's plans and gradient steps (evaluations use all); 0: one for vector
+    observations (waking a second thread per small operation costs more than it gives), all for images."""
     log_interval: int = 1000
     """Write progress.csv / TensorBoard every this many steps."""
     checkpoint_freq: int = 1000
@@ -135,8 +138,7 @@ class Config:
 
 SECTIONS: dict[str, type] = {
     "model": ModelConfig, "robotics": RoboticsConfig, "latent": LatentConfig, "value": ValueConfig,
-    "planner": PlannerConfig, "sampling": SamplingConfig, "train": TrainConfig,
-    "llm": LLMConfig,
+    "planner": PlannerConfig, "sampling": SamplingConfig, "train": TrainConfig, "llm": LLMConfig,
 }
 """Section name -> its dataclass (a preset's top-level keys, the CLI's ``--<section>-<field>`` flags)."""
 
@@ -391,7 +393,7 @@ def _validate_llm(c: LLMConfig) -> None:
 
 def _validate_train(t: TrainConfig) -> None:
     _at_least("train", t, ("total_timesteps", "learning_starts", "gradient_steps", "initial_gradient_steps"), 0)
-    _at_least("train", t, ("eval_freq",), 0, " (0: no evaluation)")
+    _at_least("train", t, ("eval_freq", "loop_threads"), 0, " (eval_freq 0: no evaluation; loop_threads 0: auto)")
     _at_least("train", t, ("train_freq", "batch_size", "buffer_capacity", "normalizer_update_freq",
                            "eval_episodes", "log_interval", "checkpoint_freq"), 1)
     _finite_at_least_zero("train", t, ("exploration_noise",), " (0: act as planned)")

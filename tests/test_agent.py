@@ -24,6 +24,7 @@ from agent.evaluation import EvalResult, evaluate, evaluate_lockstep
 from agent.models import RoboticsAdapter
 from envs import BALL_CATCH_ID, POINT_MASS_ID, make_env
 from planners.warm_start import WarmStart
+from world_models.fast import available_threads
 
 
 def debug_config(**overrides: object) -> Config:
@@ -262,7 +263,10 @@ def test_planner_settings_are_checked_with_the_config(overrides: dict[str, Any],
     ({"planner.eval_num_candidates": -1},
      "planner.eval_num_candidates must be >= 0 (0: sampling.num_candidates), got -1"),
     ({"train.total_timesteps": -5}, "train.total_timesteps must be >= 0, got -5"),
-    ({"train.eval_freq": -1}, "train.eval_freq must be >= 0 (0: no evaluation), got -1"),
+    ({"train.eval_freq": -1},
+     "train.eval_freq must be >= 0 (eval_freq 0: no evaluation; loop_threads 0: auto), got -1"),
+    ({"train.loop_threads": -1},
+     "train.loop_threads must be >= 0 (eval_freq 0: no evaluation; loop_threads 0: auto), got -1"),
     ({"train.batch_size": 0}, "train.batch_size must be >= 1, got 0"),
     ({"train.checkpoint_freq": 0}, "train.checkpoint_freq must be >= 1, got 0"),
     ({"train.exploration_noise": float("nan")}, "train.exploration_noise must be a finite number >= 0"),
@@ -747,3 +751,36 @@ def test_both_world_models_meet_the_world_model_contract() -> None:
     latent = MBRLAgent(BALL_CATCH_ID, debug_config(**{"env_kwargs": {"obs_mode": "pixels"}}))
     assert (robotics.model_kind, latent.model_kind) == ("robotics", "latent")
     assert isinstance(robotics.model, WorldModel) and isinstance(latent.model, WorldModel)
+
+
+@pytest.mark.skipif(available_threads() < 2, reason="needs two threads")
+def test_the_training_loop_plans_on_loop_threads_and_evaluates_on_all(tmp_path: Path) -> None:
+    """Vector observations: the loop's plans and gradient steps on one thread, evaluations on the process's."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(2)
+    try:
+        agent = MBRLAgent(POINT_MASS_ID, debug_config(), run_dir=tmp_path)
+        assert agent.loop_threads() == 1
+        seen: dict[str, set[int]] = {"train": set(), "eval": set(), "train_step": set()}
+        plan, train_step = agent.plan, agent.adapter.train_step
+
+        def spy_plan(obs: Any, planner: Any, *args: Any, **kwargs: Any) -> np.ndarray:
+            seen["train" if planner is agent.planner else "eval"].add(torch.get_num_threads())
+            return plan(obs, planner, *args, **kwargs)
+
+        def spy_step(*args: Any) -> dict[str, float]:
+            seen["train_step"].add(torch.get_num_threads())
+            return train_step(*args)
+
+        agent.plan = spy_plan  # type: ignore[method-assign,assignment]
+        agent.adapter.train_step = spy_step  # type: ignore[method-assign,assignment]
+        agent.learn(110, progress_bar=False)
+        assert seen == {"train": {1}, "eval": {2}, "train_step": {1}}
+        assert torch.get_num_threads() == 2  # restored after learn
+        assert MBRLAgent(POINT_MASS_ID, debug_config(**{"train.loop_threads": 2})).loop_threads() == 2
+        assert MBRLAgent(POINT_MASS_ID, debug_config(**{"train.loop_threads": 8})).loop_threads() == 2  # capped
+        pixel_config = resolve_config(BALL_CATCH_ID, {"device": "cpu", "env_kwargs": {"obs_mode": "pixels"}}, "debug")
+        pixels = MBRLAgent(BALL_CATCH_ID, pixel_config)
+        assert pixels.loop_threads() == 2  # images: all
+    finally:
+        torch.set_num_threads(before)

@@ -48,8 +48,9 @@ def _assert_same_meaning(old: dict[str, Any], new: dict[str, Any]) -> None:
             assert new_flat[now] == value, (key, now)
 
 
-ADDED_SINCE = {"planner.cost_limit", "planner.cost_multiplier_lr", "value.batch_size"}
-"""Settings added after the snapshot (no earlier key holds them; their defaults keep the old behaviour)."""
+ADDED_SINCE = {"planner.cost_limit", "planner.cost_multiplier_lr", "value.batch_size", "train.loop_threads"}
+"""Settings added after the snapshot (no earlier key holds them; their defaults keep the old behaviour, except
+train.loop_threads, which runs state models' training loops on one thread)."""
 NEW_SECTIONS = ("llm",)
 """Sections added after the snapshot (settings that did not exist then, off by default)."""
 

@@ -240,3 +240,22 @@ def test_importing_rehearse_makes_idle_openmp_threads_sleep(given: str | None, e
     out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True,
                          cwd=str(Path(__file__).resolve().parent.parent)).stdout.split()
     assert out == [expected, "True"]
+
+
+def test_torch_threads_sets_caps_and_restores(monkeypatch: pytest.MonkeyPatch) -> None:
+    before = torch.get_num_threads()
+    monkeypatch.setattr(fast, "available_threads", lambda: 2)
+    torch.set_num_threads(2)
+    try:
+        with fast.torch_threads(1):
+            assert torch.get_num_threads() == 1
+        assert torch.get_num_threads() == 2
+        with fast.torch_threads(16):
+            assert torch.get_num_threads() == 2  # never above what the process may use
+        with fast.torch_threads(0):
+            assert torch.get_num_threads() == 2  # 0: as it is
+        with pytest.raises(RuntimeError), fast.torch_threads(1):
+            raise RuntimeError("restored on errors too")
+        assert torch.get_num_threads() == 2
+    finally:
+        torch.set_num_threads(before)

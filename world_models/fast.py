@@ -21,13 +21,14 @@ piece buys is measured in ``benchmarks/results/speed_switches.md``.
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import ctypes.util
 import math
 import os
 import sys
 import threading
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from typing import TypeVar
 
@@ -83,6 +84,20 @@ def configure_process() -> None:
         torch.set_num_threads(available_threads())
     if fast_enabled():
         keep_freed_memory()
+
+
+@contextlib.contextmanager
+def torch_threads(n: int) -> Iterator[None]:
+    """Run the block on ``n`` torch intra-op threads (at most :func:`available_threads`; ``n <= 0``: leave
+    the count as it is), and restore the count afterwards."""
+    before = torch.get_num_threads()
+    if n > 0:
+        torch.set_num_threads(min(n, available_threads()))
+    try:
+        yield
+    finally:
+        if torch.get_num_threads() != before:
+            torch.set_num_threads(before)
 
 
 _M_TRIM_THRESHOLD = -1  # glibc's mallopt parameter numbers (malloc.h)
