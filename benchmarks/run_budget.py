@@ -2,6 +2,7 @@
 
     python -m benchmarks.run_budget --env HalfCheetah-v5 --out benchmarks/results/run_budget.md
     python -m benchmarks.run_budget --env HalfCheetah-v5 --set planner.horizon=5 planner.iterations=2
+    python -m benchmarks.run_budget --env rehearse/BallCatch-v0 --preset ballcatch-pixels --episode-steps 200
 
 The agent is built from the environment's preset (with ``--set section.field=value`` overrides),
 its buffer filled with ``train.learning_starts`` random steps of the real environment and its world
@@ -169,6 +170,7 @@ def report_lines(config: Config, overrides: dict[str, str], times: PartTimes, co
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m benchmarks.run_budget", description=__doc__.splitlines()[0])
     parser.add_argument("--env", default="HalfCheetah-v5")
+    parser.add_argument("--preset", help="preset name or YAML path (default: the env's own)")
     parser.add_argument("--set", nargs="*", default=[], metavar="SECTION.FIELD=VALUE",
                         help="preset overrides, e.g. planner.horizon=5")
     parser.add_argument("--repeats", type=int, default=30)
@@ -186,7 +188,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         overrides = _overrides(args.set)
     except ValueError as error:
         parser.error(str(error))
-    config = resolve_config(args.env, {**overrides, "seed": args.seed})
+    config = resolve_config(args.env, {**overrides, "seed": args.seed}, preset=args.preset)
     agent = prepared_agent(config, args.fit_steps)
     spec = agent.env.spec
     episode_steps = args.episode_steps or (spec.max_episode_steps if spec is not None else None)
