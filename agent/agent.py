@@ -52,7 +52,7 @@ from envs import TransitionLog, env_action_bounds, env_shapes, make_env, wrap_en
 from language_models import LLMProposer, make_llm_proposer
 from planners.base import Planner, Proposer
 from planners.warm_start import WarmStart
-from world_models.fast import configure_process, torch_threads
+from world_models.fast import configure_process, torch_threads, wide_threads
 
 __all__ = ["CHECKPOINT_NAME", "MBRLAgent", "WarmStart", "resolve_device"]
 
@@ -137,7 +137,7 @@ class MBRLAgent(Acting):
         self._evals_done = 0
         self._elapsed_before = 0.0  # wall-clock seconds of earlier sessions of this run (resume)
         self._eval_seconds = 0.0  # wall-clock seconds spent evaluating, over the whole run
-        self._eval_threads = torch.get_num_threads()  # evaluations run on these (learn sets them)
+        self._eval_threads = self._loop_threads = 1  # torch threads of evaluations and the loop (learn sets them)
         self.clock = PhaseClock()  # time/<phase>_s: where the run's wall-clock went (agent/timing.py)
         self._start_time: float | None = None
         self.last_eval_return: float | None = None
@@ -200,9 +200,9 @@ class MBRLAgent(Acting):
             self._open_run()
         bar = tqdm(total=total, initial=self.num_timesteps, disable=not progress_bar, unit="step", dynamic_ncols=True)
         self.stopped_by = None
-        self._eval_threads = torch.get_num_threads()
+        self._eval_threads, self._loop_threads = torch.get_num_threads(), self.loop_threads()
         try:
-            with stop_on_signals() as stop, torch_threads(self.loop_threads()):
+            with stop_on_signals() as stop, torch_threads(self._loop_threads):
                 self.evaluator.stop = stop  # a stop abandons an evaluation under way (it is rerun on resume)
                 try:
                     if self._pending_step is not None:  # the step whose evaluation a stop abandoned
@@ -311,7 +311,7 @@ class MBRLAgent(Acting):
         self._obs = None if done else next_obs
         if t.eval_freq and n % t.eval_freq == 0:
             self._pending_step = done
-            with clock.phase("eval"), torch_threads(self._eval_threads):
+            with clock.phase("eval"), torch_threads(wide_threads(self._eval_threads, self._loop_threads)):
                 self._evaluate()
             self._pending_step = None
         if n % t.log_interval == 0:

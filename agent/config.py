@@ -106,8 +106,8 @@ class TrainConfig:
     """Record each evaluation's first episode as ``videos/eval-<step>.gif`` (the env must render ``rgb_array``;
     a rendered frame per step)."""
     loop_threads: int = 0
-    """torch threads for the training loop's plans and gradient steps (evaluations use all); 0: one for vector
-    observations (waking a second thread per small operation costs more than it gives), all for images."""
+    """torch threads for the training loop's plans and gradient steps (evaluations use all where a core is spare);
+    0: one for vector observations (waking a thread per small operation costs more than it gives), all for images."""
     log_interval: int = 1000
     """Write progress.csv / TensorBoard every this many steps."""
     checkpoint_freq: int = 1000

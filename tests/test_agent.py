@@ -24,6 +24,7 @@ from agent.evaluation import EvalResult, evaluate, evaluate_lockstep
 from agent.models import RoboticsAdapter
 from envs import BALL_CATCH_ID, POINT_MASS_ID, make_env
 from planners.warm_start import WarmStart
+from world_models import fast
 from world_models.fast import available_threads
 
 
@@ -754,8 +755,12 @@ def test_both_world_models_meet_the_world_model_contract() -> None:
 
 
 @pytest.mark.skipif(available_threads() < 2, reason="needs two threads")
-def test_the_training_loop_plans_on_loop_threads_and_evaluates_on_all(tmp_path: Path) -> None:
-    """Vector observations: the loop's plans and gradient steps on one thread, evaluations on the process's."""
+@pytest.mark.parametrize("spare, eval_threads", [(1.0, 2), (0.2, 1)], ids=["idle machine", "busy machine"])
+def test_the_training_loop_plans_on_loop_threads_and_evaluates_on_all(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, spare: float, eval_threads: int) -> None:
+    """Vector observations: the loop's plans and gradient steps on one thread, evaluations on the process's
+    threads where the machine has a spare core (else on the loop's)."""
+    monkeypatch.setattr(fast, "spare_cores", lambda: spare)
     before = torch.get_num_threads()
     torch.set_num_threads(2)
     try:
@@ -775,7 +780,7 @@ def test_the_training_loop_plans_on_loop_threads_and_evaluates_on_all(tmp_path: 
         agent.plan = spy_plan  # type: ignore[method-assign,assignment]
         agent.adapter.train_step = spy_step  # type: ignore[method-assign,assignment]
         agent.learn(110, progress_bar=False)
-        assert seen == {"train": {1}, "eval": {2}, "train_step": {1}}
+        assert seen == {"train": {1}, "eval": {eval_threads}, "train_step": {1}}
         assert torch.get_num_threads() == 2  # restored after learn
         assert MBRLAgent(POINT_MASS_ID, debug_config(**{"train.loop_threads": 2})).loop_threads() == 2
         assert MBRLAgent(POINT_MASS_ID, debug_config(**{"train.loop_threads": 8})).loop_threads() == 2  # capped

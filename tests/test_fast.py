@@ -3,6 +3,7 @@ what the process is given, worker threads and the allocator setting keep their c
 
 from __future__ import annotations
 
+import os
 import resource
 import sys
 from collections.abc import Iterator
@@ -259,3 +260,12 @@ def test_torch_threads_sets_caps_and_restores(monkeypatch: pytest.MonkeyPatch) -
         assert torch.get_num_threads() == 2
     finally:
         torch.set_num_threads(before)
+
+
+def test_wide_threads_only_where_a_core_is_spare(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(fast, "available_threads", lambda: 2)
+    monkeypatch.setattr(os, "getloadavg", lambda: (1.0, 1.0, 1.0))  # this process alone
+    assert fast.spare_cores() == 1.0 and fast.wide_threads(2, 1) == 2
+    monkeypatch.setattr(os, "getloadavg", lambda: (2.3, 2.0, 2.0))  # another job runs
+    assert fast.spare_cores() == 0.0 and fast.wide_threads(2, 1) == 1
+    assert fast.wide_threads(1, 1) == 1

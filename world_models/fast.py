@@ -86,6 +86,23 @@ def configure_process() -> None:
         keep_freed_memory()
 
 
+def spare_cores() -> float:
+    """Cores of this process's mask that the rest of the machine leaves idle, from the one-minute load
+    average less this process's own running thread (0 where the load average cannot be read)."""
+    try:
+        load = os.getloadavg()[0]
+    except OSError:
+        return 0.0
+    return max(0.0, available_threads() - max(load - 1.0, 0.0) - 1.0)
+
+
+def wide_threads(n: int, fallback: int) -> int:
+    """Threads for a large batched computation: ``n`` when the machine has a spare core for the second and
+    later ones (:func:`spare_cores` at least 0.5), else ``fallback``. On a busy machine idle OpenMP threads
+    must be woken for every operation and may wait for a core each time, so they cost more than they give."""
+    return n if n <= fallback or spare_cores() >= 0.5 else fallback
+
+
 @contextlib.contextmanager
 def torch_threads(n: int) -> Iterator[None]:
     """Run the block on ``n`` torch intra-op threads (at most :func:`available_threads`; ``n <= 0``: leave
