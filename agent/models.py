@@ -163,6 +163,8 @@ class VideoAdapter(LatentAdapter):
     """VideoWorldModel on ``k`` stacked channel-last uint8 frames ``(Hp, Wp, 3k)`` (``frame_stack: k`` =
     ``video.context_frames``): the same time-major windows as the latent model, drawn inside episodes."""
 
+    model: VideoWorldModel  # type: ignore[assignment]  # the latent adapter's batches and steps, another model
+
     def __init__(self, config: Config, obs_shape: tuple[int, ...], action_dim: int, device: torch.device) -> None:
         height, width, channels = obs_shape
         k = config.video.context_frames

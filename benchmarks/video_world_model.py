@@ -77,6 +77,8 @@ def train(model: VideoWorldModel, throws: Throws, args: argparse.Namespace, devi
     steps_done: dict[str, int] = {}
     for name, parts, steps, budget in phases:
         start, step = time.perf_counter(), 0
+        for group in model.optimizer.param_groups:  # the autoencoder alone takes a larger step
+            group["lr"] = args.autoencoder_learning_rate if name == "autoencoder" else model.config.learning_rate
         while step < steps and time.perf_counter() - start < budget:
             metrics = model.update(_batch(throws, args.sequence_length, args.batch_size, k, rng, device), parts)
             step += 1
@@ -249,6 +251,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--autoencoder-steps", type=int, default=800)
     parser.add_argument("--dynamics-steps", type=int, default=3000)
+    parser.add_argument("--autoencoder-learning-rate", type=float, default=1e-3)
     parser.add_argument("--max-dynamics-seconds", type=float, default=float("inf"))
     parser.add_argument("--batch-size", type=int, default=16, help="windows per update")
     parser.add_argument("--sequence-length", type=int, default=4, help="next frames predicted per window")
@@ -295,7 +298,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                  "parameters": sum(p.numel() for p in model.parameters())},
         "history": trained["history"],
     }
-    atomic_write(args.out / "results.json", lambda h: h.write(json.dumps(results, indent=1).encode()))
+    (args.out / "results.json").write_text(json.dumps(results, indent=1))
     atomic_write(args.out / "model.pt", lambda h: torch.save(model.state_dict(), h))
     write_report(markdown(results, command), args.out / "report.md")
     return 0

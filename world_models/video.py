@@ -48,6 +48,9 @@ MAX_SAMPLING_STEPS = 4
 class VideoWorldModel(nn.Module):
     """Frame autoencoder + spacetime diffusion transformer + reward/continuation/cost heads."""
 
+    latent_mean: torch.Tensor  # (C,) buffers: the latent channels' statistics
+    latent_std: torch.Tensor
+
     def __init__(self, action_dim: int, config: VideoConfig | None = None, *, image_size: int = 64,
                  safety_head: bool = True, grad_clip: float = 10.0, stats_momentum: float = 0.01,
                  seed: int = 0) -> None:

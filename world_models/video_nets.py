@@ -88,9 +88,10 @@ class AdaLNBlock(nn.Module):
         self.proj = nn.Linear(width, width)
         self.norm2 = nn.LayerNorm(width, elementwise_affine=False, eps=1e-6)
         self.mlp = nn.Sequential(nn.Linear(width, 4 * width), nn.GELU(approximate="tanh"), nn.Linear(4 * width, width))
-        self.modulation = nn.Sequential(nn.SiLU(), nn.Linear(width, 6 * width))
-        nn.init.zeros_(self.modulation[1].weight)
-        nn.init.zeros_(self.modulation[1].bias)
+        modulation = nn.Linear(width, 6 * width)
+        nn.init.zeros_(modulation.weight)
+        nn.init.zeros_(modulation.bias)
+        self.modulation = nn.Sequential(nn.SiLU(), modulation)
 
     def forward(self, x: torch.Tensor, cond: torch.Tensor) -> torch.Tensor:
         """``x (M, L, D)``, ``cond (M, L, D)`` -> ``(M, L, D)``; full self-attention over all ``L`` tokens."""
@@ -131,11 +132,11 @@ class SpacetimeDiT(nn.Module):
         self.no_action = nn.Parameter(torch.zeros(width))
         self.blocks = nn.ModuleList(AdaLNBlock(width, heads) for _ in range(depth))
         self.final_norm = nn.LayerNorm(width, elementwise_affine=False, eps=1e-6)
-        self.final_modulation = nn.Sequential(nn.SiLU(), nn.Linear(width, 2 * width))
-        self.out = nn.Linear(width, token_dim)
-        for layer in (self.final_modulation[1], self.out):
+        final_modulation, self.out = nn.Linear(width, 2 * width), nn.Linear(width, token_dim)
+        for layer in (final_modulation, self.out):
             nn.init.zeros_(layer.weight)
             nn.init.zeros_(layer.bias)
+        self.final_modulation = nn.Sequential(nn.SiLU(), final_modulation)
 
     def forward(self, window: torch.Tensor, t: torch.Tensor, action: torch.Tensor) -> torch.Tensor:
         """``window (M, F, C, h, w)`` (clean context frames, then the noisy last frame), ``t (M,)`` the last
