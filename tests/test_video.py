@@ -3,6 +3,7 @@ and a smoke run of the agent with ``model.kind video``."""
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import numpy as np
@@ -12,8 +13,11 @@ import torch
 import train_agent
 from agent.agent import CHECKPOINT_NAME
 from agent.checkpoint import load_checkpoint
+from benchmarks import video_physics, video_planning, video_world_model
+from benchmarks.video_physics import detect_ball, detect_basket
 from benchmarks.video_world_model import psnr, ssim, stacked_window
 from envs import BALL_CATCH_ID
+from envs.ball_catch import BallCatchEnv
 from planners.objective import make_objective
 from world_models import Rollout, VideoConfig, VideoWorldModel, WorldModel
 from world_models.latent import SequenceBatch
@@ -241,3 +245,36 @@ def test_video_model_needs_the_frames_it_reads(tmp_path: Path, capsys: pytest.Ca
     ])
     assert code == 2
     assert "set frame_stack: 4" in capsys.readouterr().err
+
+
+def test_pixel_detector_finds_the_ball_and_basket_where_the_simulator_has_them() -> None:
+    env = BallCatchEnv(obs_mode="pixels")
+    frame, info = env.reset(seed=3)
+    frames, balls, baskets = [frame], [info["ball_pos"]], [info["basket_x"]]
+    for _ in range(8):
+        frame, _, _, _, info = env.step(np.array([0.5], np.float32))
+        frames.append(frame)
+        balls.append(info["ball_pos"])
+        baskets.append(info["basket_x"])
+    position, found = detect_ball(np.stack(frames))
+    assert found.all()
+    assert np.abs(position - np.stack(balls)).max() < 0.1  # metres; a pixel is 0.16 m
+    assert np.abs(detect_basket(np.stack(frames)) - np.array(baskets)).max() < 0.1
+    assert not detect_ball(np.zeros((1, 64, 64, 3), np.uint8))[1].any()
+
+
+def test_offline_benchmark_physics_and_planning_run_end_to_end(tmp_path: Path) -> None:
+    tiny = ["--width", "16", "--depth", "1", "--heads", "2", "--latent-channels", "2", "--sampling-steps", "1"]
+    assert video_world_model.main(["--out", str(tmp_path), "--train-episodes", "3", "--test-episodes", "2",
+                                   "--autoencoder-steps", "1", "--dynamics-steps", "1", "--batch-size", "2",
+                                   "--horizons", "1", "3", "--delta-horizon", "3", "--gif-episodes", "2", *tiny]) == 0
+    results = json.loads((tmp_path / "results.json").read_text())
+    assert set(results["prediction"]) == {"video_model", "copy_last_frame", "autoencoder_ceiling", "delta_t_psnr"}
+    assert results["cost"]["steps"] == {"autoencoder": 1, "dynamics": 1} and results["cost"]["peak_rss_mb"] > 0
+    assert (tmp_path / "imagined.gif").stat().st_size < 500_000 and (tmp_path / "report.md").exists()
+    assert video_physics.main(["--run", str(tmp_path), "--test-episodes", "2"]) == 0
+    physics = json.loads((tmp_path / "physics.json").read_text())
+    assert set(physics["table"]) == {"short", "medium", "long"} and physics["landing"]["episodes"] == 2
+    assert video_planning.main(["--run", str(tmp_path), "--episodes", "1", "--horizon", "2", "--candidates", "4",
+                                "--iterations", "1"]) == 0
+    assert json.loads((tmp_path / "planning.json").read_text())["ms_per_action"] > 0
