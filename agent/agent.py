@@ -102,7 +102,7 @@ class MBRLAgent(Acting):
         validate(config, kind=self.model_kind, proposer=proposer is not None)
 
         check_buffer_memory(config.train.buffer_capacity, self.obs_shape, self.action_dim,  # before the networks
-                            np.uint8 if self.model_kind == "latent" else np.float32)
+                            np.uint8 if self.model_kind in ("latent", "video") else np.float32)
         configure_process()  # thread count and allocator for planning (world_models/fast.py)
         torch.manual_seed(config.seed)
         self.adapter: ModelAdapter = make_adapter(config, self.model_kind, self.obs_shape, self.action_dim, self.device)

@@ -1,11 +1,9 @@
 """Configuration: one dataclass per component, YAML presets per environment, CLI overrides.
 
-A preset (``agent/presets/<env id>.yaml``) holds any subset of the fields below,
-nested by section (:data:`SECTIONS`). ``resolve_config`` merges defaults <- preset <- overrides and
-rejects unknown keys with a message naming the valid ones. Keys of earlier versions are read
-through :data:`RENAMED`. The world models' sections are defined in ``world_models/config.py``,
-the sampling planners' in ``planners/sampling.py``.
-"""
+A preset (``agent/presets/<env id>.yaml``) holds any subset of the fields below, nested by section
+(:data:`SECTIONS`). ``resolve_config`` merges defaults <- preset <- overrides and rejects unknown keys with a
+message naming the valid ones. Keys of earlier versions are read through :data:`RENAMED`. The world models'
+sections are defined in ``world_models/config.py``, the sampling planners' in ``planners/sampling.py``."""
 
 from __future__ import annotations
 
@@ -21,21 +19,21 @@ from agent.preset_files import ConfigError, load_preset, safe_name
 from language_models.client import RESPONSE_FORMATS
 from language_models.config import LLMConfig, validate_llm
 from planners import PLANNER_NAMES, SamplingConfig
-from world_models.config import LatentConfig, RoboticsConfig, ValueConfig
+from world_models.config import LatentConfig, RoboticsConfig, ValueConfig, VideoConfig
 from world_models.robotics import CONTINUATION_SOURCES, IMAGINATION_DTYPES
 
-MODEL_KINDS = ("auto", "robotics", "latent")
+MODEL_KINDS = ("auto", "robotics", "latent", "video")
 LATENT_OBJECTIVES = ("jepa", "reconstruction")
 VALUE_KINDS = ("state", "policy")
 
 
 @dataclass
 class ModelConfig:
-    """Which world model: its settings are the ``robotics`` or the ``latent`` section."""
+    """Which world model: its settings are the ``robotics``, ``latent`` or ``video`` section."""
 
     kind: str = "auto"
-    """auto (latent for image observations, else robotics), robotics (RoboticsWorldModel, an ensemble of
-    probabilistic MLPs on states) or latent (LatentWorldModel, conv encoder + latent dynamics on pixels)."""
+    """auto (latent for image observations, else robotics), robotics (RoboticsWorldModel, an MLP ensemble on
+    states), latent (LatentWorldModel, conv encoder + latent dynamics) or video (VideoWorldModel, docs/video.md)."""
 
 
 @dataclass
@@ -129,6 +127,7 @@ class Config:
     model: ModelConfig = field(default_factory=ModelConfig)
     robotics: RoboticsConfig = field(default_factory=RoboticsConfig)
     latent: LatentConfig = field(default_factory=LatentConfig)
+    video: VideoConfig = field(default_factory=VideoConfig)
     value: ValueConfig = field(default_factory=ValueConfig)
     planner: PlannerConfig = field(default_factory=PlannerConfig)
     sampling: SamplingConfig = field(default_factory=SamplingConfig)
@@ -137,8 +136,8 @@ class Config:
 
 
 SECTIONS: dict[str, type] = {
-    "model": ModelConfig, "robotics": RoboticsConfig, "latent": LatentConfig, "value": ValueConfig,
-    "planner": PlannerConfig, "sampling": SamplingConfig, "train": TrainConfig, "llm": LLMConfig,
+    "model": ModelConfig, "robotics": RoboticsConfig, "latent": LatentConfig, "video": VideoConfig,
+    "value": ValueConfig, "planner": PlannerConfig, "sampling": SamplingConfig, "train": TrainConfig, "llm": LLMConfig,
 }
 """Section name -> its dataclass (a preset's top-level keys, the CLI's ``--<section>-<field>`` flags)."""
 
@@ -308,11 +307,11 @@ def validate(config: Config, kind: str | None = None, proposer: bool = False) ->
     if config.frame_stack < 1:
         raise ConfigError(f"frame_stack must be >= 1 (1: no stacking), got {config.frame_stack}")
     kind = kind or config.model.kind
-    if kind != "latent" and config.planner.particles % config.robotics.ensemble_size:
+    if kind not in ("latent", "video") and config.planner.particles % config.robotics.ensemble_size:
         raise ConfigError(
             f"planner.particles ({config.planner.particles}) must be a multiple of "
             f"robotics.ensemble_size ({config.robotics.ensemble_size}) for the robotics ensemble "
-            "(the latent model, model.kind latent, is deterministic and takes any number)"
+            "(the latent and video models take any number)"
         )
     _validate_planner(config.planner, config.sampling)
     _validate_train(config.train)

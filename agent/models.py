@@ -23,6 +23,7 @@ from agent.config import Config, ConfigError
 from world_models.base import WorldModel
 from world_models.latent import LatentWorldModel, SequenceBatch
 from world_models.robotics import ModelBatch, RoboticsWorldModel
+from world_models.video import VideoWorldModel
 
 
 def to_tensor(x: np.ndarray, device: torch.device, dtype: torch.dtype = torch.float32) -> torch.Tensor:
@@ -158,6 +159,32 @@ class LatentAdapter(_OnDevice):
         ))
 
 
+class VideoAdapter(LatentAdapter):
+    """VideoWorldModel on ``k`` stacked channel-last uint8 frames ``(Hp, Wp, 3k)`` (``frame_stack: k`` =
+    ``video.context_frames``): the same time-major windows as the latent model, drawn inside episodes."""
+
+    model: VideoWorldModel  # type: ignore[assignment]  # the latent adapter's batches and steps, another model
+
+    def __init__(self, config: Config, obs_shape: tuple[int, ...], action_dim: int, device: torch.device) -> None:
+        height, width, channels = obs_shape
+        k = config.video.context_frames
+        if height != width or channels != 3 * k:
+            raise ConfigError(
+                f"model.kind video reads square RGB frames stacked k={k} deep (video.context_frames), so "
+                f"observations (Hp, Hp, {3 * k}); the env observes {obs_shape}: set frame_stack: {k} and pixels"
+            )
+        if config.value.function:
+            raise ConfigError("the video model has no value function: set value.function: false")
+        try:
+            self.model = VideoWorldModel(action_dim, config.video, image_size=height, seed=config.seed).to(device)
+        except ValueError as exc:
+            raise ConfigError(f"video settings: {exc}") from None
+        self.model.eval()
+        self.obs_shape, self.device = tuple(obs_shape), device
+        self.batch_size, self.sequence_length = config.train.batch_size, config.video.sequence_length
+        self.across_episodes = False
+
+
 class PolicyProposer:
     """The learned policy's plans as a :class:`planners.base.Proposer` (``value.kind`` policy): rolled through
     the model from ``context["z0"] (B, Z)``, the first without noise, the others with noise ``noise`` on every
@@ -176,14 +203,14 @@ class PolicyProposer:
 def make_adapter(
     config: Config, kind: str, obs_shape: tuple[int, ...], action_dim: int, device: torch.device
 ) -> ModelAdapter:
-    """The adapter (and so the world model) for ``kind`` (``robotics`` or ``latent``, already resolved)."""
-    if kind == "latent":
+    """The adapter (and so the world model) for ``kind`` (``robotics``, ``latent`` or ``video``, already resolved)."""
+    if kind in ("latent", "video"):
         if len(obs_shape) != 3:
             raise ConfigError(
-                f"model.kind latent needs image observations (Hp, Wp, C), but the env observes {obs_shape}; "
+                f"model.kind {kind} needs image observations (Hp, Wp, C), but the env observes {obs_shape}; "
                 "set pixels: true (--pixels), use an env with image observations, or model.kind robotics"
             )
-        return LatentAdapter(config, obs_shape, action_dim, device)
+        return (VideoAdapter if kind == "video" else LatentAdapter)(config, obs_shape, action_dim, device)
     if len(obs_shape) != 1:
         raise ConfigError(
             f"model.kind robotics needs a state vector (S,), but the env observes {obs_shape}; "

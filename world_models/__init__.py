@@ -7,9 +7,10 @@ import os
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 from world_models.base import Rollout, WorldModel
-from world_models.config import LatentConfig, RoboticsConfig, ValueConfig
+from world_models.config import LatentConfig, RoboticsConfig, ValueConfig, VideoConfig
 from world_models.latent import LatentWorldModel, SequenceBatch
 from world_models.robotics import ModelBatch, RoboticsWorldModel
+from world_models.video import VideoWorldModel
 
 __all__ = ["LatentConfig", "LatentWorldModel", "ModelBatch", "RoboticsConfig", "RoboticsWorldModel", "Rollout",
-           "SequenceBatch", "ValueConfig", "WorldModel"]
+           "SequenceBatch", "ValueConfig", "VideoConfig", "VideoWorldModel", "WorldModel"]

@@ -96,3 +96,38 @@ class ValueConfig:
     policy_noise: float = 0.1
     """With kind policy and planner.proposals: std of the noise on the policy's actions in all its
     proposed sequences but the first."""
+
+
+@dataclass
+class VideoConfig:
+    """VideoWorldModel (``model.kind`` video, image observations): frame autoencoder + a diffusion transformer
+    over spacetime patches of its latent grid, conditioned on diffusion time and actions (docs/video.md)."""
+
+    latent_channels: int = 8
+    """Channels C of the autoencoder's latent grid (64x64 frames -> 8x8xC)."""
+    autoencoder_depth: int = 32
+    """Channels of the autoencoder's first conv (then 2d, 2d)."""
+    foreground_weight: float = 20.0
+    """Extra weight of the pixels that differ from the batch's per-pixel median frame (moving objects: the ball,
+    the basket) in the autoencoder's squared error; small objects otherwise vanish from reconstructions. 0: off."""
+    patch_size: int = 2
+    """Side p of the spatial patches of the latent grid (one token per p x p cells of one frame)."""
+    width: int = 128
+    """Transformer width D."""
+    depth: int = 4
+    """Transformer blocks (full space-time self-attention + MLP, both modulated by adaptive layer norm)."""
+    heads: int = 4
+    """Attention heads (divides width)."""
+    context_frames: int = 4
+    """Clean context frames k the transformer sees before the frame it denoises; the observation must stack
+    exactly k frames (frame_stack: k)."""
+    sampling_steps: int = 3
+    """Euler steps of the flow from noise to a frame, per generated frame (at most 4)."""
+    learning_rate: float = 3e-4
+    """Adam learning rate (autoencoder, transformer and heads)."""
+    sparse_reward_weight: float = 0.0
+    """Extra weight of steps with a non-zero reward in the reward loss (each counts 1 + this). 0: off."""
+    termination_weight: float = 0.0
+    """Extra weight of terminal steps in the continuation loss (each counts 1 + this). 0: off."""
+    sequence_length: int = 4
+    """Training windows of T steps: T next frames are predicted per window, each from its k predecessors."""
