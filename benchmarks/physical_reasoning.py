@@ -34,21 +34,26 @@ from typing import Any
 import numpy as np
 import torch
 
-from benchmarks.ball_probe import Probe, Throws, train_model
+from agent.atomic import atomic_write
+from agent.checkpoint import CheckpointError, load_module_state, read_weights
+from benchmarks.ball_probe import Probe, Throws, _new_model, train_model
 from benchmarks.stats import wilson_interval
-from envs.block_tower import TowerSet, tower_pairs
+from envs.block_tower import BlockTowerEnv, TowerSet, tower_pairs
 from world_models.latent import LatentWorldModel
 from world_models.multimodal import MultimodalWorldModelLLM, chat_parts, load_smollm2, parse_yes_no
 
-__all__ = ["FROZEN_TEST_SETS", "QUESTION", "SEED_FIGURES", "fit_classifier", "main", "tower_throws"]
+__all__ = ["FROZEN_TEST_SETS", "QUESTION", "SEED_FIGURES", "fit_classifier", "load_reasoner", "main", "tower_throws"]
 
 QUESTION = "Will this tower of blocks fall? Answer yes or no."
 SEED_FIGURES = {"tower": {"GPT-4 (text only)": 0.38, "GPT-4V": 0.55, "human": 0.89},
                 "ball": {"GPT-4 (text only)": 0.29, "GPT-4V": 0.44, "human": 0.92}}
 """The seed's closing table (quoted, not measured here)."""
 
+_FRAMES = 9  # per tower movie: the initial scene, then every 0.25 s up to 2 s
+_IMAGINE_STEPS = _FRAMES - 1  # the multimodal model also reads the latent imagined 2 s ahead
+
 FROZEN_TEST_SETS: dict[tuple[int, int], str] = {
-    (3, 38): "",
+    (3, 38): "ede86ddf87cad6de2004bb739c17b478291b0c4205bd97267843cc063f2bb706",
 }
 """``(pairs, seed)`` of a tower test set -> the SHA-256 its towers, labels and frames must have."""
 
@@ -114,7 +119,7 @@ class _Cost:
 
 def _world_model_methods(model: LatentWorldModel, train: TowerSet, test: TowerSet, seed: int,
                          probe_steps: int) -> dict[str, Any]:
-    steps = train.frames.shape[1] - 1
+    steps = _IMAGINE_STEPS
     initial = fit_classifier(_encode(model, train.frames[:, 0]), train.fell, seed, probe_steps)
     final = fit_classifier(_encode(model, train.frames[:, -1]), train.fell, seed, probe_steps)
     probe_says = initial(_encode(model, test.frames[:, 0]))[:, 0] > 0
@@ -234,6 +239,36 @@ def _markdown(results: dict[str, Any]) -> str:
     return "\n".join(lines) + "\n"
 
 
+def _save(module_state: dict[str, torch.Tensor], path: Path) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    atomic_write(path, lambda f: torch.save(module_state, f))
+
+
+def load_reasoner(out: Path) -> MultimodalWorldModelLLM:
+    """The tower world model and trained projections that a run saved under ``out/models``, over SmolLM2."""
+    world_path, projection_path = out / "models" / "tower_world_model.pt", out / "models" / "projections.pt"
+    remedy = "run python -m benchmarks.physical_reasoning --out DIR first (without --skip-language)"
+    world = _new_model("jepa", stack=1)
+    try:
+        load_module_state(world, read_weights(world_path, "a tower world model", remedy), world_path, remedy)
+        projections = read_weights(projection_path, "the multimodal projections", remedy)
+    except (CheckpointError, FileNotFoundError) as error:
+        raise SystemExit(f"physical_reasoning: {error} ({remedy})") from error
+    backbone, tokenizer = load_smollm2()
+    model = MultimodalWorldModelLLM(world.eval(), backbone, tokenizer, imagine_steps=_IMAGINE_STEPS)
+    model.load_projection_state(projections)
+    return model.eval()
+
+
+def _ask(out: Path, seed: int, question: str) -> int:
+    """Show one BlockTower scene (reset with ``seed``) to the saved reasoner and print its answer."""
+    frame, info = BlockTowerEnv().reset(seed=seed)
+    answer = load_reasoner(out).ask(torch.from_numpy(frame)[None], question)
+    print(f"{info['tower'].describe()}\nQ: {question}\nA: {answer}\n(simulated: it "
+          f"{'falls' if info['fell'] else 'stands'})")
+    return 0
+
+
 def _parse(argv: list[str] | None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--out", type=Path, required=True)
@@ -247,6 +282,13 @@ def _parse(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--mm-steps", type=int, default=200, help="multimodal projection updates")
     p.add_argument("--mm-batch", type=int, default=16)
     p.add_argument("--skip-language", action="store_true", help="no language model (world-model methods only)")
+    p.add_argument("--mm-lr", type=float, default=2e-3, help="Adam learning rate of the projections")
+    p.add_argument("--reuse-world-model", action="store_true",
+                   help="load <out>/models/tower_world_model.pt (an earlier run's) instead of training one")
+    p.add_argument("--ask", type=int, metavar="SEED", default=None,
+                   help="no benchmark: show the BlockTower scene of this reset seed to the model saved under --out "
+                        "and print its answer to --question")
+    p.add_argument("--question", default=QUESTION)
     args = p.parse_args(argv)
     if min(args.train_pairs, args.test_pairs, args.updates) < 1 or args.seed == args.test_seed:
         p.error("--train-pairs, --test-pairs and --updates must be >= 1, and --seed must differ from --test-seed")
@@ -256,18 +298,27 @@ def _parse(argv: list[str] | None) -> argparse.Namespace:
 def main(argv: list[str] | None = None) -> int:
     args = _parse(argv)
     torch.set_num_threads(1)
+    if args.ask is not None:
+        return _ask(args.out, args.ask, args.question)
     command = "python -m benchmarks.physical_reasoning " + " ".join(shlex.quote(a) for a in (argv or sys.argv[1:]))
     cost = _Cost()
     started = time.time()
-    test = tower_pairs(args.test_pairs, args.test_seed)
+    test = tower_pairs(args.test_pairs, args.test_seed, frames=_FRAMES)
     digest = _check_frozen(test, args.test_pairs)
-    train = tower_pairs(args.train_pairs, args.seed)
+    train = tower_pairs(args.train_pairs, args.seed, frames=_FRAMES)
     cost.record("question sets (simulate + draw)", started)
     started = time.time()
-    model, history = train_model(tower_throws(train), "jepa", args.updates, args.batch_size, train.frames.shape[1] - 1,
-                                 args.seed, log_every=50, stack=1)
+    world_path = args.out / "models" / "tower_world_model.pt"
+    if args.reuse_world_model:
+        model, history = _new_model("jepa", stack=1), [{"reused": str(world_path)}]
+        load_module_state(model, read_weights(world_path, "a tower world model", "train it (drop --reuse-world-model)"),
+                          world_path, "train it again without --reuse-world-model")
+    else:
+        model, history = train_model(tower_throws(train), "jepa", args.updates, args.batch_size, _IMAGINE_STEPS,
+                                     args.seed, log_every=50, stack=1)
+        _save(model.state_dict(), world_path)
+        cost.record("world model (JEPA)", started)
     model.eval()
-    cost.record("world model (JEPA)", started)
     majority = bool(train.fell.mean() >= 0.5)
     methods: dict[str, Any] = {"chance / majority class": _score(test.fell == majority)}
     started = time.time()
@@ -283,9 +334,11 @@ def main(argv: list[str] | None = None) -> int:
         started = time.time()
         methods["SmolLM2-135M alone (tower as text)"] = _language_alone(backbone, tokenizer, test)
         cost.record("language model alone: answer the test set", started)
-        mm = MultimodalWorldModelLLM(model, backbone, tokenizer, imagine_steps=train.frames.shape[1] - 1)
+        mm = MultimodalWorldModelLLM(model, backbone, tokenizer, imagine_steps=_IMAGINE_STEPS)
         started = time.time()
-        tower["multimodal_history"] = train_multimodal(mm, train, args.mm_steps, args.mm_batch, args.seed)
+        tower["multimodal_history"] = train_multimodal(mm, train, args.mm_steps, args.mm_batch, args.seed,
+                                                       lr=args.mm_lr)
+        _save(mm.projection_state(), args.out / "models" / "projections.pt")
         cost.record("multimodal projections", started)
         started = time.time()
         methods["multimodal: SmolLM2-135M + world-model tokens"] = evaluate_multimodal(mm, test)

@@ -49,6 +49,9 @@ class VisualLMOutput:
     next_frame: torch.Tensor | None = None
 
 
+_FROZEN = ("backbone.", "world_model.")
+
+
 class MultimodalWorldModelLLM(nn.Module):
     """A frozen causal language model reading frozen world-model latents through trained projections.
 
@@ -87,6 +90,18 @@ class MultimodalWorldModelLLM(nn.Module):
         """The projections and the two marker embeddings (everything else is frozen)."""
         return [*self.visual_to_llm.parameters(), *self.llm_to_visual.parameters(), self.visual_start,
                 self.visual_end]
+
+    def projection_state(self) -> dict[str, torch.Tensor]:
+        """The trained tensors only (projections and markers): a checkpoint without the frozen models."""
+        return {k: v for k, v in self.state_dict().items() if not k.startswith(_FROZEN)}
+
+    def load_projection_state(self, state: dict[str, torch.Tensor]) -> None:
+        """Load :meth:`projection_state`'s tensors; ValueError naming what is missing or foreign."""
+        missing, unexpected = self.load_state_dict(state, strict=False)
+        missing = [k for k in missing if not k.startswith(_FROZEN)]
+        if missing or unexpected:
+            raise ValueError(f"these are not this model's projections: missing {missing}, unexpected {unexpected}; "
+                             "load the projections saved with the same tokens_per_frame and hidden_dim")
 
     def train(self, mode: bool = True) -> MultimodalWorldModelLLM:
         """Train mode for the projections only; the frozen backbone and world model stay in eval mode."""
