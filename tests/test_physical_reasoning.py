@@ -4,6 +4,8 @@ frozen test sets' digests."""
 from __future__ import annotations
 
 import importlib.util
+import json
+from pathlib import Path
 
 import gymnasium
 import numpy as np
@@ -17,6 +19,9 @@ from envs.block_tower import BLOCK_SIZE, BlockTowerEnv, Tower, draw, simulate, t
 from world_models.config import LatentConfig
 from world_models.latent import LatentWorldModel
 from world_models.multimodal import MultimodalWorldModelLLM, parse_bin, parse_yes_no
+
+
+RESULTS = Path(__file__).resolve().parent.parent / "benchmarks" / "results" / "physical_reasoning"
 
 
 @pytest.fixture(scope="module")
@@ -55,6 +60,10 @@ def test_the_frozen_test_set_digest_is_unchanged(towers: envs.block_tower.TowerS
     assert physical_reasoning.FROZEN_TEST_SETS[(3, 38)] == towers.digest()
     for (pairs, seed), digest in physical_reasoning.FROZEN_TEST_SETS.items():
         assert pairs >= 1 and seed != 0 and len(digest) == 64  # seed 0 trains: never a test set
+    # the committed results were measured on the frozen 500-tower set (too slow to rebuild here: minutes)
+    committed = json.loads((RESULTS / "results.json").read_text())["tasks"]["tower"]
+    assert physical_reasoning.FROZEN_TEST_SETS[(committed["test_towers"] // 2, committed["test_seed"])] == \
+        committed["test_sha256"]
 
 
 def test_block_tower_env_is_registered_and_steps() -> None:
