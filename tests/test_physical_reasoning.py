@@ -20,7 +20,6 @@ from world_models.config import LatentConfig
 from world_models.latent import LatentWorldModel
 from world_models.multimodal import MultimodalWorldModelLLM, parse_bin, parse_yes_no
 
-
 RESULTS = Path(__file__).resolve().parent.parent / "benchmarks" / "results" / "physical_reasoning"
 
 
