@@ -283,6 +283,9 @@ def _parse(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--mm-steps", type=int, default=200, help="multimodal projection updates")
     p.add_argument("--mm-batch", type=int, default=16)
     p.add_argument("--skip-language", action="store_true", help="no language model (world-model methods only)")
+    p.add_argument("--mm-imagine-steps", type=int, default=_IMAGINE_STEPS,
+                   help="world-model steps imagined for the multimodal model's extra latent (0: frames only)")
+    p.add_argument("--skip-language-alone", action="store_true", help="no 'language model alone' column")
     p.add_argument("--mm-lr", type=float, default=2e-3, help="Adam learning rate of the projections")
     p.add_argument("--reuse-world-model", action="store_true",
                    help="load <out>/models/tower_world_model.pt (an earlier run's) instead of training one")
@@ -333,17 +336,21 @@ def main(argv: list[str] | None = None) -> int:
         started = time.time()
         backbone, tokenizer = load_smollm2()
         cost.record("load SmolLM2-135M (GGUF -> float32)", started)
-        started = time.time()
-        methods["SmolLM2-135M alone (tower as text)"] = _language_alone(backbone, tokenizer, test)
-        cost.record("language model alone: answer the test set", started)
-        mm = MultimodalWorldModelLLM(model, backbone, tokenizer, imagine_steps=_IMAGINE_STEPS)
+        if not args.skip_language_alone:
+            started = time.time()
+            methods["SmolLM2-135M alone (tower as text)"] = _language_alone(backbone, tokenizer, test)
+            cost.record("language model alone: answer the test set", started)
+        mm = MultimodalWorldModelLLM(model, backbone, tokenizer, imagine_steps=args.mm_imagine_steps)
         started = time.time()
         tower["multimodal_history"] = train_multimodal(mm, train, args.mm_steps, args.mm_batch, args.seed,
                                                        lr=args.mm_lr)
         _save(mm.projection_state(), args.out / "models" / "projections.pt")
         cost.record("multimodal projections", started)
         started = time.time()
-        methods["multimodal: SmolLM2-135M + world-model tokens"] = evaluate_multimodal(mm, test)
+        name = "multimodal: SmolLM2-135M + world-model tokens" + ("" if args.mm_imagine_steps else
+                                                                  " (initial frame only, no imagined latent)")
+        methods[name] = evaluate_multimodal(mm, test)
+        tower["mm_imagine_steps"] = args.mm_imagine_steps
         cost.record("multimodal: answer the test set", started)
     results = {"command": command, "threads": torch.get_num_threads(), "tasks": {"tower": tower},
                "seed_figures_quoted": SEED_FIGURES, "cost": cost.parts}
