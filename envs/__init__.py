@@ -1,6 +1,7 @@
 """Environments for Rehearse: making, checking and wrapping them, plus our own toy tasks.
 
-Importing this package registers ``"rehearse/PointMass-v0"``, ``"rehearse/BallCatch-v0"`` and the
+Importing this package registers ``"rehearse/PointMass-v0"``, ``"rehearse/BallCatch-v0"``,
+``"rehearse/BlockTower-v0"`` and the
 velocity-constrained MuJoCo tasks of :data:`SAFETY_VELOCITY_IDS` (``envs.safety``, imported when made)
 with Gymnasium. Pixel observations for render-capable envs live in ``envs.pixels`` (not
 imported here: importing it sets ``MUJOCO_GL``).
@@ -26,6 +27,7 @@ from envs.wrappers import (
 
 __all__ = [
     "BALL_CATCH_ID",
+    "BLOCK_TOWER_ID",
     "SAFETY_VELOCITY_IDS",
     "POINT_MASS_ID",
     "BallCatchEnv",
@@ -50,6 +52,7 @@ __all__ = [
 
 POINT_MASS_ID = "rehearse/PointMass-v0"
 BALL_CATCH_ID = "rehearse/BallCatch-v0"
+BLOCK_TOWER_ID = "rehearse/BlockTower-v0"
 
 if POINT_MASS_ID not in gymnasium.registry:
     # PointMassEnv truncates itself (max_episode_steps kwarg), so no TimeLimit here.
@@ -58,6 +61,10 @@ if POINT_MASS_ID not in gymnasium.registry:
 if BALL_CATCH_ID not in gymnasium.registry:
     # BallCatchEnv truncates itself too (max_episode_steps kwarg).
     gymnasium.register(id=BALL_CATCH_ID, entry_point="envs.ball_catch:BallCatchEnv", max_episode_steps=None)
+
+if BLOCK_TOWER_ID not in gymnasium.registry:
+    # BlockTowerEnv ends its own episodes (max_steps kwarg); envs.block_tower is imported when made.
+    gymnasium.register(id=BLOCK_TOWER_ID, entry_point="envs.block_tower:BlockTowerEnv", max_episode_steps=None)
 
 SAFETY_VELOCITY_IDS: dict[str, str] = {
     "rehearse/SafetyHalfCheetahVelocity-v1": "envs.safety:SafetyHalfCheetahVelocityEnv",

