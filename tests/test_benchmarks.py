@@ -183,24 +183,3 @@ def test_run_budget_estimates_a_small_run_and_refuses_a_missing_episode_length(
     assert "| training plans (1 problem) | 1,800 |" in out  # 2,000 steps less the preset's 200 random ones
     assert "| evaluation plans (10 problems) | 2,000 |" in out  # 2 evaluations of 1,000-step episodes
 
-
-def test_eval_planning_evaluates_each_variant_on_the_same_checkpoint(tmp_path: Path) -> None:
-    from agent import MBRLAgent, resolve_config
-    from benchmarks.eval_planning import main as eval_planning_main
-    from benchmarks.eval_planning import parse_variant
-    from envs import POINT_MASS_ID
-
-    config = resolve_config(POINT_MASS_ID, {"device": "cpu"}, preset="debug")
-    MBRLAgent(POINT_MASS_ID, config, run_dir=tmp_path / "run").learn(100, progress_bar=False)
-    out = tmp_path / "eval.md"
-    argv = ["--runs", str(tmp_path / "run"), "--episodes", "2", "--variant", "preset",
-            "--variant", "it1:sampling.iterations=1,planner.eval_num_candidates=8", "--out", str(out)]
-    assert eval_planning_main(argv) == 0
-    rows = (tmp_path / "eval.csv").read_text().splitlines()
-    assert rows[0] == "run,variant,mean_return,seconds,steps"
-    assert [r.split(",")[1] for r in rows[1:]] == ["preset", "it1"]
-    assert "sampling.iterations=1, planner.eval_num_candidates=8" in out.read_text()
-    with pytest.raises(ValueError, match="is not one of sampling"):
-        parse_variant("h5:planner.horizon=5")  # changes what the checkpoint's value and warm start were made for
-    with pytest.raises(SystemExit):
-        eval_planning_main(["--runs", str(tmp_path / "run"), "--episodes", "0"])
