@@ -15,6 +15,7 @@ from typing import Any, Iterable, Mapping
 
 import torch
 
+from agent.config_values import coerce, field_types
 from agent.preset_files import ConfigError, load_preset, safe_name
 from language_models.client import RESPONSE_FORMATS
 from language_models.config import LLMConfig, validate_llm
@@ -49,6 +50,10 @@ class PlannerConfig:
     """Candidates per iteration when the agent acts without exploring: evaluations, ``evaluate()`` and
     ``predict()``; the training loop's plans keep ``sampling.num_candidates``. 0: ``sampling.num_candidates``.
     A wider search at evaluation only (benchmarks/results/HalfCheetah-v5/budget_screen)."""
+    eval_iterations: int = 0
+    """Sample-score-refit rounds per plan when the agent acts without exploring (as ``eval_num_candidates``).
+    0: ``sampling.iterations``. Those plans start from the previous plan shifted by one step, so fewer rounds
+    can do (benchmarks/results/time_to_result)."""
     particles: int = 5
     """Particles P per candidate; a multiple of the robotics model's ensemble size."""
     discount: float = 0.99
@@ -166,47 +171,6 @@ def config_to_dict(config: Config) -> dict[str, Any]:
     return dataclasses.asdict(config)
 
 
-class _OptionalFloat:
-    """Marker type of ``float | None`` fields (``None``, ``null`` or ``none`` mean unset)."""
-
-
-def _coerce(value: Any, kind: type, key: str) -> Any:
-    if kind is _OptionalFloat:
-        unset = value is None or (isinstance(value, str) and value.strip().lower() in ("none", "null"))
-        return None if unset else _coerce(value, float, key)
-    if kind is bool:
-        if isinstance(value, str) and value.lower() in ("true", "false", "1", "0", "yes", "no"):
-            return value.lower() in ("true", "1", "yes")
-        if isinstance(value, bool):
-            return value
-    elif kind is int and not isinstance(value, bool):
-        try:
-            number = float(value)
-        except (TypeError, ValueError):
-            number = float("nan")
-        if number.is_integer():
-            return int(number)
-    elif kind is float and isinstance(value, (int, float, str)) and not isinstance(value, bool):
-        try:
-            return float(value)
-        except ValueError:
-            pass
-    elif kind is str:
-        return str(value)
-    elif kind is dict and isinstance(value, Mapping):
-        return dict(value)
-    raise ConfigError(f"{key}: expected {kind.__name__}, got {value!r}")
-
-
-def _field_types(cls: type) -> dict[str, type]:
-    hints = {"int": int, "float": float, "str": str, "bool": bool, "float | None": _OptionalFloat}
-    out: dict[str, type] = {}
-    for f in dataclasses.fields(cls):
-        name = f.type if isinstance(f.type, str) else getattr(f.type, "__name__", "")
-        out[f.name] = hints.get(name, dict if name.startswith("dict") else object)
-    return out
-
-
 def apply_overrides(config: Config, overrides: Mapping[str, Any]) -> Config:
     """Return a new Config with ``{"section.key" or "key": value}`` applied (nested dicts too); keys of
     earlier versions are applied where they are now (:data:`RENAMED`)."""
@@ -223,11 +187,11 @@ def apply_overrides(config: Config, overrides: Mapping[str, Any]) -> Config:
             cls = SECTIONS.get(section) if section else Config
             if cls is None:
                 raise ConfigError(f"unknown config section {section!r} in {key!r}; valid: {sorted(SECTIONS)}")
-            types = _field_types(cls)
+            types = field_types(cls)
             if name not in types or (not section and name in SECTIONS):
                 raise ConfigError(f"unknown config key {key!r}; valid keys: {sorted(types)}")
             target = data[section] if section else data
-            target[name] = _coerce(value, types[name], old_key)
+            target[name] = coerce(value, types[name], old_key)
     return config_from_dict(data)
 
 
@@ -350,8 +314,10 @@ def search_width(p: PlannerConfig, s: SamplingConfig, acting: bool = False) -> i
 
 def sampling_config(config: Config, acting: bool = False) -> SamplingConfig:
     """The sampling planner's settings (``ValueError`` for values it cannot run with); ``acting``: for acting
-    without exploration (:func:`search_width`)."""
-    return dataclasses.replace(config.sampling, num_candidates=search_width(config.planner, config.sampling, acting))
+    without exploration (:func:`search_width`, and ``planner.eval_iterations`` where set)."""
+    p, s = config.planner, config.sampling
+    iterations = p.eval_iterations if acting and p.eval_iterations else s.iterations
+    return dataclasses.replace(s, num_candidates=search_width(p, s, acting), iterations=iterations)
 
 
 def _at_least(section: str, holder: object, names: tuple[str, ...], low: int, meaning: str = "") -> None:
@@ -402,7 +368,7 @@ def _validate_planner(p: PlannerConfig, s: SamplingConfig) -> None:
     _one_of("planner", p, "name", PLANNER_NAMES)
     _at_least("planner", p, ("horizon", "particles"), 1)
     _at_least("planner", p, ("proposals",), 0, " (0: none)")
-    _at_least("planner", p, ("eval_num_candidates",), 0, " (0: sampling.num_candidates)")
+    _at_least("planner", p, ("eval_num_candidates", "eval_iterations"), 0, " (0: the sampling section's)")
     _finite_at_least_zero("planner", p, ("cost_weight", "pessimism"), " (0: off)")
     _finite_at_least_zero("planner", p, ("cost_multiplier_lr",), " (0: a fixed multiplier of 0)")
     if p.cost_limit is not None and not (math.isfinite(p.cost_limit) and p.cost_limit >= 0):

@@ -58,7 +58,8 @@ def probe_table(run_dir: Path, variants: Sequence[Variant], episodes: int, seed:
     p = trained.planner
     acting = f" (acting: {p.eval_num_candidates})" if p.eval_num_candidates else ""
     s = trained.sampling
-    own = (f"{p.name} H={p.horizon} N={s.num_candidates}{acting} iterations={s.iterations} "
+    acting_iterations = f" (acting: {p.eval_iterations})" if p.eval_iterations else ""
+    own = (f"{p.name} H={p.horizon} N={s.num_candidates}{acting} iterations={s.iterations}{acting_iterations} "
            f"elites={s.num_elites} particles={p.particles}")
     lines = [f"Planner probe of {run_dir} at {agent.num_timesteps} steps: {episodes} evaluation episodes, "
              f"reset seeds {seed} to {seed + episodes - 1}", "",

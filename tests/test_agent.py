@@ -19,7 +19,7 @@ from agent import MBRLAgent, RunDirInUse, resolve_config
 from agent.agent import CHECKPOINT_NAME
 from agent.buffer import ReplayBuffer
 from agent.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
-from agent.config import Config, ConfigError, apply_overrides, validate
+from agent.config import Config, ConfigError, apply_overrides, sampling_config, validate
 from agent.evaluation import EvalResult, evaluate, evaluate_lockstep
 from agent.models import RoboticsAdapter
 from envs import BALL_CATCH_ID, POINT_MASS_ID, make_env
@@ -262,7 +262,9 @@ def test_planner_settings_are_checked_with_the_config(overrides: dict[str, Any],
     ({"planner.policy_proposals": -1}, "planner.proposals must be >= 0 (0: none), got -1"),
     ({"planner.policy_noise": float("inf")}, "value.policy_noise must be a finite number >= 0, got inf"),
     ({"planner.eval_num_candidates": -1},
-     "planner.eval_num_candidates must be >= 0 (0: sampling.num_candidates), got -1"),
+     "planner.eval_num_candidates must be >= 0 (0: the sampling section's), got -1"),
+    ({"planner.eval_iterations": -1},
+     "planner.eval_iterations must be >= 0 (0: the sampling section's), got -1"),
     ({"train.total_timesteps": -5}, "train.total_timesteps must be >= 0, got -5"),
     ({"train.eval_freq": -1},
      "train.eval_freq must be >= 0 (eval_freq 0: no evaluation; loop_threads 0: auto), got -1"),
@@ -553,6 +555,14 @@ def test_public_evaluate_matches_the_training_loops_evaluation(tmp_path: Path) -
         agent.evaluate(0)
 
 
+def test_eval_iterations_set_only_the_acting_planners_rounds() -> None:
+    config = debug_config(**{"sampling.iterations": 3, "planner.eval_iterations": 1, "planner.eval_num_candidates": 24})
+    assert (sampling_config(config).iterations, sampling_config(config).num_candidates) == (3, 16)
+    assert (sampling_config(config, acting=True).iterations, sampling_config(config, acting=True).num_candidates) == (1, 24)
+    unset = debug_config(**{"sampling.iterations": 3})
+    assert sampling_config(unset, acting=True).iterations == 3
+
+
 def test_eval_num_candidates_widens_only_the_search_of_acting(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """Evaluations, evaluate() and predict() search eval_num_candidates candidates; the training loop's
     plans keep num_candidates, and its steps do not depend on the evaluation's width."""
@@ -573,7 +583,8 @@ def test_eval_num_candidates_widens_only_the_search_of_acting(tmp_path: Path, mo
     monkeypatch.setattr(agent_module, "make_objective", recording_make_objective)
     runs = {}
     for width in (0, 24):
-        config = debug_config(**{"planner.eval_num_candidates": width, "train.eval_freq": 50})
+        config = debug_config(**{"planner.eval_num_candidates": width, "planner.eval_iterations": 1 if width else 0,
+                                 "train.eval_freq": 50})
         agent = MBRLAgent(POINT_MASS_ID, config, run_dir=tmp_path / f"w{width}")
         evaluate_in_loop = agent._evaluate
 
