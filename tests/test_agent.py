@@ -557,8 +557,9 @@ def test_public_evaluate_matches_the_training_loops_evaluation(tmp_path: Path) -
 
 def test_eval_iterations_set_only_the_acting_planners_rounds() -> None:
     config = debug_config(**{"sampling.iterations": 3, "planner.eval_iterations": 1, "planner.eval_num_candidates": 24})
-    assert (sampling_config(config).iterations, sampling_config(config).num_candidates) == (3, 16)
-    assert (sampling_config(config, acting=True).iterations, sampling_config(config, acting=True).num_candidates) == (1, 24)
+    training, acting = sampling_config(config), sampling_config(config, acting=True)
+    assert (training.iterations, training.num_candidates) == (3, 16)
+    assert (acting.iterations, acting.num_candidates) == (1, 24)
     unset = debug_config(**{"sampling.iterations": 3})
     assert sampling_config(unset, acting=True).iterations == 3
 

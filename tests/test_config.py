@@ -24,7 +24,9 @@ from agent.preset_files import PRESET_DIR
 
 ROOT = Path(__file__).resolve().parents[1]
 BEFORE = json.loads((Path(__file__).parent / "data" / "presets_before_sections.json").read_text())
-"""Every preset resolved (``config_to_dict``) by the version before the robotics/latent/value/sampling sections."""
+"""Every preset resolved (``config_to_dict``) by the version before the robotics/latent/value/sampling sections;
+changed since where a preset's settings changed on purpose (InvertedPendulum-v5: continuation from the next state,
+16 candidates when acting)."""
 RUN_CONFIGS = sorted(path for path in (ROOT / "benchmarks" / "results").rglob("config.yaml")
                      if "planner:" in path.read_text())  # Rehearse's runs (the baselines' hold SB3 settings)
 
@@ -48,7 +50,8 @@ def _assert_same_meaning(old: dict[str, Any], new: dict[str, Any]) -> None:
             assert new_flat[now] == value, (key, now)
 
 
-ADDED_SINCE = {"planner.cost_limit", "planner.cost_multiplier_lr", "value.batch_size", "train.loop_threads"}
+ADDED_SINCE = {"planner.cost_limit", "planner.cost_multiplier_lr", "value.batch_size", "train.loop_threads",
+               "planner.eval_iterations"}
 """Settings added after the snapshot (no earlier key holds them; their defaults keep the old behaviour, except
 train.loop_threads, which runs state models' training loops on one thread)."""
 NEW_SECTIONS = ("llm", "video")
