@@ -10,3 +10,4 @@ OMP_NUM_THREADS=1 MUJOCO_GL=egl .venv/bin/python train_agent.py --env InvertedPe
 #   ns: run.sh ns SEED --robotics-continuation-from next_state
 #   B:  run.sh B SEED --robotics-continuation-from next_state --planner-eval-num-candidates 16 --planner-eval-iterations 1
 #   C:  B's flags and --train-gradient-steps 2
+#   P:  run.sh P SEED --planner-pessimism 1.0   (on the preset of commit edbe3d3, which is B)
