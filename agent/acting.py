@@ -38,14 +38,25 @@ class Acting(Safety):
     _predict_batch_ws: WarmStart | None
     _predict_rng: np.random.Generator
     _env_action_bounds: tuple[np.ndarray, np.ndarray]
+    rng: np.random.Generator
+    _exploring = False  # this training episode is led by the language model's proposals (llm.explore)
 
     def make_planner(self, generator: torch.Generator, acting: bool = False) -> Planner:
         """The training loop's planner; ``acting``: the one for acting without exploration (evaluations,
         ``evaluate``, ``predict``), which searches ``planner.eval_num_candidates`` candidates where set."""
         return make_planner(self.config.planner.name, sampling_config(self.config, acting), self.action_dim, generator)
 
+    def draw_exploring(self) -> bool:
+        """At a training episode's start: whether it is led by the language model's proposals (probability
+        ``llm.explore``, drawn from the training loop's generator only when that is set; counted)."""
+        self._exploring = bool(self.llm is not None and self.config.llm.explore > 0
+                               and self.rng.random() < self.config.llm.explore)
+        if self._exploring and self.llm is not None:
+            self.llm.record_explored(episodes=1)
+        return self._exploring
+
     def plan(self, obs: np.ndarray, planner: Planner | None = None, warm: WarmStart | None = None,
-             times: list[float] | None = None, cost_spent: float | None = None) -> np.ndarray:
+             times: list[float] | None = None, cost_spent: float | None = None, explore: bool = False) -> np.ndarray:
         """First action (in ``[-1, 1]``) of the plan for ``obs``; stores the plan in ``warm`` for warm starting.
 
         ``obs (*obs_shape) -> (A,)``; or ``obs (B, *obs_shape) -> (B, A)``: ``B`` independent
@@ -56,6 +67,8 @@ class Acting(Safety):
         the call's milliseconds per problem, once per problem.
         With ``planner.cost_limit`` the objective carries the cost budget of :meth:`cost_budget` (``cost_spent``:
         the episode's cost so far, the training loop's) and the penalty :meth:`cost_penalty`.
+        ``explore`` (the training loop's, in an episode led by the proposals, ``llm.explore``): the proposal the
+        objective scores best is the plan, without searching, where there is one of finite score.
         """
         planner = self._predict_planner if planner is None else planner
         p = self.config.planner
@@ -80,13 +93,30 @@ class Acting(Safety):
             proposals = proposals[0] if proposals.dim() == 4 and not batched else proposals
             if self.llm is not None:  # the judge's ratings, where it gave some
                 objective = self.llm.rescore(objective, proposals)
-        plan = planner.plan(objective, warm.init(), proposals)
-        if self.llm is not None:
-            self.llm.record_plan(getattr(planner, "last_stats", {}), proposals)
+        plan = self._best_proposal(objective, proposals) if explore and not batched else None
+        if plan is None:
+            plan = planner.plan(objective, warm.init(), proposals)
+            if self.llm is not None:
+                self.llm.record_plan(getattr(planner, "last_stats", {}), proposals)
         if times is not None:
             times += [1000 * (time.perf_counter() - start) / len(z0)] * len(z0)
         warm.store(plan)
         return plan[..., 0, :].cpu().numpy().astype(np.float32)
+
+    def _best_proposal(self, objective: Any, proposals: torch.Tensor | None) -> torch.Tensor | None:
+        """The proposal ``(H, A)`` of ``proposals (k, H, A)`` that ``objective`` scores best (counted as an explored
+        step), or ``None`` when there is none of finite score."""
+        if proposals is None or len(proposals) == 0:
+            return None
+        with torch.no_grad():
+            candidates = proposals.to(self.device).clamp(-1.0, 1.0)
+            scores = objective(candidates)
+        best = int(torch.argmax(scores))
+        if not torch.isfinite(scores[best]):
+            return None
+        if self.llm is not None:
+            self.llm.record_explored(steps=1)
+        return candidates[best]
 
     def predict(
         self,

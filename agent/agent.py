@@ -279,12 +279,14 @@ class MBRLAgent(Acting):
         if self._obs is None:
             with clock.phase("env"):
                 self._obs, _ = self.env.reset(seed=self.config.seed if self._episode == 0 else None)
+            self.draw_exploring()  # an episode led by the language model's proposals (llm.explore)
         obs = self._obs
         if self.num_timesteps < t.learning_starts:
             action = self.rng.uniform(-1.0, 1.0, self.action_dim).astype(np.float32)
         else:
             with clock.phase("plan"):
-                action = self.plan(obs, self.planner, self._train_ws, self._plan_ms, cost_spent=self._ep_cost)
+                action = self.plan(obs, self.planner, self._train_ws, self._plan_ms, cost_spent=self._ep_cost,
+                                   explore=self._exploring)
             action = np.clip(action + t.exploration_noise * self.rng.normal(size=self.action_dim), -1, 1)
             action = action.astype(np.float32)
         with clock.phase("env"):

