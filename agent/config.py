@@ -349,6 +349,9 @@ def _validate_llm(c: LLMConfig) -> None:
         raise ConfigError(problem)
     _at_least("llm", c, ("num_proposals", "max_tokens"), 1)
     _at_least("llm", c, ("every",), 0)
+    _at_least("llm", c, ("threads",), 0, " (0: OMP_NUM_THREADS, else llama-cpp-python's defaults)")
+    if not 0.0 <= c.explore <= 1.0:  # NaN fails too
+        raise ConfigError(f"llm.explore must be a probability in [0, 1] (0: off), got {c.explore}")
     for name in ("timeout_s", "startup_timeout_s"):
         if not getattr(c, name) > 0:
             raise ConfigError(f"llm.{name} must be > 0 seconds, got {getattr(c, name)}")

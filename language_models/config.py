@@ -93,16 +93,11 @@ def _role_problem(config: LLMConfig) -> str | None:
 
 
 def validate_llm(config: LLMConfig) -> str | None:
-    """A message saying what is wrong with ``config``'s roles, server address, ``explore`` or ``threads`` and how
-    to fix it, or ``None``. The other numbers and ``response_format`` are checked with the other sections'
-    (``agent.config.validate``)."""
+    """A message saying what is wrong with ``config``'s roles or server address and how to fix it, or ``None``.
+    The numbers and ``response_format`` are checked with the other sections' (``agent.config.validate``)."""
     problem = _role_problem(config)
     if problem is not None:
         return problem
-    if not 0.0 <= config.explore <= 1.0:  # NaN fails too
-        return f"llm.explore must be a probability in [0, 1] (0: off), got {config.explore}"
-    if config.threads < 0:
-        return f"llm.threads must be >= 0 (0: OMP_NUM_THREADS, else llama-cpp-python's defaults), got {config.threads}"
     if config.base_url and config.base_url != BUNDLED and not config.base_url.startswith(("http://", "https://")):
         return (f"llm.base_url must be an http(s) URL such as http://127.0.0.1:8080/v1, or {BUNDLED}, "
                 f"got {config.base_url!r}")
