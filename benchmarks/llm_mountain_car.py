@@ -22,11 +22,12 @@ import json
 import platform
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 import numpy as np
 
 from agent.agent import MBRLAgent
+from agent.atomic import atomic_write
 from agent.config import resolve_config
 from language_models.scripted import ScriptedServer, swing_script
 
@@ -74,6 +75,13 @@ def run_one(proposer: str, seed: int, args: argparse.Namespace, url: str) -> dic
             "eval_success": float(np.mean(result.lengths < (limit or 999))), "eval_returns": result.returns.tolist(),
             "eval_lengths": result.lengths.tolist(), "train_seconds": round(train_s, 1),
             "eval_seconds": round(time.perf_counter() - start - train_s, 1), "llm": metrics}
+
+
+def _write_text(path: Path, text: str) -> None:
+    """``text`` into ``path``, whole or not at all: a torn results.json would stop the next invocation's resume."""
+    def write(handle: BinaryIO) -> None:
+        handle.write(text.encode())
+    atomic_write(path, write)
 
 
 def _step(value: int | None) -> str:
@@ -133,8 +141,8 @@ def main(argv: list[str] | None = None) -> None:
                     continue
                 rows.append(run_one(proposer, seed, args, server.url))
                 print(json.dumps(rows[-1]), flush=True)
-                (args.out / "results.json").write_text(json.dumps(rows, indent=1))  # after each run
-                (args.out / "results.md").write_text(report(rows, args))
+                _write_text(saved, json.dumps(rows, indent=1))  # after each run
+                _write_text(args.out / "results.md", report(rows, args))
     finally:
         server.close()
     print(report(rows, args))
