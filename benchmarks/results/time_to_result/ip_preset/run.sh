@@ -11,3 +11,4 @@ OMP_NUM_THREADS=1 MUJOCO_GL=egl .venv/bin/python train_agent.py --env InvertedPe
 #   B:  run.sh B SEED --robotics-continuation-from next_state --planner-eval-num-candidates 16 --planner-eval-iterations 1
 #   C:  B's flags and --train-gradient-steps 2
 #   P:  run.sh P SEED --planner-pessimism 1.0   (on the preset of commit edbe3d3, which is B)
+#   V:  run.sh V SEED --value-batch-size 256   (on the preset of commit ccf3f8c, which is B; two runs at once, one thread each)
