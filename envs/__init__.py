@@ -1,7 +1,7 @@
 """Environments for Rehearse: making, checking and wrapping them, plus our own toy tasks.
 
-Importing this package registers ``"rehearse/PointMass-v0"``, ``"rehearse/BallCatch-v0"``,
-``"rehearse/BlockTower-v0"`` and the
+Importing this package registers ``"rehearse/PointMass-v0"``, ``"rehearse/GoalPointMass-v0"``,
+``"rehearse/BallCatch-v0"``, ``"rehearse/BlockTower-v0"`` and the
 velocity-constrained MuJoCo tasks of :data:`SAFETY_VELOCITY_IDS` (``envs.safety``, imported when made)
 with Gymnasium. Pixel observations for render-capable envs live in ``envs.pixels`` (not
 imported here: importing it sets ``MUJOCO_GL``).
@@ -14,7 +14,7 @@ import gymnasium
 from envs.ball_catch import BallCatchEnv
 from envs.errors import EnvironmentSpecError, NonFiniteError
 from envs.make import env_action_bounds, env_dims, env_shapes, is_image_space, make_env, parse_env_kwargs, wrap_env
-from envs.toy import PointMassEnv
+from envs.toy import GoalPointMassEnv, PointMassEnv
 from envs.wrappers import (
     CostInfo,
     EpisodeRecorder,
@@ -28,6 +28,7 @@ from envs.wrappers import (
 __all__ = [
     "BALL_CATCH_ID",
     "BLOCK_TOWER_ID",
+    "GOAL_POINT_MASS_ID",
     "SAFETY_VELOCITY_IDS",
     "POINT_MASS_ID",
     "BallCatchEnv",
@@ -37,6 +38,7 @@ __all__ = [
     "FiniteCheck",
     "FrameStack",
     "NonFiniteError",
+    "GoalPointMassEnv",
     "PointMassEnv",
     "TransitionLog",
     "cost_reported",
@@ -51,12 +53,17 @@ __all__ = [
 ]
 
 POINT_MASS_ID = "rehearse/PointMass-v0"
+GOAL_POINT_MASS_ID = "rehearse/GoalPointMass-v0"
 BALL_CATCH_ID = "rehearse/BallCatch-v0"
 BLOCK_TOWER_ID = "rehearse/BlockTower-v0"
 
 if POINT_MASS_ID not in gymnasium.registry:
     # PointMassEnv truncates itself (max_episode_steps kwarg), so no TimeLimit here.
     gymnasium.register(id=POINT_MASS_ID, entry_point="envs.toy:PointMassEnv", max_episode_steps=None)
+
+if GOAL_POINT_MASS_ID not in gymnasium.registry:
+    # GoalPointMassEnv truncates itself too (max_episode_steps kwarg).
+    gymnasium.register(id=GOAL_POINT_MASS_ID, entry_point="envs.toy:GoalPointMassEnv", max_episode_steps=None)
 
 if BALL_CATCH_ID not in gymnasium.registry:
     # BallCatchEnv truncates itself too (max_episode_steps kwarg).

@@ -8,7 +8,7 @@ import gymnasium as gym
 import numpy as np
 from numpy.typing import NDArray
 
-__all__ = ["PointMassEnv"]
+__all__ = ["GoalPointMassEnv", "PointMassEnv", "goal_point_mass_reward"]
 
 _DT = 0.1
 _LIMIT = 2.0  # |x| and |v| are clipped to this
@@ -87,3 +87,73 @@ class PointMassEnv(gym.Env[NDArray[np.float32], NDArray[np.float32]]):
 def point_mass_reward(x_next: float, action: float) -> float:
     """Reward of ``PointMassEnv``: ``-x'^2 - 0.01 a^2`` (maximal, 0, at ``x' = a = 0``)."""
     return -(x_next**2) - _ACTION_COST * action**2
+
+
+_GOAL_BOUND = 1.0  # goals and positions of GoalPointMassEnv lie in [-1, 1]^2
+
+
+class GoalPointMassEnv(gym.Env[NDArray[np.float32], NDArray[np.float32]]):
+    """A unit mass on a plane, paid for reaching a goal that it does not observe.
+
+    Observation ``(x, y, vx, vy)`` (float32; positions clipped to ``[-1, 1]``, velocities to ``[-2, 2]``), starting
+    at rest at the centre. Action ``(ax, ay)`` in ``[-1, 1]^2``. Dynamics per axis with ``dt = 0.1``, as
+    :class:`PointMassEnv`'s: ``v' = v + 0.1 a``, ``p' = p + 0.1 v'``. Reward: :func:`goal_point_mass_reward`.
+
+    The goal ``(gx, gy)`` in ``[-1, 1]^2`` is drawn uniformly at reset from ``self.np_random``, or given as
+    ``reset(options={"goal": (gx, gy)})``; it is in ``info["goal"]`` but never in the observation, so an agent
+    must be told it (in numbers, or in words: ``benchmarks/llm_language_goals.py``). Never terminates;
+    truncated after ``max_episode_steps`` steps.
+    """
+
+    metadata = {"render_modes": [], "render_fps": 10}  # noqa: RUF012
+
+    def __init__(self, max_episode_steps: int = 50) -> None:
+        """Create the task; ``max_episode_steps`` must be positive."""
+        if max_episode_steps < 1:
+            raise ValueError(
+                f"max_episode_steps must be >= 1, got {max_episode_steps}; pass a positive episode length."
+            )
+        self.max_episode_steps = max_episode_steps
+        high = np.array([_GOAL_BOUND, _GOAL_BOUND, _LIMIT, _LIMIT], dtype=np.float32)
+        self.observation_space = gym.spaces.Box(-high, high, dtype=np.float32)
+        self.action_space = gym.spaces.Box(-1.0, 1.0, shape=(2,), dtype=np.float32)
+        self.state = np.zeros(4, dtype=np.float32)
+        self.goal = np.zeros(2, dtype=np.float32)
+        self.steps = 0
+
+    def reset(
+        self, *, seed: int | None = None, options: dict[str, Any] | None = None
+    ) -> tuple[NDArray[np.float32], dict[str, Any]]:
+        """Start at rest at the centre; the goal from ``options["goal"]`` (two numbers in ``[-1, 1]``) or drawn."""
+        super().reset(seed=seed)
+        goal = (options or {}).get("goal")
+        if goal is None:
+            self.goal = self.np_random.uniform(-_GOAL_BOUND, _GOAL_BOUND, 2).astype(np.float32)
+        else:
+            given = np.asarray(goal, dtype=np.float64).reshape(-1)
+            if given.shape != (2,) or not np.isfinite(given).all() or np.abs(given).max() > _GOAL_BOUND:
+                raise ValueError(f"GoalPointMassEnv: options['goal'] must be two finite numbers in [-1, 1], "
+                                 f"got {goal!r}")
+            self.goal = given.astype(np.float32)
+        self.state = np.zeros(4, dtype=np.float32)
+        self.steps = 0
+        return self.state.copy(), {"goal": self.goal.copy()}
+
+    def step(
+        self, action: NDArray[np.float32]
+    ) -> tuple[NDArray[np.float32], SupportsFloat, bool, bool, dict[str, Any]]:
+        """Push with ``action`` (clipped to ``[-1, 1]^2``) for one ``dt``."""
+        push = np.clip(np.asarray(action, dtype=np.float64).reshape(-1)[:2], -1.0, 1.0)
+        position, velocity = self.state[:2].astype(np.float64), self.state[2:].astype(np.float64)
+        velocity = np.clip(velocity + _DT * push, -_LIMIT, _LIMIT)
+        position = np.clip(position + _DT * velocity, -_GOAL_BOUND, _GOAL_BOUND)
+        self.state = np.concatenate([position, velocity]).astype(np.float32)
+        self.steps += 1
+        reward = goal_point_mass_reward(self.state[:2], self.goal, push)
+        return self.state.copy(), reward, False, self.steps >= self.max_episode_steps, {"goal": self.goal.copy()}
+
+
+def goal_point_mass_reward(position: NDArray[Any], goal: NDArray[Any], action: NDArray[Any]) -> float:
+    """Reward of ``GoalPointMassEnv``: ``-|p' - g|^2 - 0.01 |a|^2`` (maximal, 0, resting on the goal)."""
+    offset = np.asarray(position, dtype=np.float64) - np.asarray(goal, dtype=np.float64)
+    return float(-(offset**2).sum() - _ACTION_COST * (np.asarray(action, dtype=np.float64) ** 2).sum())

@@ -22,6 +22,9 @@ OBSERVATION_NAMES: dict[str, tuple[str, ...]] = {
     "MountainCarContinuous-v0": ("car position (the flag is at 0.45)", "car velocity"),
     "Pendulum-v1": ("cos(angle) (1 is upright)", "sin(angle)", "angular velocity"),
     "InvertedPendulum-v5": ("cart position", "pole angle (0 is upright)", "cart velocity", "pole angular velocity"),
+    "rehearse/GoalPointMass-v0": ("x position (-1 is the left edge, 1 the right edge, 0 the centre)",
+                                  "y position (-1 is the bottom edge, 1 the top edge, 0 the centre)",
+                                  "x velocity", "y velocity"),
 }
 """Names of the observation entries of the environment families with a template; others get ``x[i]``."""
 
@@ -29,6 +32,7 @@ ACTION_NAMES: dict[str, str] = {
     "MountainCarContinuous-v0": "push on the car (negative: left, positive: right)",
     "Pendulum-v1": "torque on the pendulum",
     "InvertedPendulum-v5": "force on the cart",
+    "rehearse/GoalPointMass-v0": "push on the mass along x (positive: right) and along y (positive: up)",
 }
 
 

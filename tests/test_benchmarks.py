@@ -183,3 +183,45 @@ def test_run_budget_estimates_a_small_run_and_refuses_a_missing_episode_length(
     assert "| training plans (1 problem) | 1,800 |" in out  # 2,000 steps less the preset's 200 random ones
     assert "| evaluation plans (10 problems) | 2,000 |" in out  # 2 evaluations of 1,000-step episodes
 
+
+
+def test_language_goals_true_model_is_the_task_and_a_distance_judge_grounds_every_phrase() -> None:
+    import gymnasium as gym
+    import torch
+
+    from benchmarks.llm_language_goals import (
+        GRID,
+        PHRASINGS,
+        TrueGoalModel,
+        distance_rating_script,
+        drive,
+        grounded_target,
+        judge_ratings,
+    )
+    from language_models.scripted import ScriptedServer
+
+    goal = np.array([-0.4, 0.8])
+    env = gym.make("rehearse/GoalPointMass-v0")
+    obs, _ = env.reset(seed=0, options={"goal": tuple(goal)})
+    actions = np.random.default_rng(0).uniform(-1.5, 1.5, (20, 2)).astype(np.float32)
+    rollout = TrueGoalModel(goal).imagine(torch.as_tensor(obs)[None], torch.as_tensor(actions)[:, None])
+    for t, action in enumerate(actions):  # the model imagines exactly what the task does, clipping included
+        obs, reward, *_ = env.step(action)
+        np.testing.assert_allclose(rollout.latents[t + 1, 0].numpy(), obs, atol=1e-5)
+        assert rollout.rewards[t, 0].item() == pytest.approx(float(reward), abs=1e-5)
+    assert drive(goal, goal)["success"] and not drive(np.zeros(2), goal)["success"]
+    assert len(PHRASINGS) == 20 and all(any(np.allclose(g, p) for p in GRID) for g in PHRASINGS.values())
+    np.testing.assert_allclose(grounded_target(None), [0.0, 0.0])
+    ratings = np.zeros(len(GRID))
+    ratings[[0, 1]] = 7
+    np.testing.assert_allclose(grounded_target(ratings), [-0.6, 0.8])  # the mean of the best-rated points
+    server = ScriptedServer(distance_rating_script)
+    try:
+        for phrase in ("the top-left corner", "just right of the centre"):
+            rated, _, counts = judge_ratings(server.url, phrase, "json_schema")
+            assert rated is not None and counts["judge_ratings"] == len(GRID)
+            np.testing.assert_allclose(grounded_target(rated), PHRASINGS[phrase])
+        assert "Goal: just right of the centre." in server.bodies[-1]["messages"][-1]["content"]
+        assert "x position (-1 is the left edge" in server.bodies[-1]["messages"][-1]["content"]
+    finally:
+        server.close()

@@ -15,13 +15,14 @@ from envs import (
     CostInfo,
     EnvironmentSpecError,
     FiniteCheck,
+    GoalPointMassEnv,
     NonFiniteError,
     PointMassEnv,
     env_dims,
     make_env,
     parse_env_kwargs,
 )
-from envs.toy import point_mass_reward
+from envs.toy import goal_point_mass_reward, point_mass_reward
 from tests.dummy_envs import wrapper_types
 
 POINT_MASS = "rehearse/PointMass-v0"
@@ -241,6 +242,31 @@ def test_point_mass_is_registered_and_renders() -> None:
     assert obs.shape == (2,) and -1.0 <= obs[0] <= 1.0 and obs[1] == 0.0
     frame = env.render()
     assert isinstance(frame, np.ndarray) and frame.shape == (64, 64, 3)
+
+
+def test_goal_point_mass_passes_the_checker_and_hides_its_goal() -> None:
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        check_env(GoalPointMassEnv(), skip_render_check=True)
+    env = make_env("rehearse/GoalPointMass-v0", {"max_episode_steps": 2})
+    obs, info = env.reset(seed=0, options={"goal": (0.4, -0.8)})
+    np.testing.assert_array_equal(obs, np.zeros(4))  # at rest at the centre, whatever the goal
+    np.testing.assert_allclose(info["goal"], [0.4, -0.8], rtol=1e-6)
+    obs, reward, terminated, truncated, info = env.step(np.array([1.0, -0.5], dtype=np.float32))
+    np.testing.assert_allclose(obs, [0.01, -0.005, 0.1, -0.05], rtol=1e-5)
+    assert reward == pytest.approx(goal_point_mass_reward(obs[:2], np.array([0.4, -0.8]), np.array([1.0, -0.5])))
+    assert reward == pytest.approx(-(0.39**2 + 0.795**2) - 0.01 * 1.25, rel=1e-5)
+    assert not terminated and not truncated
+    *_, truncated, _ = env.step(np.zeros(2, dtype=np.float32))
+    assert truncated
+    drawn = [GoalPointMassEnv().reset(seed=s)[1]["goal"] for s in range(3)]
+    assert all(np.abs(g).max() <= 1.0 for g in drawn) and not np.allclose(drawn[0], drawn[1])
+
+
+@pytest.mark.parametrize("goal", [(2.0, 0.0), (0.1,), (float("nan"), 0.0)])
+def test_goal_point_mass_refuses_a_goal_off_the_plane(goal: tuple[float, ...]) -> None:
+    with pytest.raises(ValueError, match=r"two finite numbers in \[-1, 1\]"):
+        GoalPointMassEnv().reset(options={"goal": goal})
 
 
 _DEPRECATED_MODEL = (
