@@ -11,7 +11,9 @@ malformed JSON, wrong lengths, NaN, out-of-range numbers, an empty reply, HTTP 5
 proposer, asked in the background every planning step, ``llm.wait_s`` 0, ``llm.timeout_s`` 30). Runs are
 interleaved (task by task, seed by seed, arm by arm) so that machine drift hits both arms alike. Each run
 records its evaluations' mean returns, its wall-clock (building the agent and ``learn``, evaluations
-included), the seconds per phase (``time/<phase>_s``) and the ``llm/*`` counters.
+included), the process's CPU seconds over the same span (all its threads: the language model's worker and
+the server's included), the machine's load average at its start and end, the seconds per phase
+(``time/<phase>_s``) and the ``llm/*`` counters.
 
 Writes ``results.json`` and ``results.md`` into ``--out`` after each run; runs already in ``--out``'s
 results.json (an earlier invocation's) are kept and not run again, so a sweep can be split or resumed. Run
@@ -22,6 +24,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import platform
 import shutil
 import subprocess
@@ -44,25 +47,27 @@ MAX_RATIO = 1.2  # the must-show's bound on the wall-clock, garbage over none
 
 
 def run_one(task: str, arm: str, seed: int, args: argparse.Namespace, url: str) -> dict[str, Any]:
-    """Train one agent with the task's preset; its evaluations, wall-clock, phase seconds and llm counters."""
+    """Train one agent (``--preset``, default the task's); its evaluations, wall-clock, phase seconds and llm
+    counters."""
     overrides: dict[str, Any] = {"device": "cpu", "seed": seed, **dict(s.split("=", 1) for s in args.set)}
     if arm == "garbage":
         overrides["llm.base_url"] = url
-    config = resolve_config(task, overrides)
+    config = resolve_config(task, overrides, preset=args.preset)
     run_dir = args.runs / task / f"{arm}-seed{seed}"
     if run_dir.exists():  # a run an earlier invocation did not finish: start it afresh
         shutil.rmtree(run_dir)
-    start = time.perf_counter()
+    load_before, cpu_start, start = os.getloadavg()[0], time.process_time(), time.perf_counter()
     agent = MBRLAgent(task, config, run_dir=run_dir)
     agent.learn(progress_bar=False)  # closes the language model's worker at the end
-    wall = time.perf_counter() - start
+    wall, cpu = time.perf_counter() - start, time.process_time() - cpu_start
     curve = read_run(run_dir)
     llm = agent.llm.metrics() if agent.llm is not None else {}
     llm.pop("latency_ms", None)  # a mean since the last log row, not the run's
     return {"task": task, "arm": arm, "seed": seed, "total_timesteps": config.train.total_timesteps,
             "eval_steps": curve["steps"], "eval_mean_returns": [round(r, 2) for r in curve["returns"]],
             "final_eval_mean_return": round(curve["returns"][-1], 2),
-            "wall_clock_s": round(wall, 1),
+            "wall_clock_s": round(wall, 1), "process_cpu_s": round(cpu, 1),
+            "load_average_1min_start_end": [round(load_before, 2), round(os.getloadavg()[0], 2)],
             "phase_s": {name: round(s, 1) for name, s in agent.clock.totals.items()},
             "llm": llm}
 
@@ -91,8 +96,10 @@ def summary(rows: list[dict[str, Any]]) -> dict[str, Any]:
             per_seed[str(seed)] = {
                 "garbage_within_none_spread": None if spread is None else
                 bool(spread[0] <= g["final_eval_mean_return"] <= spread[1]),
-                "garbage_at_least_none_min": None if spread is None else g["final_eval_mean_return"] >= spread[0],
-                "wall_clock_ratio_garbage_over_none": round(g["wall_clock_s"] / n["wall_clock_s"], 3)}
+                "garbage_vs_none_spread": None if spread is None else _place(g["final_eval_mean_return"], spread),
+                "wall_clock_ratio_garbage_over_none": round(g["wall_clock_s"] / n["wall_clock_s"], 3),
+                "cpu_ratio_garbage_over_none": round(g["process_cpu_s"] / n["process_cpu_s"], 3)
+                if "process_cpu_s" in g and "process_cpu_s" in n else None}
         paired_g = [runs[("garbage", s)] for s in pairs]
         paired_n = [runs[("none", s)] for s in pairs]
         total_g, total_n = (sum(r["wall_clock_s"] for r in rs) for rs in (paired_g, paired_n))
@@ -110,8 +117,19 @@ def summary(rows: list[dict[str, Any]]) -> dict[str, Any]:
     return out
 
 
-def _yes(value: bool | None) -> str:
-    return "-" if value is None else ("yes" if value else "**no**")
+def _get(row: dict[str, Any] | None, key: str) -> str:
+    value = None if row is None else row.get(key)
+    return "-" if value is None else str(value)
+
+
+def _load(row: dict[str, Any] | None) -> str:
+    loads = None if row is None else row.get("load_average_1min_start_end")
+    return "-" if loads is None else f"{loads[0]:.1f}..{loads[1]:.1f}"
+
+
+def _place(value: float, spread: tuple[float, float]) -> str:
+    """``within`` the spread, ``above`` it (better than every no-LLM seed) or ``below`` it (worse)."""
+    return "below" if value < spread[0] else "above" if value > spread[1] else "within"
 
 
 def report(rows: list[dict[str, Any]], args: argparse.Namespace) -> str:
@@ -126,18 +144,21 @@ def report(rows: list[dict[str, Any]], args: argparse.Namespace) -> str:
         seeds = sorted({seed for _, seed in runs})
         spread = s["none_final_return_spread_min_max"]
         lines += [f"## {task}", "",
-                  "| seed | final return, none | final return, garbage | garbage within none's spread "
-                  "| wall-clock s, none | wall-clock s, garbage | ratio garbage/none |",
-                  "| --- | --- | --- | --- | --- | --- | --- |"]
+                  "| seed | final return, none | final return, garbage | garbage against none's spread "
+                  "| wall-clock s, none | wall-clock s, garbage | ratio garbage/none | CPU s, none | CPU s, garbage "
+                  "| CPU ratio | load average at start..end, none | load, garbage |",
+                  "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |"]
         for seed in seeds:
             n, g = runs.get(("none", seed)), runs.get(("garbage", seed))
             verdict = s["per_seed"].get(str(seed), {})
             ratio = verdict.get("wall_clock_ratio_garbage_over_none")
             lines.append(f"| {seed} | {n['final_eval_mean_return'] if n else '-'} "
                          f"| {g['final_eval_mean_return'] if g else '-'} "
-                         f"| {_yes(verdict.get('garbage_within_none_spread'))} "
+                         f"| {_get(verdict, 'garbage_vs_none_spread')} "
                          f"| {n['wall_clock_s'] if n else '-'} | {g['wall_clock_s'] if g else '-'} "
-                         f"| {'-' if ratio is None else f'{ratio:.2f}'} |")
+                         f"| {'-' if ratio is None else f'{ratio:.2f}'} | {_get(n, 'process_cpu_s')} "
+                         f"| {_get(g, 'process_cpu_s')} | {_get(verdict, 'cpu_ratio_garbage_over_none')} "
+                         f"| {_load(n)} | {_load(g)} |")
         overall = s["wall_clock_ratio_overall_paired_seeds"]
         lines += ["", f"No-LLM spread of final returns (min..max over {len([k for k in runs if k[0] == 'none'])} "
                   f"seeds): {'-' if spread is None else f'{spread[0]} .. {spread[1]}'}; means: none "
@@ -181,6 +202,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
     parser.add_argument("--arms", nargs="+", default=list(ARMS), choices=ARMS)
     parser.add_argument("--delay-s", type=float, default=30.0, help="the garbage server's slow reply")
+    parser.add_argument("--preset", default=None, help="preset name or YAML path (default: each task's own)")
     parser.add_argument("--set", nargs="*", default=[], metavar="KEY=VALUE", help="config overrides, both arms")
     parser.add_argument("--out", type=Path, default=Path("runs/llm_never_worse"))
     parser.add_argument("--runs", type=Path, default=Path("/root/rehearse-runs/neverworse"),
@@ -191,6 +213,7 @@ def main(argv: list[str] | None = None) -> None:
     saved = args.out / "results.json"
     rows: list[dict[str, Any]] = json.loads(saved.read_text())["runs"] if saved.exists() else []
     done = {(r["task"], r["arm"], r["seed"]) for r in rows}
+    commit = _commit()  # the code this invocation runs
     server = ScriptedServer(garbage_script(args.delay_s))
     try:
         for task in args.tasks:
@@ -199,7 +222,7 @@ def main(argv: list[str] | None = None) -> None:
                     if (task, arm, seed) in done:  # a run of an earlier invocation with this --out
                         continue
                     row = run_one(task, arm, seed, args, server.url)
-                    rows.append({**row, "commit": _commit(), "finished_utc":
+                    rows.append({**row, "commit": commit, "finished_utc":
                                  time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())})
                     print(json.dumps(rows[-1]), flush=True)
                     result = {"garbage_delay_s": args.delay_s, "max_wall_clock_ratio": MAX_RATIO,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from dataclasses import replace
 from pathlib import Path
 
@@ -183,3 +184,22 @@ def test_run_budget_estimates_a_small_run_and_refuses_a_missing_episode_length(
     assert "| training plans (1 problem) | 1,800 |" in out  # 2,000 steps less the preset's 200 random ones
     assert "| evaluation plans (10 problems) | 2,000 |" in out  # 2 evaluations of 1,000-step episodes
 
+
+
+def test_llm_never_worse_runs_both_arms_reports_and_resumes(tmp_path: Path) -> None:
+    from benchmarks.llm_never_worse import main as never_worse_main
+
+    argv = ["--tasks", "Pendulum-v1", "--seeds", "0", "--delay-s", "0.2", "--preset", "debug",
+            "--set", "train.total_timesteps=120", "train.eval_freq=60", "--out", str(tmp_path / "out"),
+            "--runs", str(tmp_path / "runs")]
+    never_worse_main(argv)
+    saved = json.loads((tmp_path / "out" / "results.json").read_text())
+    assert [(r["arm"], r["eval_steps"]) for r in saved["runs"]] == [("none", [60, 120]), ("garbage", [60, 120])]
+    garbage = saved["runs"][1]
+    assert garbage["llm"]["calls"] > 0 and saved["runs"][0]["llm"] == {} and garbage["wall_clock_s"] > 0
+    summary = saved["summary"]["Pendulum-v1"]
+    assert summary["per_seed"]["0"]["wall_clock_ratio_garbage_over_none"] > 0
+    assert "| 0 |" in (tmp_path / "out" / "results.md").read_text()
+    assert (tmp_path / "runs" / "Pendulum-v1" / "garbage-seed0" / "progress.csv").exists()
+    never_worse_main(argv)  # both runs are in results.json: nothing is run again
+    assert json.loads((tmp_path / "out" / "results.json").read_text())["runs"] == saved["runs"]
