@@ -21,6 +21,16 @@ from planners.base import Planner, Proposer
 from planners.warm_start import WarmStart
 
 
+def join_proposals(proposals: torch.Tensor, more: torch.Tensor) -> torch.Tensor:
+    """``proposals (n, H, A)`` or ``(B, n, H, A)`` followed by ``more (k, H, A)`` (shared by the problems)."""
+    if len(more) == 0:
+        return proposals
+    more = more.to(proposals)
+    if proposals.dim() == 4:
+        more = more.unsqueeze(0).expand(proposals.shape[0], *more.shape)
+    return torch.cat([proposals, more], dim=-3)
+
+
 class Acting(Safety):
     """``make_planner``, ``plan`` and ``predict`` of :class:`~agent.agent.MBRLAgent` (and, from
     :class:`~agent.safety.Safety`, its cost budgets and ``predict_safety``)."""
@@ -83,21 +93,25 @@ class Acting(Safety):
         start = time.perf_counter()
         if warm is None:
             warm = WarmStart(p.horizon, self.action_dim, self.device, batch=len(z0) if batched else None)
-        proposals = None
-        count = p.proposals or (self.llm.num_proposals if self.llm is not None else 0)
-        if self.proposer is not None and count:  # extra candidates, scored with the planner's own
-            generator = getattr(planner, "generator", None) or torch.Generator().manual_seed(0)
-            context = {"obs": obs, "z0": z0, "generator": generator, "episode_start": warm.plan is None,
-                       "imagine": self.model.imagine, "particles": p.particles}
-            proposals = self.proposer.propose(context, count, p.horizon)  # (B, n, H, A) or (n, H, A)
+        proposals = words = None  # extra candidates, scored with the planner's own: the proposer's, the LLM's
+        before = 0
+        generator = getattr(planner, "generator", None) or torch.Generator().manual_seed(0)
+        context = {"obs": obs, "z0": z0, "generator": generator, "episode_start": warm.plan is None,
+                   "imagine": self.model.imagine, "particles": p.particles}
+        if self.proposer is not None and p.proposals:  # the learned policy's (or the caller's) plans
+            proposals = self.proposer.propose(context, p.proposals, p.horizon)  # (B, n, H, A) or (n, H, A)
             proposals = proposals[0] if proposals.dim() == 4 and not batched else proposals
-            if self.llm is not None:  # the judge's ratings, where it gave some
-                objective = self.llm.rescore(objective, proposals)
-        plan = self._best_proposal(objective, proposals) if explore and not batched else None
+        if self.llm is not None:  # beside them; planner.proposals caps the LLM's where it has no others
+            cap = p.proposals if self.proposer is None and p.proposals else self.llm.num_proposals
+            words = self.llm.propose(context, cap, p.horizon)  # (k, H, A), k = 0 when none at hand
+            objective = self.llm.rescore(objective, words)  # the judge's ratings, where it gave some
+            before = 0 if proposals is None else proposals.shape[-3]  # the LLM's come after the others
+            proposals = words if proposals is None else join_proposals(proposals, words)
+        plan = self._best_proposal(objective, words) if explore and not batched else None
         if plan is None:
             plan = planner.plan(objective, warm.init(), proposals)
             if self.llm is not None:
-                self.llm.record_plan(getattr(planner, "last_stats", {}), proposals)
+                self.llm.record_plan(getattr(planner, "last_best_proposal", None), words, before)
         if times is not None:
             times += [1000 * (time.perf_counter() - start) / len(z0)] * len(z0)
         warm.store(plan)

@@ -75,8 +75,8 @@ class MBRLAgent(Acting):
         ``train.eval_episodes`` distinct ones (run side by side); by default the agent makes
         ``train.eval_episodes`` envs from ``config.env_id`` (one when ``train.eval_lockstep`` is off).
         ``proposer``: a source of ``planner.proposals`` candidate sequences per plan (context: ``obs``,
-        ``z0 (B, Z)``, the planner's ``generator``); default the language model's when ``llm.base_url`` is set
-        (language_models/, docs/llm.md), else the learned policy's with ``value.kind`` policy."""
+        ``z0 (B, Z)``, the planner's ``generator``); default the learned policy's with ``value.kind`` policy. With
+        ``llm.base_url`` set and no ``proposer`` given, the language model's proposals join them (docs/llm.md)."""
         env_id = env if isinstance(env, str) else (env.spec.id if env.spec is not None else None)
         if config is None:
             config = resolve_config(env_id or "custom")
@@ -112,7 +112,7 @@ class MBRLAgent(Acting):
             space = self.env.observation_space
             bounds = (getattr(space, "low", np.full(self.obs_shape, -np.inf)),
                       getattr(space, "high", np.full(self.obs_shape, np.inf)))
-            proposer = self.llm = make_llm_proposer(config.llm, config.env_id, bounds, env_action_bounds(self.env))
+            self.llm = make_llm_proposer(config.llm, config.env_id, bounds, env_action_bounds(self.env))
         if proposer is None and config.value.kind == "policy" and config.planner.proposals:
             proposer = PolicyProposer(self.adapter.model, config.value.policy_noise)  # type: ignore[arg-type]
         self.proposer = proposer

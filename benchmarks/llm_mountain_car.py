@@ -22,13 +22,13 @@ import json
 import platform
 import time
 from pathlib import Path
-from typing import Any, BinaryIO
+from typing import Any
 
 import numpy as np
 
 from agent.agent import MBRLAgent
-from agent.atomic import atomic_write
 from agent.config import resolve_config
+from benchmarks.markdown import write_text_atomic
 from language_models.scripted import ScriptedServer, swing_script
 
 ENV_ID = "MountainCarContinuous-v0"
@@ -75,13 +75,6 @@ def run_one(proposer: str, seed: int, args: argparse.Namespace, url: str) -> dic
             "eval_success": float(np.mean(result.lengths < (limit or 999))), "eval_returns": result.returns.tolist(),
             "eval_lengths": result.lengths.tolist(), "train_seconds": round(train_s, 1),
             "eval_seconds": round(time.perf_counter() - start - train_s, 1), "llm": metrics}
-
-
-def _write_text(path: Path, text: str) -> None:
-    """``text`` into ``path``, whole or not at all: a torn results.json would stop the next invocation's resume."""
-    def write(handle: BinaryIO) -> None:
-        handle.write(text.encode())
-    atomic_write(path, write)
 
 
 def _step(value: int | None) -> str:
@@ -141,8 +134,8 @@ def main(argv: list[str] | None = None) -> None:
                     continue
                 rows.append(run_one(proposer, seed, args, server.url))
                 print(json.dumps(rows[-1]), flush=True)
-                _write_text(saved, json.dumps(rows, indent=1))  # after each run
-                _write_text(args.out / "results.md", report(rows, args))
+                write_text_atomic(saved, json.dumps(rows, indent=1))  # after each run
+                write_text_atomic(args.out / "results.md", report(rows, args))
     finally:
         server.close()
     print(report(rows, args))

@@ -30,7 +30,8 @@ class LLMConfig:
     goal: str = ""
     """The task's goal in words, given to the proposer's and the judge's prompts (train_agent.py --goal)."""
     num_proposals: int = 4
-    """Sequences asked for per call (the planner merges planner.proposals of them, or all when that is 0)."""
+    """Sequences asked for per call (the planner merges planner.proposals of them, or all when that is 0; all of
+    them, beside the learned policy's planner.proposals, with value.kind policy)."""
     every: int = 1
     """Ask for new proposals every this many planning steps; 0: at episode start only. A call still under
     way is never doubled: the next is asked when it ends."""

@@ -165,12 +165,16 @@ class LLMProposer:
 
         return add_to_scores(objective, judged)  # a cost budget, where there is one, still holds
 
-    def record_plan(self, stats: dict[str, float], proposals: torch.Tensor | None) -> None:
-        """Count a plan that had proposals and whether its best candidate was one (``proposal_best``)."""
+    def record_plan(self, best: torch.Tensor | None, proposals: torch.Tensor | None, before: int = 0) -> None:
+        """Count a plan that had ``proposals`` (``(k, H, A)``, these proposals) and whether its best candidate was
+        one: ``best`` is the planner's ``last_best_proposal`` (which of all its proposals was the best candidate,
+        -1 for none; ``None`` where the planner does not say), ``before`` how many other proposals (the learned
+        policy's) came ahead of these."""
         if proposals is None or len(proposals) == 0:
             return
         self.counts["plans_with_proposals"] += 1
-        self.counts["chosen_best"] += int(stats.get("proposal_best", 0.0) > 0)
+        if best is not None and best.numel():
+            self.counts["chosen_best"] += int(before <= int(best.reshape(-1)[0]) < before + len(proposals))
 
     def record_explored(self, episodes: int = 0, steps: int = 0) -> None:
         """Count training episodes led by the proposals and steps that executed one (``llm.explore``)."""

@@ -158,6 +158,7 @@ class _SamplingPlanner:
         self.action_dim = action_dim
         self.generator = generator if generator is not None else torch.Generator()
         self.last_stats: dict[str, float] = {}
+        self.last_best_proposal = torch.empty(0, dtype=torch.long)
 
     def _refit(
         self, elites: torch.Tensor, scores: torch.Tensor
@@ -180,9 +181,9 @@ class _SamplingPlanner:
         ``(H, A)`` call with the same generator state.
 
         Plans are in ``[-1, 1]`` on ``init``'s device and dtype; ``init`` and
-        ``proposals`` are left unchanged. Sets ``self.last_stats`` (averaged over
-        problems). Raises :class:`PlanningError`, naming the problems, if some problem
-        never scored a finite candidate.
+        ``proposals`` are left unchanged. Sets ``self.last_stats`` (averaged over problems) and
+        ``self.last_best_proposal`` ``(B,)``: which proposal was the best candidate, -1 where none was.
+        Raises :class:`PlanningError`, naming the problems, if some problem never scored a finite candidate.
         """
         batched = init.dim() == 3
         with torch.no_grad():
@@ -207,6 +208,7 @@ class _SamplingPlanner:
                 mean = _blend(mean, rows, new_mean, cfg.momentum)
                 std = _blend(std, rows, new_std, cfg.momentum, floor=cfg.min_std)
         self.last_stats = search.stats()
+        self.last_best_proposal = (search.best_index - search.first_proposal).clamp(min=-1)  # (B,); -1: no proposal
         search.raise_if_unsolved(self._name, iterations, batched)
         if self._returns_best:
             return search.best.clone()
@@ -322,7 +324,7 @@ class _Search:
         self.best_merit = torch.full((batch,), -torch.inf, dtype=torch.float64, device=init.device)
         self.best_feasible = torch.zeros(batch, dtype=torch.bool, device=init.device)
         self.best_score = torch.full_like(self.best_merit, -torch.inf)
-        self.best_from_proposal = torch.zeros(batch, dtype=torch.bool, device=init.device)
+        self.best_index = torch.full((batch,), -1, dtype=torch.long, device=init.device)  # in its round's candidates
         self.mean_elite_score = torch.full_like(self.best_merit, -torch.inf)
         self.first_proposal = first_proposal
         self.constrained = constrained
@@ -365,17 +367,17 @@ class _Search:
         elites = torch.take_along_dim(candidates, index[:, :, None, None], dim=1)  # (G, k, H, A)
         elite_scores = torch.take_along_dim(scores, index, dim=1)  # (G, k)
         top = (elites[:, 0], elite_merit[:, 0], feasible.gather(1, index[:, :1])[:, 0], elite_scores)
-        self._update(rows, top, index[:, 0] >= self.first_proposal)
+        self._update(rows, top, index[:, 0])
         return rows, elites, elite_merit
 
-    def _update(self, rows: torch.Tensor | None, top: tuple[torch.Tensor, ...], from_proposal: torch.Tensor) -> None:
+    def _update(self, rows: torch.Tensor | None, top: tuple[torch.Tensor, ...], top_index: torch.Tensor) -> None:
         """Keep ``top = (candidate (G, H, A), merit (G,), feasible (G,), elite scores (G, k))`` as the best of
         problems ``rows`` where it beats their best so far (feasible beats infeasible, then higher merit)."""
         candidate, top_merit, top_feasible, elite_scores = top
         top_merit = top_merit.to(torch.float64)
-        values = (self.best, self.best_merit, self.best_feasible, self.best_score, self.best_from_proposal,
+        values = (self.best, self.best_merit, self.best_feasible, self.best_score, self.best_index,
                   self.mean_elite_score)
-        best, best_merit, best_feasible, best_score, from_prop, _ = (
+        best, best_merit, best_feasible, best_score, best_index, _ = (
             values if rows is None else tuple(v[rows] for v in values)
         )
         improved = (top_feasible & ~best_feasible) | ((top_feasible == best_feasible) & (top_merit > best_merit))
@@ -384,15 +386,15 @@ class _Search:
             torch.where(improved, top_merit, best_merit),
             torch.where(improved, top_feasible, best_feasible),
             torch.where(improved, elite_scores[:, 0].to(torch.float64), best_score),
-            torch.where(improved, from_proposal, from_prop),
+            torch.where(improved, top_index, best_index),
             elite_scores.mean(dim=1).to(torch.float64),
         )
         if rows is None:
-            (self.best, self.best_merit, self.best_feasible, self.best_score, self.best_from_proposal,
+            (self.best, self.best_merit, self.best_feasible, self.best_score, self.best_index,
              self.mean_elite_score) = updated
             return
         self.best = self.best.clone()  # it may still be the planner's initial mean
-        targets = (self.best, self.best_merit, self.best_feasible, self.best_score, self.best_from_proposal,
+        targets = (self.best, self.best_merit, self.best_feasible, self.best_score, self.best_index,
                    self.mean_elite_score)
         for value, new in zip(targets, updated, strict=True):
             value[rows] = new
@@ -412,7 +414,7 @@ class _Search:
             "best_score": float(self.best_score.mean()),
             "mean_elite_score": float(self.mean_elite_score.mean()),
             "finite_fraction": self.finite / max(self.seen * batch, 1),
-            "proposal_best": float(self.best_from_proposal.to(torch.float64).mean()),
+            "proposal_best": float((self.best_index >= self.first_proposal).to(torch.float64).mean()),
         }
         if self.constrained:
             stats["feasible_best"] = float(self.best_feasible.to(torch.float64).mean())

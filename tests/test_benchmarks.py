@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from dataclasses import replace
 from pathlib import Path
 
@@ -225,3 +226,22 @@ def test_language_goals_true_model_is_the_task_and_a_distance_judge_grounds_ever
         assert "x position (-1 is the left edge" in server.bodies[-1]["messages"][-1]["content"]
     finally:
         server.close()
+
+
+def test_llm_never_worse_runs_both_arms_reports_and_resumes(tmp_path: Path) -> None:
+    from benchmarks.llm_never_worse import main as never_worse_main
+
+    argv = ["--tasks", "Pendulum-v1", "--seeds", "0", "--delay-s", "0.2", "--preset", "debug",
+            "--set", "train.total_timesteps=120", "train.eval_freq=60", "--out", str(tmp_path / "out"),
+            "--runs", str(tmp_path / "runs")]
+    never_worse_main(argv)
+    saved = json.loads((tmp_path / "out" / "results.json").read_text())
+    assert [(r["arm"], r["eval_steps"]) for r in saved["runs"]] == [("none", [60, 120]), ("garbage", [60, 120])]
+    garbage = saved["runs"][1]
+    assert garbage["llm"]["calls"] > 0 and saved["runs"][0]["llm"] == {} and garbage["wall_clock_s"] > 0
+    summary = saved["summary"]["Pendulum-v1"]
+    assert summary["per_seed"]["0"]["wall_clock_ratio_garbage_over_none"] > 0
+    assert "| 0 |" in (tmp_path / "out" / "results.md").read_text()
+    assert (tmp_path / "runs" / "Pendulum-v1" / "garbage-seed0" / "progress.csv").exists()
+    never_worse_main(argv)  # both runs are in results.json: nothing is run again
+    assert json.loads((tmp_path / "out" / "results.json").read_text())["runs"] == saved["runs"]

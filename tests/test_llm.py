@@ -246,6 +246,23 @@ def test_garbage_server_plans_exactly_as_cem_alone(serve: Any, tmp_path: Path) -
     assert with_llm == alone and len(server.bodies) > 10
 
 
+def test_the_language_models_proposals_join_the_learned_policys(serve: Any, tmp_path: Path) -> None:
+    server = serve(lambda body: (200, completion(sequences(2, asked_shape(body)[1], 100)), 0.0))
+    config = llm_config(server.url, **{"value.function": True, "value.kind": "policy", "planner.proposals": 3})
+    agent = MBRLAgent("Pendulum-v1", config, run_dir=tmp_path / "run")
+    counts, plan = [], agent.planner.plan
+
+    def counting(objective: Any, init: torch.Tensor, proposals: torch.Tensor | None = None) -> torch.Tensor:
+        counts.append(0 if proposals is None else proposals.shape[-3])
+        return plan(objective, init, proposals)
+
+    agent.planner.plan = counting  # type: ignore[method-assign]
+    agent.learn(progress_bar=False)
+    assert set(counts) == {5}  # the policy's 3 and the language model's 2 (waited for: llm.wait_s), every plan
+    llm = agent.llm.metrics() if agent.llm is not None else {}
+    assert llm["plans_with_proposals"] == len(counts) and 0 <= llm["chosen_best"] <= len(counts)
+
+
 def test_a_scripted_server_gives_the_same_run_twice_and_the_key_never_reaches_disk(
         serve: Any, tmp_path: Path, monkeypatch: Any) -> None:
     rng = np.random.default_rng(0)

@@ -116,7 +116,7 @@ def test_proposals_are_used(name: str) -> None:
     config = SamplingConfig(num_candidates=16, iterations=2, num_elites=4)
     p = planner(name, config, 3)
     out = p.plan(quadratic(target), torch.zeros(5, 3), proposals)
-    assert p.last_stats["proposal_best"] == 1.0
+    assert p.last_stats["proposal_best"] == 1.0 and p.last_best_proposal.tolist() == [1]  # which one: the target
     assert p.last_stats["best_score"] == 0.0
     if name == "random":
         assert torch.equal(out, target)
@@ -126,7 +126,7 @@ def test_best_from_samples_is_not_credited_to_proposals() -> None:
     target = random_target(3, 2, seed=5)
     p = planner("random", SamplingConfig(num_candidates=64), 2)
     p.plan(quadratic(target), target.clone(), -torch.ones(2, 3, 2))  # init is optimal
-    assert p.last_stats["proposal_best"] == 0.0
+    assert p.last_stats["proposal_best"] == 0.0 and p.last_best_proposal.tolist() == [-1]
 
 
 @pytest.mark.parametrize("name", PLANNERS)
@@ -525,7 +525,7 @@ def test_batched_stats_are_averaged_over_problems() -> None:
     p = planner("random", SamplingConfig(num_candidates=16, num_elites=4), 2)
     out = p.plan(batched_quadratic(targets), init, proposals)
     assert torch.equal(out, targets)
-    assert p.last_stats["proposal_best"] == 0.5
+    assert p.last_stats["proposal_best"] == 0.5 and p.last_best_proposal.tolist() == [0, -1]
     assert p.last_stats["best_score"] == 0.0
     assert p.last_stats["finite_fraction"] == 1.0
 
