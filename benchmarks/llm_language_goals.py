@@ -18,7 +18,8 @@ Methods, all planning with the same CEM (:data:`SAMPLING`, horizon 15) through t
   with the task's names and ranges) rates each grid position 0..10 against the phrase; the planner drives to
   the mean of the best-rated positions (the centre when the call fails). Judges: ``scripted`` (a loopback server
   that rates by the true distance: the mechanism's upper bound), ``bundled`` (SmolLM2-135M-Instruct, started
-  here) or ``random`` (uniform ratings: chance).
+  here), ``server`` (any OpenAI-compatible server at ``--url``, model ``--model``) or ``random`` (uniform
+  ratings: chance).
 
 Writes ``results.json`` and ``results.md`` into ``--out`` after each judge (atomically).
 """
@@ -79,7 +80,7 @@ GRID = np.array([(x, y) for y in (0.8, 0.4, 0.0, -0.4, -0.8) for x in (-0.8, -0.
 SUCCESS_RADIUS = 0.2
 HORIZON = 15
 SAMPLING = SamplingConfig(num_candidates=128, iterations=4, num_elites=16)
-JUDGES = ("scripted", "bundled", "random")
+JUDGES = ("scripted", "bundled", "server", "random")
 
 
 class TrueGoalModel:
@@ -144,14 +145,15 @@ def distance_rating_script(body: dict[str, Any]) -> tuple[int, bytes, float]:
     return 200, completion(json.dumps({"ratings": ratings.tolist()})), 0.0
 
 
-def judge_ratings(url: str, phrase: str, style: str) -> tuple[np.ndarray | None, float, dict[str, int]]:
+def judge_ratings(url: str, phrase: str, style: str,
+                  model: str = "") -> tuple[np.ndarray | None, float, dict[str, int]]:
     """The judge's ratings of the grid for ``phrase`` (``None`` when the call failed), the call's seconds, counters."""
     env = gym.make(GOAL_POINT_MASS_ID)
     low, high = env.observation_space.low, env.observation_space.high  # type: ignore[attr-defined]
     spec = TaskSpec(GOAL_POINT_MASS_ID, low.astype(np.float64), high.astype(np.float64), -np.ones(2), np.ones(2),
                     goal=phrase)
-    config = LLMConfig(base_url=url, roles="proposer,judge", goal=phrase, timeout_s=300.0, wait_s=600.0,
-                       response_format=style)
+    config = LLMConfig(base_url=url, model=model, roles="proposer,judge", goal=phrase, timeout_s=300.0,
+                       wait_s=600.0, response_format=style)
     judge = LLMProposer(config, spec)
     states = np.concatenate([GRID, np.zeros_like(GRID)], axis=1)  # at rest
     start = time.perf_counter()
@@ -162,7 +164,7 @@ def judge_ratings(url: str, phrase: str, style: str) -> tuple[np.ndarray | None,
     return ratings, seconds, counts
 
 
-def run_judge(name: str, server_url: str | None, seed: int) -> list[dict[str, Any]]:
+def run_judge(name: str, server_url: str | None, seed: int, model: str = "") -> list[dict[str, Any]]:
     """Every phrasing through judge ``name``: its ratings, the target they give, the episode."""
     rows = []
     rng = np.random.default_rng(seed)
@@ -173,7 +175,7 @@ def run_judge(name: str, server_url: str | None, seed: int) -> list[dict[str, An
         else:
             assert server_url is not None
             style = "json_object" if name == "bundled" else "json_schema"
-            ratings, seconds, counts = judge_ratings(server_url, phrase, style)
+            ratings, seconds, counts = judge_ratings(server_url, phrase, style, model)
         target = grounded_target(ratings)
         episode = drive(target, np.asarray(goal), seed)
         rows.append({"phrase": phrase, "goal": list(goal), "ratings": None if ratings is None else ratings.tolist(),
@@ -220,9 +222,13 @@ def report(results: dict[str, Any]) -> list[str]:
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--judges", nargs="*", choices=JUDGES, default=list(JUDGES))
+    parser.add_argument("--url", default="", help="the server judge's OpenAI-compatible base URL (.../v1)")
+    parser.add_argument("--model", default="", help="the model name sent to --url")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--out", type=Path, default=None)
     args = parser.parse_args(argv)
+    if "server" in args.judges and not args.url.startswith(("http://", "https://")):
+        parser.error(f"--judges server needs --url http(s)://HOST:PORT/v1, got {args.url!r}")
     torch.manual_seed(args.seed)
     results: dict[str, Any] = {
         "command": " ".join(["python -m benchmarks.llm_language_goals", *(sys.argv[1:] if argv is None else argv)]),
@@ -244,8 +250,8 @@ def main(argv: list[str] | None = None) -> None:
             elif name == "bundled":
                 server = BundledServer(check_bundled(), 300.0)
                 server.start()
-            url = server.base_url if isinstance(server, BundledServer) else server.url if server else None
-            rows = run_judge(name, url, args.seed)
+            url = server.base_url if isinstance(server, BundledServer) else server.url if server else args.url
+            rows = run_judge(name, url or None, args.seed, args.model)
         finally:
             if isinstance(server, BundledServer):
                 server.stop()

@@ -245,3 +245,21 @@ def test_llm_never_worse_runs_both_arms_reports_and_resumes(tmp_path: Path) -> N
     assert (tmp_path / "runs" / "Pendulum-v1" / "garbage-seed0" / "progress.csv").exists()
     never_worse_main(argv)  # both runs are in results.json: nothing is run again
     assert json.loads((tmp_path / "out" / "results.json").read_text())["runs"] == saved["runs"]
+
+
+def test_language_goals_judges_any_server_by_url_and_refuses_a_missing_one(tmp_path: Path) -> None:
+    from benchmarks.llm_language_goals import distance_rating_script
+    from benchmarks.llm_language_goals import main as language_goals_main
+    from language_models.scripted import ScriptedServer
+
+    with pytest.raises(SystemExit):
+        language_goals_main(["--judges", "server"])  # no --url: refused before any episode
+    server = ScriptedServer(distance_rating_script)
+    try:
+        language_goals_main(["--judges", "server", "--url", server.url, "--out", str(tmp_path)])
+    finally:
+        server.close()
+    saved = json.loads((tmp_path / "results.json").read_text())
+    assert saved["methods"]["judge:server"]["summary"]["successes"] == 20
+    assert saved["methods"]["true_goal"]["summary"]["successes"] == 20
+    assert "| judge:server | 20 |" in (tmp_path / "results.md").read_text()
