@@ -15,6 +15,7 @@ import torch
 from agent.config import Config, sampling_config
 from agent.models import ModelAdapter
 from agent.safety import Safety
+from agent.veto import VetoCounter
 from language_models import LLMProposer
 from planners import make_objective, make_planner
 from planners.base import Planner, Proposer
@@ -33,6 +34,7 @@ class Acting(Safety):
     device: torch.device
     proposer: Proposer | None
     llm: LLMProposer | None
+    veto: VetoCounter
     _predict_planner: Planner
     _predict_ws: WarmStart
     _predict_batch_ws: WarmStart | None
@@ -94,12 +96,17 @@ class Acting(Safety):
             if self.llm is not None:  # the judge's ratings, where it gave some
                 objective = self.llm.rescore(objective, proposals)
         plan = self._best_proposal(objective, proposals) if explore and not batched else None
+        stats: dict[str, float] = {}  # the search's, where the plan came from one
         if plan is None:
             plan = planner.plan(objective, warm.init(), proposals)
+            stats = getattr(planner, "last_stats", {})
             if self.llm is not None:
-                self.llm.record_plan(getattr(planner, "last_stats", {}), proposals)
+                self.llm.record_plan(stats, proposals)
         if times is not None:
             times += [1000 * (time.perf_counter() - start) / len(z0)] * len(z0)
+        if self.cost_multiplier is not None:  # what the constraint let through (agent/veto.py)
+            self.veto.judge(objective, self.model.imagine, z0, p.particles, self.step_threshold(), proposals, plan,
+                            stats, training=planner is getattr(self, "planner", None))
         warm.store(plan)
         return plan[..., 0, :].cpu().numpy().astype(np.float32)
 
