@@ -15,6 +15,7 @@ import torch
 from agent.config import Config, sampling_config
 from agent.models import ModelAdapter
 from agent.safety import Safety
+from agent.veto import VetoCounter
 from language_models import LLMProposer
 from planners import make_objective, make_planner
 from planners.base import Planner, Proposer
@@ -43,6 +44,7 @@ class Acting(Safety):
     device: torch.device
     proposer: Proposer | None
     llm: LLMProposer | None
+    veto: VetoCounter
     _predict_planner: Planner
     _predict_ws: WarmStart
     _predict_batch_ws: WarmStart | None
@@ -108,12 +110,17 @@ class Acting(Safety):
             before = 0 if proposals is None else proposals.shape[-3]  # the LLM's come after the others
             proposals = words if proposals is None else join_proposals(proposals, words)
         plan = self._best_proposal(objective, words) if explore and not batched else None
+        stats: dict[str, float] = {}  # the search's, where the plan came from one
         if plan is None:
             plan = planner.plan(objective, warm.init(), proposals)
+            stats = getattr(planner, "last_stats", {})
             if self.llm is not None:
                 self.llm.record_plan(getattr(planner, "last_best_proposal", None), words, before)
         if times is not None:
             times += [1000 * (time.perf_counter() - start) / len(z0)] * len(z0)
+        if self.cost_multiplier is not None:  # what the constraint let through (agent/veto.py)
+            self.veto.judge(objective, self.model.imagine, z0, p.particles, self.step_threshold(), proposals, plan,
+                            stats, training=planner is getattr(self, "planner", None))
         warm.store(plan)
         return plan[..., 0, :].cpu().numpy().astype(np.float32)
 

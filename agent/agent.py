@@ -48,6 +48,7 @@ from agent.logger import RunLogger, set_aside_outputs, truncate_outputs
 from agent.models import ModelAdapter, PolicyProposer, make_adapter
 from agent.signals import EvaluationAbandoned, stop_on_signals
 from agent.timing import PhaseClock
+from agent.veto import VetoCounter
 from envs import TransitionLog, env_action_bounds, env_shapes, make_env, wrap_env
 from language_models import LLMProposer, make_llm_proposer
 from planners.base import Planner, Proposer
@@ -128,6 +129,7 @@ class MBRLAgent(Acting):
         self._obs: np.ndarray | None = None
         self._ep_return, self._ep_length, self._ep_cost = 0.0, 0, 0.0
         self.cost_multiplier = self._make_cost_multiplier()  # planner.cost_limit's Lagrange multiplier (or None)
+        self.veto = VetoCounter()  # what the cost constraint let through (agent/veto.py; safety/train_*, eval_*)
         self._cumulative_cost = 0.0  # cost of all training steps (train/cumulative_cost)
         self._vacuous_checked = False  # whether the first episode's end looked for costs (agent/safety.py)
         self._ep_returns: collections.deque[float] = collections.deque(maxlen=100)
@@ -292,6 +294,7 @@ class MBRLAgent(Acting):
         with clock.phase("env"):
             next_obs, reward, terminated, truncated, info = self.env.step(action)
             cost = float(info.get("cost", 0.0))
+            self.veto.add_step_cost(cost)  # counted where this step's action was planned under a cost limit
             self.buffer.add(obs, action, float(reward), cost, bool(terminated), bool(truncated), next_obs)
         self.num_timesteps += 1
         self._ep_return += float(reward)
@@ -366,7 +369,7 @@ class MBRLAgent(Acting):
                         times: list[float] | None = None) -> EvalResult:
         """The evaluation episodes (default ``train.eval_episodes``) with ``planner`` (:meth:`Evaluator.run`)."""
         episodes = self.config.train.eval_episodes if episodes is None else episodes
-        self._forget_transitions(self.evaluator.envs)  # the safety head is judged on this evaluation's alone
+        self._start_evaluation(self.evaluator.envs)  # the safety head is judged on this evaluation's alone
         return self.evaluator.run(lambda obs, warm: self.plan(obs, planner, warm, times),
                                   (self.config.planner.horizon, self.action_dim), self.device, episodes, seed)
 
@@ -387,8 +390,7 @@ class MBRLAgent(Acting):
         self._evals_done += 1
         self.last_eval_return = float(result.returns.mean())
         self.logger.evaluation(self.num_timesteps, result, self._elapsed(), self._eval_seconds, float(np.mean(plan_ms)))
-        report = self._safety_head_report(self.evaluator.envs)  # None without costs
-        for key, value in ({} if report is None else report.scalars()).items():
+        for key, value in self._evaluation_safety(self.evaluator.envs).items():  # none without costs
             self.logger.record(key, value)
         return result
 
@@ -405,8 +407,8 @@ class MBRLAgent(Acting):
         if self._ep_returns:
             self.logger.record("rollout/ep_rew_mean", float(np.mean(self._ep_returns)))
         self.logger.record("train/cumulative_cost", self._cumulative_cost)
-        if self.cost_multiplier is not None:
-            self.logger.record("safety/cost_multiplier", self.cost_multiplier.value)
+        for key, value in self._training_safety().items():  # none when unconstrained
+            self.logger.record(key, value)
         if self._plan_ms:
             self.logger.record("planner/plan_ms", float(np.mean(self._plan_ms)))
             self._plan_ms = []

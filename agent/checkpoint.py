@@ -206,6 +206,7 @@ def agent_payload(agent: MBRLAgent) -> dict[str, Any]:
         "planner_rng": agent._generator.get_state(),
         "env_rng": env_rng.bit_generator.state if env_rng is not None else None,
         "cost_multiplier": agent.cost_multiplier.state_dict() if agent.cost_multiplier is not None else None,
+        "veto": agent.veto.state_dict(),
     }
 
 
@@ -243,6 +244,7 @@ def restore_agent(agent: MBRLAgent, payload: dict[str, Any], source: Path) -> No
     agent._vacuous_checked = c.get("vacuous_checked", False)
     if agent.cost_multiplier is not None and payload.get("cost_multiplier") is not None:
         agent.cost_multiplier.load_state_dict(payload["cost_multiplier"])
+    agent.veto.load_state_dict(payload.get("veto", {}))
     agent._saved_at = agent.num_timesteps if agent._pending_step is None else None  # no second copy of it
     agent._resumed_rows = c.get("monitor_rows")
     agent.rng.bit_generator.state = payload["rng"]

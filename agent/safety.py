@@ -17,6 +17,7 @@ import torch
 
 from agent.config import Config
 from agent.models import ModelAdapter
+from agent.veto import VetoCounter
 from envs import TransitionLog, cost_reported, find_wrapper
 from planners.constraint import STEPS_PER_LIMIT, CostMultiplier
 from planners.objective import horizon_cost
@@ -54,6 +55,7 @@ class Safety:
     action_dim: int
     device: torch.device
     cost_multiplier: CostMultiplier | None
+    veto: VetoCounter
     _vacuous_checked: bool
 
     def _make_cost_multiplier(self) -> CostMultiplier | None:
@@ -156,18 +158,35 @@ class Safety:
                   expected_np, np.asarray(use, dtype=np.float64))
         return SafetyPrediction(*(f if batched else f[0] for f in fields))
 
-    @staticmethod
-    def _forget_transitions(envs: list[gym.Env]) -> None:
-        """Drop what the evaluation envs' :class:`~envs.TransitionLog` kept (before an evaluation)."""
+    def _start_evaluation(self, envs: list[gym.Env]) -> None:
+        """Before an evaluation: drop what the evaluation envs' :class:`~envs.TransitionLog` kept and the last
+        evaluation's veto counts."""
+        self.veto.start_evaluation()
         for log in (find_wrapper(env, TransitionLog) for env in envs):
             if log is not None:
                 log.take()
 
+    def _training_safety(self) -> dict[str, float]:
+        """progress.csv's safety values of the training loop: the multiplier and the training veto counts."""
+        if self.cost_multiplier is None:
+            return {}
+        return {"safety/cost_multiplier": self.cost_multiplier.value, **self.veto.train.scalars("safety/train_")}
+
+    def _evaluation_safety(self, envs: list[gym.Env]) -> dict[str, float]:
+        """progress.csv's safety values of the evaluation just played on ``envs``: the safety head's report
+        (:meth:`_safety_head_report`) and, under a cost limit, the evaluation's veto counts."""
+        report = self._safety_head_report(envs)
+        vetoes = self.veto.eval.scalars("safety/eval_") if self.cost_multiplier is not None else {}
+        return {**({} if report is None else report.scalars()), **vetoes}
+
     def _safety_head_report(self, envs: list[gym.Env]) -> SafetyMetrics | None:
         """The safety head judged on the transitions the evaluation envs' :class:`~envs.TransitionLog` kept
-        (held out: never trained on), or ``None`` when they kept none or the env reports no costs."""
+        (held out: never trained on), or ``None`` when they kept none or the env reports no costs. Their costs
+        also go to the evaluation's :class:`~agent.veto.VetoCounter` counts (the real cost of flagged steps)."""
         logs = [log for log in (find_wrapper(env, TransitionLog) for env in envs) if log is not None]
         taken = [log.take() for log in logs]
+        if self.cost_multiplier is not None and len(logs) == len(envs):
+            self.veto.attribute([t[2] for t in taken])
         if not taken or not any(cost_reported(log) for log in logs) or sum(len(t[2]) for t in taken) == 0:
             return None
         obs = np.concatenate([t[0] for t in taken])

@@ -41,6 +41,17 @@ class EchoEnv(gym.Env[Array, Array]):
         return obs, 0.0, False, self.t >= 50, info
 
 
+class SpeedEnv(EchoEnv):
+    """``EchoEnv`` rewarding speed: reward = the action, cost 1.0 on each step whose action is over 0.5 (the
+    fastest sequence, all ``+1``, is the unsafe one)."""
+
+    def step(self, action: Array) -> tuple[Array, SupportsFloat, bool, bool, dict[str, Any]]:
+        """Echo the action; reward it, and cost it when it is over 0.5."""
+        obs, _, terminated, truncated, _ = super().step(action)
+        speed = float(np.asarray(action).reshape(-1)[0])
+        return obs, speed, terminated, truncated, {"cost": float(speed > 0.5)}
+
+
 class WideActionEnv(EchoEnv):
     """``EchoEnv`` with actions in ``[-2, 2]`` (the checker warns about them)."""
 

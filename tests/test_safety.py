@@ -204,11 +204,13 @@ def test_multiplier_and_cumulative_cost_resume_exactly(tmp_path: Path) -> None:
     assert straight.cost_multiplier is not None
     assert resumed.cost_multiplier.value == straight.cost_multiplier.value
     assert resumed._cumulative_cost == straight._cumulative_cost == 100.0
+    assert resumed.veto.train == straight.veto.train and straight.veto.train.plans == 50  # agent/veto.py's counts
     for x, y in zip(straight.buffer.stored(), resumed.buffer.stored(), strict=True):
         np.testing.assert_array_equal(x, y)
     header = (tmp_path / "a" / "progress.csv").read_text().splitlines()[0].split(",")
     for key in ("train/cumulative_cost", "eval/mean_cost", "safety/cost_multiplier", "safety/brier",
-                "safety/recall", "safety/precision", "planner/feasible_best"):
+                "safety/recall", "safety/precision", "planner/feasible_best", "safety/train_flagged",
+                "safety/train_proposals_rejected", "safety/eval_flagged", "safety/eval_flagged_cost"):
         assert key in header, key
 
 
