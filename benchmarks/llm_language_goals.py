@@ -21,7 +21,7 @@ Methods, all planning with the same CEM (:data:`SAMPLING`, horizon 15) through t
   here), ``server`` (any OpenAI-compatible server at ``--url``, model ``--model``) or ``random`` (uniform
   ratings: chance).
 
-Writes ``results.json`` and ``results.md`` into ``--out`` after each judge (atomically).
+Writes ``results.json`` and ``results.md`` into ``--out`` after the two baselines and after each judge (atomically).
 """
 
 from __future__ import annotations
@@ -242,6 +242,8 @@ def main(argv: list[str] | None = None) -> None:
             rows.append({"phrase": phrase, "goal": list(goal), "target": target.round(3).tolist(),
                          **drive(target, np.asarray(goal), args.seed)})
         results["methods"][name] = {"summary": summary(rows), "episodes": rows}
+    if args.out is not None:
+        write(results, args.out)
     for name in args.judges:
         server: ScriptedServer | BundledServer | None = None
         try:
@@ -259,9 +261,7 @@ def main(argv: list[str] | None = None) -> None:
                 server.close()
         results["methods"][f"judge:{name}"] = {"summary": summary(rows), "episodes": rows}
         if args.out is not None:
-            write(results, args.out)
-    if args.out is not None:
-        write(results, args.out)
+            write(results, args.out)  # after each judge
     print("\n".join(report(results)))
 
 
