@@ -21,7 +21,7 @@ from language_models.client import RESPONSE_FORMATS
 from language_models.config import LLMConfig, validate_llm
 from planners import PLANNER_NAMES, SamplingConfig
 from world_models.config import LatentConfig, RoboticsConfig, ValueConfig, VideoConfig
-from world_models.robotics import CONTINUATION_SOURCES, IMAGINATION_DTYPES
+from world_models.robotics import CONTINUATION_SOURCES, COST_HEADS, IMAGINATION_DTYPES
 
 MODEL_KINDS = ("auto", "robotics", "latent", "video")
 LATENT_OBJECTIVES = ("jepa", "reconstruction")
@@ -393,10 +393,11 @@ def _learning_rate(section: str, holder: RoboticsConfig | LatentConfig) -> None:
 
 
 def _validate_robotics(m: RoboticsConfig) -> None:
-    _finite_at_least_zero("robotics", m, ("sparse_reward_weight", "termination_weight"), " (0: off)")
+    _finite_at_least_zero("robotics", m, ("sparse_reward_weight", "termination_weight", "costly_weight"), " (0: off)")
     _finite_at_least_zero("robotics", m, ("weight_decay",))
     _learning_rate("robotics", m)
     _one_of("robotics", m, "continuation_from", CONTINUATION_SOURCES)
+    _one_of("robotics", m, "cost_head", COST_HEADS)
     _one_of("robotics", m, "imagination_dtype", IMAGINATION_DTYPES)
     _at_least("robotics", m, ("hidden_dim", "ensemble_size", "num_layers"), 1)
 

@@ -145,15 +145,20 @@ def test_update_refuses_non_finite_loss() -> None:
         raise AssertionError("a NaN loss must stop training with a clear error")
 
 
-@pytest.mark.parametrize("continuation_from", robotics.CONTINUATION_SOURCES)
-def test_imagine_matches_step_by_step_prediction(continuation_from: str) -> None:
+@pytest.mark.parametrize(("continuation_from", "cost_head"),
+                         [(source, "network") for source in robotics.CONTINUATION_SOURCES] + [("transition", "linear")])
+def test_imagine_matches_step_by_step_prediction(continuation_from: str, cost_head: str) -> None:
     """The fused imagination path equals predict() applied step by step to member-routed rows."""
     torch.manual_seed(0)
     model = RoboticsWorldModel(
         3,
         2,
-        RoboticsConfig(ensemble_size=2, hidden_dim=16, num_layers=2, continuation_from=continuation_from), STATE_VALUE,
+        RoboticsConfig(ensemble_size=2, hidden_dim=16, num_layers=2, continuation_from=continuation_from,
+                       cost_head=cost_head), STATE_VALUE,
     )
+    if model.cost_net is not None:  # members that differ, so a row read by the wrong member shows
+        with torch.no_grad():
+            model.cost_net.last.weight.normal_()
     data = torch.randn(50, 3) * 3 + 1
     model.fit_normalizers(data, torch.rand(50, 2), torch.randn(50), data + torch.randn(50, 3))
     z0, actions = torch.randn(4, 3), torch.rand(5, 4, 2) * 2 - 1

@@ -36,6 +36,16 @@ class RoboticsConfig:
     dynamics network, from (z, a). ``next_state``: a small network of its own on the next state,
     applied to every imagined state; for tasks that end when the state leaves a healthy range
     (Hopper, Walker2d), whose end the dynamics network blurs."""
+    cost_head: str = "network"
+    """Where the safety head reads the probability that a step is costly. ``network``: an output of the
+    dynamics network, from (z, a). ``linear``: a logistic regression per ensemble member on the normalised
+    state and next state (the imagined next state in planning). It learns from a few costly steps and
+    extrapolates: a state further along the direction that made steps costly (a higher speed) is predicted
+    more likely costly, where the network predicts ~0 outside its data. Suits costs that grow along a
+    direction of the state (speed limits), not costly regions of it."""
+    costly_weight: float = 0.0
+    """Extra weight of costly transitions in the safety loss (each counts 1 + this): costly steps are
+    rare, and an unweighted head predicts them too seldom. 0: off."""
     imagination_dtype: str = "float32"
     """Dtype of the dynamics network's hidden-to-hidden products while planning, ``float32`` or
     ``bfloat16``, about 3 significant digits in those layers; the input and output layers, the

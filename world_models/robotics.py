@@ -18,13 +18,14 @@ from torch import nn
 
 from world_models.base import Rollout
 from world_models.config import RoboticsConfig, ValueConfig
-from world_models.ensemble import EnsembleMLP, Layers, ensemble_step, imagine_reference
+from world_models.ensemble import EnsembleMLP, Layers, ensemble_step, from_members, imagine_reference, to_members
 from world_models.fast import fast_enabled, imagine_in_place
 from world_models.normalizer import Normalizer
 from world_models.training import (
     check_loss_weights,
     ema_update,
     optimisation_step,
+    rare_event_bce,
     sparse_reward_error,
     td0_target,
     termination_bce,
@@ -52,6 +53,8 @@ class StepPrediction(NamedTuple):
 
 
 CONTINUATION_SOURCES = ("transition", "next_state")
+COST_HEADS = ("network", "linear")
+COST_PRIOR_LOGIT = -4.6  # the linear cost head's initial bias: a step is costly with probability ~0.01
 IMAGINATION_DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16}  # by config name
 CONTINUATION_HIDDEN = 64  # width of the next-state continuation network: cheap beside the dynamics
 
@@ -89,7 +92,7 @@ class RoboticsWorldModel(nn.Module):
         ensemble_size, hidden_dim, num_layers = config.ensemble_size, config.hidden_dim, config.num_layers
         sparse_reward_weight, termination_weight = config.sparse_reward_weight, config.termination_weight
         value_kind, value_tau, policy_imitation = value.kind, value.tau, value.policy_imitation
-        continuation_from = config.continuation_from
+        continuation_from, cost_head, costly_weight = config.continuation_from, config.cost_head, config.costly_weight
         if config.imagination_dtype not in IMAGINATION_DTYPES:
             raise ValueError(f"imagination_dtype must be one of {sorted(IMAGINATION_DTYPES)}, "
                              f"got {config.imagination_dtype!r}")
@@ -97,8 +100,9 @@ class RoboticsWorldModel(nn.Module):
         super().__init__()
         self.imagination_dtype = imagination_dtype
         check_loss_weights(sparse_reward_weight=sparse_reward_weight, termination_weight=termination_weight,
-                           policy_imitation=policy_imitation)
+                           policy_imitation=policy_imitation, costly_weight=costly_weight)
         self.sparse_reward_weight, self.termination_weight = sparse_reward_weight, termination_weight
+        self.costly_weight = costly_weight
         self.policy_imitation = policy_imitation
         self.state_dim = state_dim + embed_dim  # z = [state, embedding]
         self.action_dim = action_dim
@@ -122,6 +126,15 @@ class RoboticsWorldModel(nn.Module):
         self.continuation_net: EnsembleMLP | None = None
         if continuation_from == "next_state":
             self.continuation_net = EnsembleMLP(1, self.state_dim, 1, CONTINUATION_HIDDEN, 2)
+        if cost_head not in COST_HEADS:
+            raise ValueError(f"cost_head must be network or linear, got {cost_head!r}")
+        # cost logit, linear in the normalised (z, z_next) per member (cost_head linear); the dynamics
+        # network's own cost output is then neither trained nor read
+        self.cost_net: EnsembleMLP | None = None
+        if cost_head == "linear":
+            self.cost_net = EnsembleMLP(ensemble_size, 2 * self.state_dim, 1, hidden_dim, 0)
+            with torch.no_grad():
+                self.cost_net.last.bias.fill_(COST_PRIOR_LOGIT)
         self.value_net: EnsembleMLP | None = None
         self.value_target: EnsembleMLP | None = None
         self.actor: EnsembleMLP | None = None
@@ -154,9 +167,14 @@ class RoboticsWorldModel(nn.Module):
         ``with_variance=False`` skips the bounded log-variance (imagination uses means only).
         """
         pred = self._predict_transition(z, action, with_variance)
-        if self.continuation_net is None:
+        if self.continuation_net is None and self.cost_net is None:
             return pred
-        return pred._replace(continuation_logit=self.next_state_continuation_logit(self.next(z, pred)))
+        z_next = self.next(z, pred)
+        if self.continuation_net is not None:
+            pred = pred._replace(continuation_logit=self.next_state_continuation_logit(z_next))
+        if self.cost_net is not None:
+            pred = pred._replace(cost_logit=self.linear_cost_logit(z, z_next))
+        return pred
 
     def _predict_transition(self, z: torch.Tensor, action: torch.Tensor, with_variance: bool) -> StepPrediction:
         """The dynamics network's prediction alone, its own continuation output included."""
@@ -167,6 +185,15 @@ class RoboticsWorldModel(nn.Module):
         assert self.continuation_net is not None, "needs continuation_from='next_state'"
         rows = self._normalized_state(z_next.reshape(-1, self.state_dim))
         return self.continuation_net(rows[None])[0, :, 0].reshape(z_next.shape[:-1])
+
+    def linear_cost_logit(self, z: torch.Tensor, z_next: torch.Tensor) -> torch.Tensor:
+        """Cost logit ``(E, M)`` of transitions ``z -> z_next`` (each ``(E, M, Z)``, row ``m`` of member ``e``
+        read by member ``e``'s logistic regression; ``cost_head`` linear)."""
+        assert self.cost_net is not None, "needs cost_head='linear'"
+        e, m, _ = z.shape
+        rows = torch.cat([self._normalized_state(z.reshape(e * m, -1)),
+                          self._normalized_state(z_next.reshape(e * m, -1))], dim=-1)
+        return self.cost_net(rows.reshape(e, m, -1))[..., 0]
 
     def _split(self, out: torch.Tensor, with_variance: bool) -> StepPrediction:
         """Network output ``(E, M, 2D + 2)`` = [mean, raw log-variance, continuation, cost] -> prediction."""
@@ -267,9 +294,15 @@ class RoboticsWorldModel(nn.Module):
             continuation_logit = heads[..., 1]
         else:  # all imagined next states at once: (H, B)
             continuation_logit = self.next_state_continuation_logit(latents[1:])
+        cost_logit = heads[..., 2]
+        if self.cost_net is not None:  # row b is member b % E's, as in imagination: (H, B)
+            pairs = [to_members(states.transpose(0, 1), self.ensemble_size) for states in (latents[:-1], latents[1:])]
+            e, rows, h = pairs[0].shape[:3]  # (E, B / E, H, Z)
+            logit = self.linear_cost_logit(*(x.reshape(e, rows * h, -1) for x in pairs))  # (E, B / E * H)
+            cost_logit = from_members(logit.reshape(e, rows, h)).transpose(0, 1)
         return Rollout(
             rewards=rewards,
-            costs=torch.sigmoid(heads[..., 2]),
+            costs=torch.sigmoid(cost_logit),
             continuation=torch.sigmoid(continuation_logit),
             latents=latents,
             disagreement=torch.zeros_like(rewards),
@@ -335,7 +368,9 @@ class RoboticsWorldModel(nn.Module):
         cont_logit = pred.continuation_logit if self.continuation_net is None \
             else self.next_state_continuation_logit(batch.next_obs)
         cont_bce = termination_bce(cont_logit, batch.terminated, self.termination_weight)
-        cost_bce = F.binary_cross_entropy_with_logits(pred.cost_logit, (batch.costs > 0).to(torch.float32))
+        cost_logit = pred.cost_logit if self.cost_net is None \
+            else self.linear_cost_logit(batch.obs, batch.next_obs)  # from the stored next state, as continuation
+        cost_bce = rare_event_bce(cost_logit, batch.costs > 0, self.costly_weight)
         total = nll + bound + cont_bce + cost_bce
         if self.sparse_reward_weight:
             # the NLL alone explains a rare reward as noise (a wide variance) and predicts ~0 everywhere

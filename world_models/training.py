@@ -14,6 +14,7 @@ __all__ = [
     "ema_update",
     "masked_mean",
     "optimisation_step",
+    "rare_event_bce",
     "sparse_reward_error",
     "td0_target",
     "termination_bce",
@@ -89,21 +90,29 @@ def sparse_reward_error(
     return (weights * (pred - target) ** 2).mean() / weights.mean().clamp_min(1e-12)
 
 
-def termination_bce(
-    logit: torch.Tensor, terminated: torch.Tensor, weight: float, mask: torch.Tensor | None = None
+def rare_event_bce(
+    logit: torch.Tensor, event: torch.Tensor, weight: float, mask: torch.Tensor | None = None
 ) -> torch.Tensor:
-    """Continuation BCE (target: the episode goes on) in which terminal rows count ``1 + weight`` times.
+    """BCE of ``logit`` against ``event`` (bool, the target 1) in which event rows count ``1 + weight`` times.
 
-    ``logit``, ``terminated`` (bool), ``mask`` (as in :func:`sparse_reward_error`): the
-    same shape. Divided by the mean weight, so ``weight = 0`` without a mask is the plain
-    BCE. An episode ends once in hundreds of steps: unweighted, a model can blur where it
-    ends and a planner walks into the end it did not foresee.
+    ``logit``, ``event``, ``mask`` (as in :func:`sparse_reward_error`): the same shape. Divided by the
+    mean weight, so ``weight = 0`` without a mask is the plain BCE. Rare events (an episode's end, a
+    costly step) are a few rows in hundreds: unweighted, a model predicts them too seldom.
     """
-    rare = terminated.to(logit.dtype)
+    rare = event.to(logit.dtype)
     weights = 1.0 + weight * rare
     if mask is not None:
         weights = weights * mask
-    return F.binary_cross_entropy_with_logits(logit, 1.0 - rare, weight=weights) / weights.mean().clamp_min(1e-12)
+    return F.binary_cross_entropy_with_logits(logit, rare, weight=weights) / weights.mean().clamp_min(1e-12)
+
+
+def termination_bce(
+    logit: torch.Tensor, terminated: torch.Tensor, weight: float, mask: torch.Tensor | None = None
+) -> torch.Tensor:
+    """Continuation BCE (target: the episode goes on) in which terminal rows count ``1 + weight`` times:
+    :func:`rare_event_bce` of the termination logit ``-logit``. Unweighted, a model can blur where an
+    episode ends and a planner walks into the end it did not foresee."""
+    return rare_event_bce(-logit, terminated, weight, mask)
 
 
 def masked_mean(x: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor:
