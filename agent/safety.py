@@ -20,7 +20,7 @@ from agent.models import ModelAdapter
 from agent.veto import VetoCounter
 from envs import TransitionLog, cost_reported, find_wrapper
 from planners.constraint import STEPS_PER_LIMIT, CostMultiplier
-from planners.objective import horizon_cost
+from planners.objective import horizon_cost, imagine_plans
 from world_models.safety import SafetyMetrics, safety_metrics
 
 __all__ = ["Safety", "SafetyPrediction"]
@@ -135,9 +135,7 @@ class Safety:
         """``z0 (B, Z)``, ``plan (B, H, A)`` -> probability, disagreement ``(B, H)`` and expected cost ``(B,)``."""
         particles = self.config.planner.particles
         batch, horizon, _ = plan.shape
-        z = z0.repeat_interleave(particles, dim=0)  # (B * P, Z), row b * P + p
-        steps = plan.to(device=z0.device, dtype=z0.dtype).transpose(0, 1).repeat_interleave(particles, dim=1)
-        rollout = self.model.imagine(z, steps)  # (H, B * P) fields
+        rollout = imagine_plans(self.model.imagine, z0, plan, particles)  # (H, B * P) fields, row b * P + p
         costs = rollout.costs.float().reshape(horizon, batch, particles)
         probability = costs.mean(dim=2).transpose(0, 1)  # (B, H)
         disagreement = costs.std(dim=2, unbiased=False).transpose(0, 1)

@@ -22,7 +22,7 @@ import numpy as np
 import torch
 
 from planners.base import CostedObjective
-from planners.objective import horizon_cost
+from planners.objective import horizon_cost, imagine_plans
 
 __all__ = ["VetoCounts", "VetoCounter", "attribute_costs"]
 
@@ -116,9 +116,7 @@ class VetoCounter:
         batch, horizon = plans.shape[:2]
         budget = torch.as_tensor(objective.cost_budget, dtype=torch.float64).expand(batch)  # (B,)
         with torch.inference_mode():
-            z = z0.repeat_interleave(particles, dim=0)  # (B * P, Z), row b * P + p, as the objective imagines
-            steps = plans.to(device=z0.device, dtype=z0.dtype).transpose(0, 1).repeat_interleave(particles, dim=1)
-            rollout = imagine(z, steps)  # type: ignore[operator]
+            rollout = imagine_plans(imagine, z0, plans, particles)  # type: ignore[arg-type]  # row b * P + p
             pessimistic = horizon_cost(rollout).double().view(batch, particles).amax(dim=1).cpu()  # (B,)
             first = rollout.costs[0].double().view(batch, particles).mean(dim=1).cpu()  # (B,)
         flags = (~(pessimistic <= budget)).numpy()  # NaN counts as over the budget

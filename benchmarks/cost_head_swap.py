@@ -70,9 +70,10 @@ def _train_linear_head(agent: MBRLAgent, buffer: dict[str, Any], weight: float, 
     return float(loss.item())
 
 
-def run_arm(checkpoint: Path, head: str, weight: float, head_steps: int, episodes: int) -> dict[str, Any]:
-    """One arm: the checkpoint's agent with ``head`` (``weight``), evaluated with the unsafe proposer."""
-    payload = load_checkpoint(checkpoint)
+def run_arm(payload: dict[str, Any], checkpoint: Path, head: str, weight: float, head_steps: int,
+            episodes: int) -> dict[str, Any]:
+    """One arm: the agent of ``payload`` (read from ``checkpoint``) with ``head`` (``weight``), evaluated with
+    the unsafe proposer. ``payload`` is only read: every arm starts from the same checkpoint."""
     config = config_from_dict(payload["config"])
     config.robotics.cost_head, config.robotics.costly_weight = head, weight
     probe = make_env(config.env_id, check=False)
@@ -117,10 +118,11 @@ def main(argv: list[str] | None = None) -> None:
     command = "python -m benchmarks.cost_head_swap " + " ".join(argv if argv is not None else
                                                                  __import__("sys").argv[1:])
     args.out.mkdir(parents=True, exist_ok=True)
-    limit = load_checkpoint(args.checkpoint)["config"]["planner"].get("cost_limit")
+    payload = load_checkpoint(args.checkpoint)
+    limit = payload["config"]["planner"].get("cost_limit")
     rows = []
     for head, weight in args.heads:
-        rows.append(run_arm(args.checkpoint, head, weight, args.head_steps, args.episodes))
+        rows.append(run_arm(payload, args.checkpoint, head, weight, args.head_steps, args.episodes))
         print(json.dumps(rows[-1]), flush=True)
         write_text_atomic(args.out / "results.json", json.dumps(rows, indent=1) + "\n")
         write_text_atomic(args.out / "results.md", _markdown(rows, command, limit))

@@ -26,14 +26,14 @@ import platform
 import shutil
 import time
 from pathlib import Path
-from typing import Any, BinaryIO
+from typing import Any
 
 import numpy as np
 import torch
 
 from agent.agent import MBRLAgent
-from agent.atomic import atomic_write
 from agent.config import resolve_config
+from benchmarks.markdown import write_text_atomic
 from envs import env_shapes, make_env
 from planners import CEM, SamplingConfig, make_objective
 
@@ -147,13 +147,6 @@ def run_one(seed: int, args: argparse.Namespace) -> dict[str, Any]:
             "check_seconds": round(time.perf_counter() - start - train_s, 1)}
 
 
-def _write_text(path: Path, text: str) -> None:
-    """``text`` into ``path``, whole or not at all (a torn results.json would stop the resume)."""
-    def write(handle: BinaryIO) -> None:
-        handle.write(text.encode())
-    atomic_write(path, write)
-
-
 def _counts(c: dict[str, float]) -> str:
     return (f"{c['proposals']:.0f} | {c['proposals_rejected']:.0f} | {c['proposal_mean_cost']:.2f} / "
             f"{c['mean_budget']:.2f} | {c['proposal_best']:.0f} | {c['proposal_executed']:.0f} "
@@ -216,8 +209,8 @@ def main(argv: list[str] | None = None) -> None:
             continue
         rows.append(run_one(seed, args))
         print(json.dumps(rows[-1]), flush=True)
-        _write_text(saved, json.dumps(rows, indent=1))  # after each seed
-        _write_text(args.out / "results.md", report(rows, args))
+        write_text_atomic(saved, json.dumps(rows, indent=1))  # after each seed
+        write_text_atomic(args.out / "results.md", report(rows, args))
     print(report(rows, args))
 
 

@@ -85,6 +85,15 @@ def horizon_cost(rollout: ImaginedRollout) -> torch.Tensor:
     return torch.where(torch.isfinite(total), total, torch.full_like(total, torch.inf))
 
 
+def imagine_plans(imagine: Imagine, z0: torch.Tensor, plans: torch.Tensor, particles: int) -> ImaginedRollout:
+    """Plan ``b`` of ``plans (B, H, A)`` imagined from ``z0[b]`` (``z0 (B, Z)``) by ``particles`` particles: the
+    rollout's rows are ``b * P + p`` (``(H, B * P)`` fields), as :func:`make_objective` lays out one candidate per
+    problem. Plans are moved to ``z0``'s device and dtype; call it under ``torch.inference_mode()`` to plan."""
+    z = z0.repeat_interleave(particles, dim=0)  # (B * P, Z), row b * P + p
+    steps = plans.to(device=z0.device, dtype=z0.dtype).transpose(0, 1).repeat_interleave(particles, dim=1)
+    return imagine(z, steps)
+
+
 def _weigh(weights: torch.Tensor, values: torch.Tensor) -> torch.Tensor:
     """``weights * values``, but exactly 0 where the weight is 0 (dead rows ignore NaN)."""
     return torch.where(weights == 0, torch.zeros_like(values), weights * values)
