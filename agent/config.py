@@ -68,7 +68,15 @@ class PlannerConfig:
     (docs/safety.md). null: unconstrained."""
     cost_multiplier_lr: float = 0.5
     """Step of the cost limit's Lagrange multiplier per training episode, per unit of relative overspending
-    (episode cost per 1,000 steps minus cost_limit, over max(cost_limit, 1)). 0: the multiplier stays 0."""
+    (episode cost per 1,000 steps minus cost_target x cost_limit, over max(cost_limit, 1)). 0: the multiplier
+    stays 0."""
+    cost_multiplier_min: float = 0.0
+    """Floor of the multiplier (<= 0). 0: it only tightens the plan's share of the budget. Below 0 it also
+    loosens it while the real episodes cost less than cost_target x cost_limit, up to exp(-cost_multiplier_min)
+    times the share: a cautious cost head then stops holding the agent far under the limit (docs/safety.md)."""
+    cost_target: float = 1.0
+    """The training episodes' cost, as a fraction of cost_limit in (0, 1], that the multiplier steers towards;
+    below 1 it leaves evaluations a margin under the limit."""
     pessimism: float = 0.0
     """Subtract this many standard deviations of the particles' returns (ensemble disagreement)."""
     proposals: int = 0
@@ -374,6 +382,16 @@ def _validate_planner(p: PlannerConfig, s: SamplingConfig) -> None:
     _at_least("planner", p, ("eval_num_candidates", "eval_iterations"), 0, " (0: the sampling section's)")
     _finite_at_least_zero("planner", p, ("cost_weight", "pessimism"), " (0: off)")
     _finite_at_least_zero("planner", p, ("cost_multiplier_lr",), " (0: a fixed multiplier of 0)")
+    if not (math.isfinite(p.cost_multiplier_min) and p.cost_multiplier_min <= 0):
+        raise ConfigError(
+            f"planner.cost_multiplier_min must be a finite number <= 0 (0: the multiplier only tightens the "
+            f"budget; e.g. -2.3: it may loosen it up to 10x), got {p.cost_multiplier_min}"
+        )
+    if not (math.isfinite(p.cost_target) and 0 < p.cost_target <= 1):
+        raise ConfigError(
+            f"planner.cost_target must be in (0, 1] (the share of cost_limit training episodes aim at), "
+            f"got {p.cost_target}"
+        )
     if p.cost_limit is not None and not (math.isfinite(p.cost_limit) and p.cost_limit >= 0):
         raise ConfigError(
             f"planner.cost_limit must be a finite number >= 0 (the cost allowed per 1,000 environment steps), "

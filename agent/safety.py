@@ -61,7 +61,9 @@ class Safety:
     def _make_cost_multiplier(self) -> CostMultiplier | None:
         """The multiplier of ``planner.cost_limit`` (``None`` when unconstrained)."""
         p = self.config.planner
-        return None if p.cost_limit is None else CostMultiplier(p.cost_limit, p.cost_multiplier_lr)
+        if p.cost_limit is None:
+            return None
+        return CostMultiplier(p.cost_limit, p.cost_multiplier_lr, min_value=p.cost_multiplier_min, target=p.cost_target)
 
     @property
     def episode_steps(self) -> int:
@@ -80,8 +82,9 @@ class Safety:
         return multiplier.budget(self.config.planner.horizon, left)
 
     def cost_penalty(self) -> float:
-        """The weight of predicted cost in the objective's score: ``planner.cost_weight`` plus the multiplier."""
-        extra = self.cost_multiplier.value if self.cost_multiplier is not None else 0.0
+        """The weight of predicted cost in the objective's score: ``planner.cost_weight`` plus the multiplier's
+        positive part."""
+        extra = self.cost_multiplier.penalty if self.cost_multiplier is not None else 0.0
         return self.config.planner.cost_weight + extra
 
     def step_threshold(self) -> float:

@@ -51,7 +51,8 @@ def _assert_same_meaning(old: dict[str, Any], new: dict[str, Any]) -> None:
 
 
 ADDED_SINCE = {"planner.cost_limit", "planner.cost_multiplier_lr", "value.batch_size", "train.loop_threads",
-               "planner.eval_iterations", "robotics.cost_head", "robotics.costly_weight"}
+               "planner.eval_iterations", "robotics.cost_head", "robotics.costly_weight", "planner.cost_multiplier_min",
+               "planner.cost_target"}
 """Settings added after the snapshot (no earlier key holds them; their defaults keep the old behaviour, except
 train.loop_threads, which runs state models' training loops on one thread)."""
 NEW_SECTIONS = ("llm", "video")

@@ -184,6 +184,42 @@ def test_multiplier_rises_when_over_the_limit_and_falls_back_to_zero() -> None:
         CostMultiplier(-1.0)
 
 
+def test_multiplier_below_zero_loosens_the_budget_towards_the_target() -> None:
+    """With a negative floor, episodes under ``target x limit`` loosen the plan's share (CAP-style), overspending
+    tightens it again, and the penalty on predicted cost never turns into a reward."""
+    multiplier = CostMultiplier(25.0, learning_rate=0.5, min_value=-2.0, target=0.5)
+    share = 10 * 25 / 1000
+    assert multiplier.update(0.0, 1000) == pytest.approx(-0.25)  # (0 - 12.5) / 25 x 0.5
+    assert multiplier.scale == pytest.approx(math.exp(0.25)) and multiplier.penalty == 0.0
+    assert multiplier.budget(10) == pytest.approx(share * math.exp(0.25))  # looser than the share
+    assert multiplier.budget(10, left=0.1) == pytest.approx(0.1)  # never more than the episode has left
+    for _ in range(20):
+        multiplier.update(0.0, 1000)
+    assert multiplier.value == -2.0 and multiplier.budget(10) == pytest.approx(share * math.exp(2.0))  # floor
+    assert multiplier.update(12.5, 1000) == -2.0  # at the target: unchanged
+    multiplier.update(100.0, 1000)  # (100 - 12.5) / 25 x 0.5 = +1.75
+    assert multiplier.value == pytest.approx(-0.25) and multiplier.budget(10) == pytest.approx(share * math.exp(0.25))
+    tight = CostMultiplier(25.0, value=0.5)  # the two branches of the scale meet at 0 and keep the old meaning
+    assert tight.scale == pytest.approx(1 / 1.5) and tight.penalty == 0.5
+    assert CostMultiplier(25.0, value=0.0).scale == 1.0
+    restored = CostMultiplier(25.0, min_value=-2.0)
+    restored.load_state_dict(multiplier.state_dict())
+    assert restored.value == multiplier.value
+    with pytest.raises(ValueError, match=r"a saved value must be in \[0"):
+        CostMultiplier(25.0).load_state_dict(multiplier.state_dict())  # a floor of 0 cannot hold it
+    with pytest.raises(ValueError, match="min_value"):
+        CostMultiplier(25.0, min_value=0.5)
+    with pytest.raises(ValueError, match="target"):
+        CostMultiplier(25.0, target=0.0)
+
+
+def test_config_checks_the_loosening_settings() -> None:
+    with pytest.raises(ConfigError, match="cost_multiplier_min"):
+        validate(resolve_config("Pendulum-v1", {"planner.cost_multiplier_min": 1.0}))
+    with pytest.raises(ConfigError, match="cost_target"):
+        validate(resolve_config("Pendulum-v1", {"planner.cost_target": 1.5}))
+
+
 def _echo_config(**overrides: object) -> Config:
     base = {"device": "cpu", "env_kwargs": {"cost": 1.0}, "planner.cost_limit": 25.0, "train.eval_freq": 100}
     return resolve_config(ECHO, {**base, **overrides}, preset="debug")
