@@ -68,7 +68,8 @@ class Acting(Safety):
         return self._exploring
 
     def plan(self, obs: np.ndarray, planner: Planner | None = None, warm: WarmStart | None = None,
-             times: list[float] | None = None, cost_spent: float | None = None, explore: bool = False) -> np.ndarray:
+             times: list[float] | None = None, cost_spent: float | np.ndarray | None = None,
+             explore: bool = False) -> np.ndarray:
         """First action (in ``[-1, 1]``) of the plan for ``obs``; stores the plan in ``warm`` for warm starting.
 
         ``obs (*obs_shape) -> (A,)``; or ``obs (B, *obs_shape) -> (B, A)``: ``B`` independent
@@ -78,7 +79,8 @@ class Acting(Safety):
         ``times`` (training's ``planner/plan_ms``, evaluation's ``eval/plan_ms``; none for ``predict``) gets
         the call's milliseconds per problem, once per problem.
         With ``planner.cost_limit`` the objective carries the cost budget of :meth:`cost_budget` (``cost_spent``:
-        the episode's cost so far, the training loop's) and the penalty :meth:`cost_penalty`.
+        the episode's cost so far, as the training loop and evaluations count it; ``(B,)``, one per problem, for a
+        batched plan; ``None``: not counted, as in ``predict``) and the penalty :meth:`cost_penalty`.
         ``explore`` (the training loop's, in an episode led by the proposals, ``llm.explore``): the proposal the
         objective scores best is the plan, without searching, where there is one of finite score.
         """
@@ -88,6 +90,8 @@ class Acting(Safety):
         with torch.inference_mode():
             z0 = self.adapter.encode(obs)  # (B, Z); B = 1 for one observation
         batched = obs.ndim == len(self.obs_shape) + 1
+        if cost_spent is not None and not batched:  # one problem: the episode's cost, a number
+            cost_spent = float(np.asarray(cost_spent).reshape(-1)[0])
         objective = make_objective(
             self.model.imagine, z0 if batched else z0[0], particles=p.particles, discount=p.discount,
             cost_weight=self.cost_penalty(), pessimism=p.pessimism, cost_budget=self.cost_budget(cost_spent),

@@ -370,7 +370,8 @@ class MBRLAgent(Acting):
         """The evaluation episodes (default ``train.eval_episodes``) with ``planner`` (:meth:`Evaluator.run`)."""
         episodes = self.config.train.eval_episodes if episodes is None else episodes
         self._start_evaluation(self.evaluator.envs)  # the safety head is judged on this evaluation's alone
-        return self.evaluator.run(lambda obs, warm: self.plan(obs, planner, warm, times),
+        # the episodes' costs so far: under a cost limit, each plan keeps within what is left, as in training
+        return self.evaluator.run(lambda obs, warm, spent: self.plan(obs, planner, warm, times, cost_spent=spent),
                                   (self.config.planner.horizon, self.action_dim), self.device, episodes, seed)
 
     def _evaluate(self) -> EvalResult:

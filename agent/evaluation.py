@@ -45,14 +45,20 @@ def evaluate(
     reset_policy: Callable[[], None],
     n_episodes: int,
     seed: int,
+    cost_so_far: np.ndarray | None = None,
 ) -> EvalResult:
-    """Run ``n_episodes`` episodes with ``act``; episode ``k`` is reset with seed ``seed + k``."""
+    """Run ``n_episodes`` episodes with ``act``; episode ``k`` is reset with seed ``seed + k``.
+
+    ``cost_so_far`` (shape ``(1,)``), when given, holds the running episode's cost so far before each ``act``
+    call (what a cost-limited agent has left of its episode's budget follows from it)."""
     returns, lengths, costs = [], [], []
     for k in range(n_episodes):
         obs, _ = env.reset(seed=seed + k)
         reset_policy()
         done, total, cost, steps = False, 0.0, 0.0, 0
         while not done:
+            if cost_so_far is not None:
+                cost_so_far[0] = cost
             obs, reward, terminated, truncated, info = env.step(act(obs))
             total += float(reward)
             cost += float(info.get("cost", 0.0))
@@ -70,6 +76,7 @@ def evaluate_lockstep(
     reset_policy: Callable[[], None],
     n_episodes: int,
     seed: int,
+    cost_so_far: np.ndarray | None = None,
 ) -> EvalResult:
     """Run ``n_episodes`` episodes side by side; episode ``j`` runs on ``envs[j]``, reset with seed ``seed + j``.
 
@@ -79,7 +86,8 @@ def evaluate_lockstep(
     called once, after all resets. Returns, lengths and costs are per episode, in
     episode order, accumulated exactly as :func:`evaluate` does, so a deterministic
     ``act`` gives the same result either way. Needs ``len(envs) >= n_episodes``
-    (distinct env instances).
+    (distinct env instances). ``cost_so_far`` (shape ``(n_episodes,)``), when given, holds each episode's cost
+    so far before each ``act`` call.
     """
     if len(envs) < n_episodes:
         raise ValueError(f"evaluate_lockstep: {n_episodes} episodes need as many envs, got {len(envs)}")
@@ -90,6 +98,8 @@ def evaluate_lockstep(
     totals = np.zeros((3, n_episodes))  # returns, lengths, costs
     running = np.arange(n_episodes)
     while running.size:
+        if cost_so_far is not None:
+            cost_so_far[:] = totals[2]
         actions = np.asarray(act(np.stack([obs[j] for j in running]), running.copy()))
         if actions.shape[0] != running.size:
             raise ValueError(f"evaluate_lockstep: act returned {actions.shape[0]} actions for {running.size} episodes")
@@ -115,9 +125,10 @@ def _step_running(
     return np.array(still, dtype=np.int64)
 
 
-PlanFn = Callable[[np.ndarray, WarmStart], np.ndarray]
-"""``plan(obs, warm) -> action``: ``obs (*obs_shape) -> (A,)`` or ``(k, *obs_shape) -> (k, A)``, warm-started by
-``warm`` (which it updates)."""
+PlanFn = Callable[[np.ndarray, WarmStart, np.ndarray], np.ndarray]
+"""``plan(obs, warm, spent) -> action``: ``obs (*obs_shape) -> (A,)`` or ``(k, *obs_shape) -> (k, A)``,
+warm-started by ``warm`` (which it updates); ``spent``: the cost so far of the episode, ``(1,)``, or of each of
+the ``k`` episodes, ``(k,)``."""
 MakeEnv = Callable[[bool | None, str | None], gym.Env]
 """``make_env(check, render_mode) -> env``, as the agent makes its training env."""
 
@@ -168,17 +179,19 @@ class Evaluator:
         stop, plan_given = self.stop, plan
         if stop is not None:  # between two steps, a stop request abandons the evaluation (EvaluationAbandoned)
 
-            def plan(obs: np.ndarray, warm: WarmStart) -> np.ndarray:
+            def plan(obs: np.ndarray, warm: WarmStart, spent: np.ndarray) -> np.ndarray:
                 stop.check()
-                return plan_given(obs, warm)
+                return plan_given(obs, warm, spent)
 
         if self.lockstep and len(self.envs) >= episodes:
             warm = WarmStart(horizon, action_dim, device, batch=episodes)
+            spent = np.zeros(episodes)
 
             def act_running(obs: np.ndarray, running: np.ndarray) -> np.ndarray:
                 warm.keep(running)  # drop the warm starts of episodes that ended
-                return plan(obs, warm)
+                return plan(obs, warm, spent[running])
 
-            return evaluate_lockstep(self.envs, act_running, warm.reset, episodes, seed)
-        single = WarmStart(horizon, action_dim, device)
-        return evaluate(self.envs[0], lambda o: plan(o, single), single.reset, episodes, seed)
+            return evaluate_lockstep(self.envs, act_running, warm.reset, episodes, seed, cost_so_far=spent)
+        single, spent = WarmStart(horizon, action_dim, device), np.zeros(1)
+        return evaluate(self.envs[0], lambda o: plan(o, single, spent), single.reset, episodes, seed,
+                        cost_so_far=spent)

@@ -72,14 +72,20 @@ class Safety:
         limit = spec.max_episode_steps if spec is not None else None
         return int(limit) if limit else STEPS_PER_LIMIT
 
-    def cost_budget(self, spent: float | None = None) -> float | None:
+    def cost_budget(self, spent: float | np.ndarray | None = None) -> float | torch.Tensor | None:
         """The predicted cost a plan may use (:meth:`CostMultiplier.budget` for the planning horizon), ``None``
-        when unconstrained; ``spent``: the episode's cost so far (then at most what is left of its budget)."""
+        when unconstrained; ``spent``: the episode's cost so far (then at most what is left of its budget), or
+        ``(B,)`` those of the ``B`` problems of a batched plan (then a ``(B,)`` float64 tensor, one budget each)."""
         multiplier = self.cost_multiplier
         if multiplier is None:
             return None
-        left = None if spent is None else multiplier.episode_budget(self.episode_steps) - spent
-        return multiplier.budget(self.config.planner.horizon, left)
+        horizon, total = self.config.planner.horizon, multiplier.episode_budget(self.episode_steps)
+        if spent is None:
+            return multiplier.budget(horizon)
+        if np.ndim(spent) == 0:
+            return multiplier.budget(horizon, total - float(spent))
+        return torch.tensor([multiplier.budget(horizon, total - float(c)) for c in np.asarray(spent).reshape(-1)],
+                            dtype=torch.float64)
 
     def cost_penalty(self) -> float:
         """The weight of predicted cost in the objective's score: ``planner.cost_weight`` plus the multiplier's

@@ -229,6 +229,36 @@ def _echo_agent(config: Config, run_dir: Path) -> MBRLAgent:
     return MBRLAgent(ECHO, config, run_dir=run_dir)
 
 
+@pytest.mark.parametrize("lockstep", [True, False])
+def test_evaluation_plans_keep_within_what_is_left_of_each_episodes_budget(tmp_path: Path, lockstep: bool) -> None:
+    """Evaluations count each episode's cost as training does: every plan gets the budget that is left."""
+    agent = _echo_agent(_echo_config(**{"train.eval_lockstep": lockstep}), tmp_path)  # every step costs 1
+    spent: list[np.ndarray] = []
+    budgets: list[float | torch.Tensor | None] = []
+    plan = agent.plan
+
+    def spy(obs: np.ndarray, *args: object, cost_spent: object = None, **kwargs: object) -> np.ndarray:
+        spent.append(np.array(cost_spent, dtype=float).reshape(-1))
+        budgets.append(agent.cost_budget(cost_spent if obs.ndim == 2 else spent[-1][0]))
+        return plan(obs, *args, cost_spent=cost_spent, **kwargs)  # type: ignore[arg-type]
+
+    agent.plan = spy  # type: ignore[method-assign]
+    result = agent.evaluate(n_episodes=2)
+    np.testing.assert_array_equal(result.costs, [50.0, 50.0])
+    per_step = [float(s[0]) for s in spent]
+    assert per_step[:50] == [float(t) for t in range(50)]  # 0, 1, ..., 49 in the first episode
+    if lockstep:
+        assert len(spent) == 50 and all(len(s) == 2 and s[0] == s[1] for s in spent)
+    else:
+        assert per_step[50:] == per_step[:50]  # counted again from 0 in the second episode
+    assert agent.cost_multiplier is not None
+    episode_budget = agent.cost_multiplier.episode_budget(agent.episode_steps)  # 25: the env has no time limit
+    for cost, budget in zip(spent, budgets, strict=True):
+        want = [agent.cost_multiplier.budget(agent.config.planner.horizon, episode_budget - c) for c in cost]
+        np.testing.assert_allclose(np.asarray(budget, dtype=float).reshape(-1), want)
+    assert float(np.asarray(budgets[-1]).reshape(-1)[0]) == 0.0  # the budget spent: nothing more may be
+
+
 def test_multiplier_and_cumulative_cost_resume_exactly(tmp_path: Path) -> None:
     config = _echo_config(**{"train.eval_freq": 50})  # episodes of 50 steps, all costly
     straight = _echo_agent(config, tmp_path / "a").learn(100, progress_bar=False)
