@@ -6,7 +6,8 @@ import torch
 
 from planners.base import Objective, Planner, Proposer
 from planners.objective import make_objective, score_rollout
-from planners.sampling import CEM, MPPI, PlanningError, RandomShooting, SamplingConfig
+from planners.sampling import CEM, MPPI, RandomShooting, SamplingConfig
+from planners.search import PlanningError
 from planners.warm_start import WarmStart
 
 __all__ = [
