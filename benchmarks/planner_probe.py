@@ -12,6 +12,9 @@ checkpoint's, untouched; nothing is trained or written. The episodes are played 
 plays them, so a run that sets ``eval_num_candidates`` searches that many candidates: vary that key
 (``--variant c128:eval_num_candidates=128``) rather than ``num_candidates`` to widen its search.
 
+Each row also gives the episodes' mean cost (``info["cost"]``, 0 where the task reports none). A variant may set
+``cost_limit``: its episodes are planned with that limit's budget, at the multiplier the run learned.
+
 If a wider or longer search returns about the same, the planner is not what limits the agent:
 its model or terminal value is. Returns of a few evaluation episodes spread widely, so read
 differences against the ``std`` column.
@@ -63,15 +66,21 @@ def probe_table(run_dir: Path, variants: Sequence[Variant], episodes: int, seed:
            f"elites={s.num_elites} particles={p.particles}")
     lines = [f"Planner probe of {run_dir} at {agent.num_timesteps} steps: {episodes} evaluation episodes, "
              f"reset seeds {seed} to {seed + episodes - 1}", "",
-             "| variant | settings | mean return | std | min | max | mean length | seconds |",
-             "|---|---|---|---|---|---|---|---|"]
+             "| variant | settings | mean return | std | min | max | mean length | mean cost | seconds |",
+             "|---|---|---|---|---|---|---|---|---|"]
+    trained_multiplier = agent.cost_multiplier.value if agent.cost_multiplier is not None else 0.0
     for name, settings, config in [("as trained", own, trained), *configs]:
         agent.config = config
+        # a variant's cost limit is planned with (its budget share), at the multiplier the run learned
+        agent.cost_multiplier = agent._make_cost_multiplier()
+        if agent.cost_multiplier is not None:
+            agent.cost_multiplier.value = min(max(trained_multiplier, agent.cost_multiplier.min_value),
+                                              agent.cost_multiplier.max_value)
         started = time.time()
         result = agent.evaluate(n_episodes=episodes, seed=seed)
         r = result.returns
         lines.append(f"| {name} | {settings} | {r.mean():.1f} | {r.std():.1f} | {r.min():.1f} | {r.max():.1f} | "
-                     f"{result.lengths.mean():.0f} | {time.time() - started:.0f} |")
+                     f"{result.lengths.mean():.0f} | {result.costs.mean():.1f} | {time.time() - started:.0f} |")
     return "\n".join(lines)
 
 
