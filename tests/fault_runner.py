@@ -49,11 +49,11 @@ def install(kind: str, n: int) -> None:
         calls = [0]
 
         def killing_run(self: agent.evaluation.Evaluator, plan: Any, *args: Any) -> Any:
-            def counted(obs: np.ndarray, warm: Any) -> np.ndarray:
+            def counted(obs: np.ndarray, warm: Any, spent: np.ndarray) -> np.ndarray:
                 calls[0] += 1
                 if calls[0] >= n:
                     kill_now()
-                return plan(obs, warm)
+                return plan(obs, warm, spent)
 
             return run(self, counted, *args)
 

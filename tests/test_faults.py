@@ -125,11 +125,11 @@ def on_evaluation_step(monkeypatch: pytest.MonkeyPatch, call: int, action: Calla
     calls = [0]
 
     def patched(self: agent.evaluation.Evaluator, plan: Any, *args: Any) -> Any:
-        def counted(obs: np.ndarray, warm: Any) -> np.ndarray:
+        def counted(obs: np.ndarray, warm: Any, spent: np.ndarray) -> np.ndarray:
             calls[0] += 1
             if calls[0] == call:
                 action()
-            return plan(obs, warm)
+            return plan(obs, warm, spent)
 
         return run(self, counted, *args)
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 import math
 import warnings
 from pathlib import Path
+from typing import Any
 
 import gymnasium as gym
 import numpy as np
@@ -237,12 +238,13 @@ def test_evaluation_plans_keep_within_what_is_left_of_each_episodes_budget(tmp_p
     budgets: list[float | torch.Tensor | None] = []
     plan = agent.plan
 
-    def spy(obs: np.ndarray, *args: object, cost_spent: object = None, **kwargs: object) -> np.ndarray:
+    def spy(obs: np.ndarray, *args: Any, cost_spent: np.ndarray | None = None, **kwargs: Any) -> np.ndarray:
+        assert cost_spent is not None
         spent.append(np.array(cost_spent, dtype=float).reshape(-1))
-        budgets.append(agent.cost_budget(cost_spent if obs.ndim == 2 else spent[-1][0]))
-        return plan(obs, *args, cost_spent=cost_spent, **kwargs)  # type: ignore[arg-type]
+        budgets.append(agent.cost_budget(cost_spent if obs.ndim == 2 else float(spent[-1][0])))
+        return plan(obs, *args, cost_spent=cost_spent, **kwargs)  # type: ignore[misc]
 
-    agent.plan = spy  # type: ignore[method-assign]
+    agent.plan = spy  # type: ignore[method-assign,assignment]
     result = agent.evaluate(n_episodes=2)
     np.testing.assert_array_equal(result.costs, [50.0, 50.0])
     per_step = [float(s[0]) for s in spent]
