@@ -199,8 +199,14 @@ class Safety:
         obs = np.concatenate([t[0] for t in taken])
         actions = np.concatenate([t[1] for t in taken])
         costs = np.concatenate([t[2] for t in taken])
+        return safety_metrics(self.step_cost_probability(obs, actions), costs, threshold=self.step_threshold())
+
+    def step_cost_probability(self, obs: np.ndarray, actions: np.ndarray) -> np.ndarray:
+        """``(n,)`` in ``[0, 1]``: the predicted probability that each transition's step is costly, for ``obs (n,
+        *obs_shape)`` and ``actions (n, A)`` (planner units): :meth:`predict_safety` of each one-step plan, in
+        chunks. What the safety head is judged on, here and by ``benchmarks.safety_head``."""
         probability = np.concatenate([
             self.predict_safety(obs[i:i + _CHUNK], actions[i:i + _CHUNK, None, :]).probability[:, 0]
-            for i in range(0, len(costs), _CHUNK)
+            for i in range(0, len(obs), _CHUNK)
         ])
-        return safety_metrics(np.clip(probability, 0.0, 1.0), costs, threshold=self.step_threshold())
+        return np.clip(probability, 0.0, 1.0)

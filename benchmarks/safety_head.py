@@ -29,11 +29,7 @@ from benchmarks.markdown import write_text_atomic
 from planners.constraint import CostMultiplier
 from world_models.safety import safety_metrics
 
-__all__ = ["judge", "main", "stored_transitions"]
-
-CHUNK = 4096
-"""Transitions per ``predict_safety`` call."""
-
+__all__ = ["judge", "main", "stored_transitions", "thresholds_of"]
 
 def stored_transitions(payload: dict[str, Any], source: Path) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """``(obs (n, *obs_shape), actions (n, A), costs (n,))`` of a checkpoint's replay buffer (in stored order)."""
@@ -48,11 +44,7 @@ def stored_transitions(payload: dict[str, Any], source: Path) -> tuple[np.ndarra
 def judge(agent: MBRLAgent, obs: np.ndarray, actions: np.ndarray, costs: np.ndarray,
           thresholds: dict[str, float]) -> dict[str, Any]:
     """The agent's predicted probability of cost on each transition, judged at each named threshold."""
-    probability = np.concatenate([
-        agent.predict_safety(obs[i:i + CHUNK], actions[i:i + CHUNK, None, :]).probability[:, 0]
-        for i in range(0, len(costs), CHUNK)
-    ])
-    probability = np.clip(probability, 0.0, 1.0)
+    probability = agent.step_cost_probability(obs, actions)
     out: dict[str, Any] = {"transitions": int(len(costs)), "costly": int((costs > 0).sum())}
     for name, threshold in thresholds.items():
         metrics = safety_metrics(probability, costs, threshold=threshold)
@@ -61,16 +53,14 @@ def judge(agent: MBRLAgent, obs: np.ndarray, actions: np.ndarray, costs: np.ndar
     return out
 
 
-def _thresholds(payload: dict[str, Any]) -> dict[str, float]:
-    """The planner's per-step threshold with the checkpoint's multiplier, the nominal one and 0.5."""
-    planner = payload["config"]["planner"]
-    limit = planner.get("cost_limit")
-    if limit is None:
+def thresholds_of(agent: MBRLAgent) -> dict[str, float]:
+    """The planner's per-step threshold with the agent's learned multiplier, the nominal one (the multiplier at
+    0) and 0.5; only 0.5 for an agent without a cost limit."""
+    multiplier = agent.cost_multiplier
+    if multiplier is None:
         return {"half": 0.5}
-    state = payload.get("cost_multiplier") or {"value": 0.0}
-    floor = float(planner.get("cost_multiplier_min", 0.0))
-    trained = CostMultiplier(float(limit), min_value=floor, value=float(state["value"]))
-    return {"planner": trained.budget(1), "nominal": CostMultiplier(float(limit)).budget(1), "half": 0.5}
+    return {"planner": agent.step_threshold(), "nominal": CostMultiplier(multiplier.cost_limit).budget(1),
+            "half": 0.5}
 
 
 def _markdown(rows: list[dict[str, Any]], command: str) -> str:
@@ -99,7 +89,7 @@ def main(argv: list[str] | None = None) -> None:
     command = "python -m benchmarks.safety_head " + " ".join(sys.argv[1:] if argv is None else argv)
     payload = load_checkpoint(args.checkpoint)
     agent = MBRLAgent.from_checkpoint(payload, args.checkpoint, args.env, run_dir=Path(tempfile.mkdtemp()))
-    thresholds = _thresholds(payload)
+    thresholds = thresholds_of(agent)
     del payload["buffer"]  # only the other runs' transitions are judged
     rows = []
     args.out.mkdir(parents=True, exist_ok=True)

@@ -41,7 +41,7 @@ class CostMultiplier:
     learning_rate: float = 0.5
     """Step of the multiplier per episode, per unit of relative overspending ``(J - C) / max(C, 1)``."""
     value: float = 0.0
-    """The multiplier ``lambda`` (>= 0)."""
+    """The multiplier ``lambda`` (in ``[min_value, max_value]``)."""
     max_value: float = 100.0
     """Ceiling of the multiplier."""
     min_value: float = 0.0
@@ -58,11 +58,12 @@ class CostMultiplier:
             raise ValueError(f"CostMultiplier: min_value must be a finite number <= 0, got {self.min_value}")
         if not (math.isfinite(self.target) and 0 < self.target <= 1):
             raise ValueError(f"CostMultiplier: target must be in (0, 1], got {self.target}")
-        if not (math.isfinite(self.value) and self.min_value <= self.value <= self.max_value):
-            raise ValueError(
-                f"CostMultiplier: value must be in [min_value, max_value] = [{self.min_value}, {self.max_value}], "
-                f"got {self.value}"
-            )
+        self._check_value(self.value, "value")
+
+    def _check_value(self, value: float, what: str) -> None:
+        """``ValueError`` unless ``value`` is finite and in ``[min_value, max_value]``."""
+        if not (math.isfinite(value) and self.min_value <= value <= self.max_value):
+            raise ValueError(f"CostMultiplier: {what} must be in [{self.min_value}, {self.max_value}], got {value}")
 
     def update(self, episode_cost: float, episode_length: int) -> float:
         """Step the multiplier after an episode that cost ``episode_cost`` in ``episode_length`` steps; the
@@ -107,8 +108,5 @@ class CostMultiplier:
     def load_state_dict(self, state: dict[str, float]) -> None:
         """Inverse of :meth:`state_dict`."""
         value = float(state["value"])
-        if not (math.isfinite(value) and self.min_value <= value <= self.max_value):
-            raise ValueError(
-                f"CostMultiplier: a saved value must be in [{self.min_value}, {self.max_value}], got {value}"
-            )
+        self._check_value(value, "a saved value")
         self.value = value
