@@ -1,23 +1,32 @@
-"""Physical reasoning in words: "will this tower of blocks fall?", answered five ways and tabled.
+"""Physical reasoning in words: "will this tower of blocks fall?" and "where will the ball land?", each answered
+five ways and tabled.
 
     python -m benchmarks.physical_reasoning --out benchmarks/results/physical_reasoning
 
-1. Question sets (:func:`envs.block_tower.tower_pairs`): balanced matched pairs of towers, the training set
-   from ``--seed``, the frozen test set from ``--test-seed`` (its SHA-256 is checked against
-   :data:`FROZEN_TEST_SETS` when its size is listed there, and written to ``results.json``).
-2. World model: a JEPA :class:`~world_models.latent.LatentWorldModel` trained on the training towers' movies
-   (9 frames, 0.25 s apart, the action ignored), by :func:`benchmarks.ball_probe.train_model`.
-3. World-model probes: an MLP classifier from the initial frame's latent to "fell", and the imagination
-   answer: roll the initial latent forward 8 steps and read "fell" off the imagined latent with a classifier
-   fitted on the encodings of the real final frames.
-4. Language model alone: SmolLM2-135M-Instruct given the tower in words (each block's offset in cm), zero-shot,
-   greedy; its answer parsed by :func:`world_models.multimodal.parse_yes_no` (unparsed answers count as wrong).
-5. Multimodal model: the same SmolLM2, frozen, reading the world model's tokens of the initial frame (and the
-   imagined final latent) through trained projections (:class:`~world_models.multimodal.MultimodalWorldModelLLM`);
-   its greedy answer in words, parsed the same way.
+Per task (``--tasks tower ball``):
+
+1. Question sets. Tower (:func:`envs.block_tower.tower_pairs`): balanced matched pairs of towers. Ball
+   (:mod:`benchmarks.ball_question`): BallCatch throws seen for their first 10 frames, answered with the landing
+   bin. The training set comes from ``--seed``, the frozen test set from the test seed; its SHA-256 is checked
+   against :data:`FROZEN_TEST_SETS` / :data:`FROZEN_BALL_SETS` when its size is listed there, and written to
+   ``results.json``.
+2. World model: a JEPA :class:`~world_models.latent.LatentWorldModel` trained on the training scenes' movies by
+   :func:`benchmarks.ball_probe.train_model` (towers: 9 frames, 0.25 s apart, the action ignored; throws: their
+   frames with the one before each stacked, under the basket's actions).
+3. World-model methods. Tower: an MLP classifier from the initial frame's latent to "fell", and the imagination
+   answer (the initial latent rolled 8 steps forward, "fell" read off the imagined latent by a classifier fitted
+   on the encodings of the real final frames). Ball: an MLP from the seen frames' latents to the landing x, and
+   the landing read off the imagined flight (:mod:`benchmarks.ball_question`).
+4. Language model alone: SmolLM2-135M-Instruct given the scene in words (each block's offset in cm; the ball's
+   positions in the seen frames), zero-shot, greedy; its answer parsed by
+   :func:`world_models.multimodal.parse_yes_no` / :func:`~world_models.multimodal.parse_bin` (unparsed answers
+   count as wrong).
+5. Multimodal model: the same SmolLM2, frozen, reading the world model's tokens through trained projections
+   (:class:`~world_models.multimodal.MultimodalWorldModelLLM`; towers: the initial frame and the imagined final
+   latent; throws: the seen frames, projected together); its greedy answer in words, parsed the same way.
 
 Every accuracy comes with a 95% Wilson interval. The seed's GPT-4, GPT-4V and human figures are quoted from
-the seed, not measured here.
+the seed, not measured here. A run keeps the records of the tasks it does not run from ``<out>/results.json``.
 """
 
 from __future__ import annotations
@@ -28,8 +37,9 @@ import resource
 import shlex
 import sys
 import time
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 import numpy as np
 import torch
@@ -37,12 +47,24 @@ import torch
 from agent.atomic import atomic_write
 from agent.checkpoint import CheckpointError, load_module_state, read_weights
 from benchmarks.ball_probe import Probe, Throws, _new_model, train_model
+from benchmarks.ball_question import QUESTION as BALL_QUESTION
+from benchmarks.ball_question import (
+    SEEN,
+    STACK,
+    ball_questions,
+    bins_of,
+    fit_landing_probe,
+    imagined_landings,
+    seen_latents,
+)
 from benchmarks.stats import wilson_interval
+from envs.ball_catch import LANDINGS
 from envs.block_tower import BlockTowerEnv, TowerSet, tower_pairs
 from world_models.latent import LatentWorldModel
-from world_models.multimodal import MultimodalWorldModelLLM, chat_parts, load_smollm2, parse_yes_no
+from world_models.multimodal import MultimodalWorldModelLLM, load_smollm2, parse_bin, parse_yes_no
 
-__all__ = ["FROZEN_TEST_SETS", "QUESTION", "SEED_FIGURES", "fit_classifier", "load_reasoner", "main", "tower_throws"]
+__all__ = ["FROZEN_BALL_SETS", "FROZEN_TEST_SETS", "QUESTION", "SEED_FIGURES", "Lesson", "answer_multimodal",
+           "fit_classifier", "load_reasoner", "main", "tower_throws", "train_multimodal"]
 
 QUESTION = "Will this tower of blocks fall? Answer yes or no."
 SEED_FIGURES = {"tower": {"GPT-4 (text only)": 0.38, "GPT-4V": 0.55, "human": 0.89},
@@ -57,6 +79,12 @@ FROZEN_TEST_SETS: dict[tuple[int, int], str] = {
     (250, 38): "a2628fc8a399a2f2d8cad8b199ac49f3bfe92ede1b7595195ccb8b8e44915682",  # the committed results' test set
 }
 """``(pairs, seed)`` of a tower test set -> the SHA-256 its towers, labels and frames must have."""
+
+FROZEN_BALL_SETS: dict[tuple[int, int], str] = {
+    (3, 1_000_000): "dae7dc63f03643aecb1915d2214758ed9503c1bb913314737b6aab612afcc2e9",
+    (1000, 1_000_000): "97ee2f30090c9a11a640637255a36ee307d5b2af8f2ce959cb68db85d132ac54",  # the committed results'
+}
+"""``(throws, seed)`` of a ball test set -> the SHA-256 its seen frames, tracks and landings must have."""
 
 
 def tower_throws(towers: TowerSet) -> Throws:
@@ -129,12 +157,18 @@ def _world_model_methods(model: LatentWorldModel, train: TowerSet, test: TowerSe
             "world-model imagination (8 steps, probe on the imagined latent)": _score(imagined_says == test.fell)}
 
 
-def _language_alone(backbone: torch.nn.Module, tokenizer: Any, test: TowerSet, batch: int = 16) -> dict[str, Any]:
-    """SmolLM2 given each tower in words; greedy, 4 new tokens, left-padded batches."""
+def _text_prompts(tokenizer: Any, scenes: list[str], question: str) -> list[str]:
+    """Chat prompts of each scene in words and the question; the tokenizer set to pad on the left."""
     tokenizer.padding_side = "left"
     if tokenizer.pad_token is None:
         tokenizer.pad_token = tokenizer.eos_token
-    prompts = [f"<|im_start|>user\n{t.describe()} {QUESTION}<|im_end|>\n<|im_start|>assistant\n" for t in test.towers]
+    return [f"<|im_start|>user\n{scene} {question}<|im_end|>\n<|im_start|>assistant\n" for scene in scenes]
+
+
+def _language_alone(backbone: torch.nn.Module, tokenizer: Any, scenes: list[str], question: str,
+                    batch: int = 16) -> list[str]:
+    """SmolLM2's answers to ``question`` about each scene in words; greedy, 4 new tokens, left-padded batches."""
+    prompts = _text_prompts(tokenizer, scenes, question)
     answers: list[str] = []
     for i in range(0, len(prompts), batch):
         enc = tokenizer(prompts[i:i + batch], return_tensors="pt", padding=True)
@@ -142,34 +176,93 @@ def _language_alone(backbone: torch.nn.Module, tokenizer: Any, test: TowerSet, b
             out = backbone.generate(**enc, max_new_tokens=4, do_sample=False,  # type: ignore[operator]
                                     pad_token_id=tokenizer.pad_token_id)
         answers += [tokenizer.decode(row[enc.input_ids.shape[1]:], skip_special_tokens=True).strip() for row in out]
-    return _answers_scored(answers, test.fell)
+    return answers
 
 
-def _answers_scored(answers: list[str], truth: np.ndarray) -> dict[str, Any]:
-    parsed = [parse_yes_no(a) for a in answers]
-    scored = _score([p is not None and p == bool(t) for p, t in zip(parsed, truth, strict=True)])
-    said_yes = sum(p is True for p in parsed)
-    scored.update(unparsed=sum(p is None for p in parsed), said_yes=said_yes, examples=answers[:6])
+def _language_choice(backbone: torch.nn.Module, tokenizer: Any, scenes: list[str], question: str,
+                     choices: list[str], batch: int = 16) -> list[str]:
+    """SmolLM2's forced choice: for each scene, the one of ``choices`` (each a single token) whose token it gives
+    the highest next-token logit at the start of its answer."""
+    ids = [tokenizer(c, add_special_tokens=False).input_ids for c in choices]
+    if any(len(i) != 1 for i in ids):
+        raise ValueError(f"each choice must be one token, got {dict(zip(choices, ids, strict=True))}")
+    prompts = _text_prompts(tokenizer, scenes, question)
+    picked: list[str] = []
+    for i in range(0, len(prompts), batch):
+        enc = tokenizer(prompts[i:i + batch], return_tensors="pt", padding=True)
+        with torch.inference_mode():
+            logits = backbone(**enc).logits[:, -1, [i[0] for i in ids]]  # (B, choices)
+        picked += [choices[j] for j in logits.argmax(dim=1).tolist()]
+    return picked
+
+
+_AS_TEXT = {"tower": ("tower as text", "yes/no"), "ball": ("the seen flight as text", "a bin")}
+
+
+def _language_rows(backbone: torch.nn.Module, tokenizer: Any, scenes: list[str], question: str, truth: np.ndarray,
+                   task: str, choices: list[str], cost: _Cost) -> dict[str, Any]:
+    """The language model alone on the scenes in words: its free answers and its forced choice, scored."""
+    as_text, choice = _AS_TEXT[task]
+    started = time.time()
+    free = _answers_scored(_language_alone(backbone, tokenizer, scenes, question), truth, task)
+    cost.record("language model alone: answer the test set", started)
+    started = time.time()
+    forced = _answers_scored(_language_choice(backbone, tokenizer, scenes, question, choices), truth, task)
+    cost.record("language model alone: forced choice", started)
+    return {f"SmolLM2-135M alone ({as_text})": free,
+            f"SmolLM2-135M alone, forced choice of {choice} ({as_text})": forced}
+
+
+def _answers_scored(answers: list[str], truth: np.ndarray, task: str) -> dict[str, Any]:
+    """Accuracy of answers in words against ``truth`` (tower: ``(M,)`` bool fell; ball: ``(M,)`` bin 1..4);
+    an answer that names no yes/no (no bin) counts as wrong."""
+    parsed: list[Any] = [parse_yes_no(a) if task == "tower" else parse_bin(a) for a in answers]
+    scored = _score([p is not None and p == t for p, t in zip(parsed, truth.tolist(), strict=True)])
+    scored["unparsed"] = sum(p is None for p in parsed)
+    if task == "tower":
+        scored["said_yes"] = sum(p is True for p in parsed)
+    else:
+        scored["answered_bins"] = {str(b): sum(p == b for p in parsed) for b in range(1, LANDINGS + 1)}
+    scored["examples"] = answers[:6]
     return scored
 
 
-def _answer_ids(tokenizer: Any, fell: np.ndarray) -> torch.Tensor:
-    """``(M, 2)`` token ids of "yes<|im_end|>" / "no<|im_end|>" per label."""
-    ids = {a: tokenizer(f"{a}<|im_end|>", return_tensors="pt").input_ids[0] for a in ("yes", "no")}
-    if len(ids["yes"]) != len(ids["no"]):
-        raise ValueError(f"'yes' and 'no' tokenise to different lengths ({ids}); the batch needs one length")
-    return torch.stack([ids["yes"] if f else ids["no"] for f in fell])
+def _answer_ids(tokenizer: Any, answers: list[str]) -> torch.Tensor:
+    """``(M, La)`` token ids of ``answer<|im_end|>`` per scene (every answer must tokenise to one length)."""
+    ids = {a: tokenizer(f"{a}<|im_end|>", return_tensors="pt").input_ids[0] for a in sorted(set(answers))}
+    if len({len(v) for v in ids.values()}) != 1:
+        raise ValueError(f"the answers tokenise to different lengths ({ids}); the batch needs one length")
+    return torch.stack([ids[a] for a in answers])
 
 
-def train_multimodal(model: MultimodalWorldModelLLM, train: TowerSet, steps: int, batch: int, seed: int,
-                     lr: float = 1e-3, next_latent_weight: float = 1.0) -> list[dict[str, float]]:
-    """Train the projections: answer cross-entropy on the training towers' initial frames, plus the error of
-    the latent ``llm_to_visual`` predicts against the world model's encoding of the frame 2 s later."""
-    prefix, question = chat_parts(model.tokenizer, QUESTION)
-    answers = _answer_ids(model.tokenizer, train.fell)
-    initial = torch.from_numpy(np.ascontiguousarray(train.frames[:, :1]))
+@dataclass
+class Lesson:
+    """What the multimodal model learns from: ``scenes`` ``(M, F, Hp, Wp, C)`` uint8 it sees, the ``answers``
+    in words, ``later`` ``(M, Hp, Wp, C)`` uint8 the frame its ``llm_to_visual`` latent should encode, and the
+    ``question`` asked."""
+
+    scenes: np.ndarray
+    answers: list[str]
+    later: np.ndarray
+    question: str
+
+
+def train_multimodal(model: MultimodalWorldModelLLM, lesson: Lesson, steps: int, batch: int, seed: int,
+                     lr: float = 1e-3, next_latent_weight: float = 1.0,
+                     standardise: bool = False) -> list[dict[str, float]]:
+    """Train the projections: the answers' cross-entropy after each scene and the question, plus the error of
+    the latent ``llm_to_visual`` predicts against the world model's encoding of the later frame. With
+    ``standardise``, the latents are standardised on (up to 512 of) the scenes first."""
+    prefix, question = model.prompt_parts(lesson.question)
+    cache = model.cache_prefix(prefix) if model.question_first else None
+    answers = _answer_ids(model.tokenizer, lesson.answers)
+    scenes = torch.from_numpy(np.ascontiguousarray(lesson.scenes))
+    if standardise:
+        sample = torch.randperm(len(scenes), generator=torch.Generator().manual_seed(seed))[:512]
+        model.standardise_latents(scenes[sample])
     with torch.no_grad():
-        later = model.world_model.encode(torch.from_numpy(np.ascontiguousarray(train.frames[:, -1])))
+        later = torch.cat([model.world_model.encode(torch.from_numpy(np.ascontiguousarray(c)))
+                           for c in np.array_split(lesson.later, max(1, len(lesson.later) // 256))])
     optimizer = torch.optim.Adam(model.trainable_parameters(), lr=lr)
     generator = torch.Generator().manual_seed(seed)
     history = []
@@ -177,8 +270,8 @@ def train_multimodal(model: MultimodalWorldModelLLM, train: TowerSet, steps: int
     for step in range(1, steps + 1):
         rows = torch.randint(0, len(answers), (batch,), generator=generator)
         text = torch.cat([question.expand(batch, -1), answers[rows]], dim=1)
-        out = model.forward_with_visual_context(text, initial[rows], predict_next_frame=True,
-                                                prefix_tokens=prefix.expand(batch, -1))
+        out = model.forward_with_visual_context(text, scenes[rows], predict_next_frame=True,
+                                                prefix_tokens=prefix.expand(batch, -1), prefix_cache=cache)
         predicted = out.logits[:, -answers.shape[1] - 1:-1]
         answer_loss = torch.nn.functional.cross_entropy(predicted.flatten(0, 1), answers[rows].flatten())
         assert out.next_latent is not None
@@ -195,49 +288,83 @@ def train_multimodal(model: MultimodalWorldModelLLM, train: TowerSet, steps: int
     return history
 
 
-def evaluate_multimodal(model: MultimodalWorldModelLLM, test: TowerSet, batch: int = 32) -> dict[str, Any]:
-    """Greedy answers in words (at most 3 tokens) to :data:`QUESTION` about each test tower's initial frame."""
-    prefix, question = chat_parts(model.tokenizer, QUESTION)
+def answer_multimodal(model: MultimodalWorldModelLLM, scenes: np.ndarray, question: str,
+                      batch: int = 32) -> list[str]:
+    """Greedy answers in words (at most 3 tokens) to ``question`` about each scene ``(M, F, Hp, Wp, C)`` uint8."""
+    prefix, question_ids = model.prompt_parts(question)
+    cache = model.cache_prefix(prefix) if model.question_first else None
     stop = model.tokenizer.convert_tokens_to_ids("<|im_end|>")
     answers: list[str] = []
-    for i in range(0, len(test.towers), batch):
-        frames = torch.from_numpy(np.ascontiguousarray(test.frames[i:i + batch, :1]))
+    for i in range(0, len(scenes), batch):
+        frames = torch.from_numpy(np.ascontiguousarray(scenes[i:i + batch]))
         b = len(frames)
-        ids = model.generate(prefix.expand(b, -1), question.expand(b, -1), frames, max_new_tokens=3, stop_id=stop)
+        ids = model.generate(prefix.expand(b, -1), question_ids.expand(b, -1), frames, max_new_tokens=3, stop_id=stop,
+                             prefix_cache=cache)
         answers += [model.tokenizer.decode(row, skip_special_tokens=True).strip() for row in ids]
-    return _answers_scored(answers, test.fell)
+    return answers
 
 
-def _check_frozen(test: TowerSet, pairs: int) -> str:
-    digest = test.digest()
-    expected = FROZEN_TEST_SETS.get((pairs, test.seed))
+def _check_frozen(digest: str, recorded: dict[tuple[int, int], str], size: int, seed: int, what: str) -> str:
+    expected = recorded.get((size, seed))
     if expected and expected != digest:
-        raise SystemExit(f"physical_reasoning: the frozen test set ({pairs} pairs, seed {test.seed}) changed: "
+        raise SystemExit(f"physical_reasoning: the frozen test set ({size} {what}, seed {seed}) changed: "
                          f"SHA-256 {digest}, recorded {expected}. The data generator changed; if on purpose, "
-                         "record the new digest in FROZEN_TEST_SETS and say why in the commit")
+                         "record the new digest in FROZEN_TEST_SETS or FROZEN_BALL_SETS and say why in the commit")
     return digest
 
 
-def _markdown(results: dict[str, Any]) -> str:
-    tower = results["tasks"]["tower"]
-    n = tower["test_towers"]
-    lines = ["# Physical reasoning in words: will the tower fall?", "", f"Command: `{results['command']}`", "",
-             f"{n} held-out towers ({n // 2} matched pairs, half fall; test seed {tower['test_seed']}, SHA-256 "
-             f"`{tower['test_sha256'][:16]}...`), trained on {tower['train_towers']} towers. Accuracy with 95% "
-             "Wilson interval.", "", "| method | accuracy | 95% interval | notes |", "|---|---|---|---|"]
-    for name, r in tower["methods"].items():
+_TITLES = {"tower": "Will the tower fall?", "ball": "Where will the ball land?"}
+
+
+def _task_lines(task: str, record: dict[str, Any]) -> list[str]:
+    if task == "tower":
+        n = record["test_towers"]
+        about = (f"{n} held-out towers ({n // 2} matched pairs, half fall; test seed {record['test_seed']}, SHA-256 "
+                 f"`{record['test_sha256'][:16]}...`), trained on {record['train_towers']} towers.")
+    else:
+        about = (f"{record['test_throws']} held-out throws (test seeds from {record['test_seed']}, SHA-256 "
+                 f"`{record['test_sha256'][:16]}...`), each seen for its first {record['frames_seen']} frames; "
+                 f"trained on {record['train_throws']} throws. Four landing bins: chance 25%.")
+    lines = [f"## {_TITLES[task]}", "", f"Command: `{record['command']}`", "", about + " Accuracy with 95% Wilson "
+             "interval.", "", "| method | accuracy | 95% interval | notes |", "|---|---|---|---|"]
+    for name, r in record["methods"].items():
         notes = []
-        if "unparsed" in r:
+        if "said_yes" in r:
             notes.append(f"{r['unparsed']} unparsed, said yes {r['said_yes']}/{r['n']}")
+        if "answered_bins" in r:
+            counts = ", ".join(f"{b}: {c}" for b, c in r["answered_bins"].items())
+            notes.append(f"{r['unparsed']} unparsed; answered bins {counts}")
         lines.append(f"| {name} | {100 * r['accuracy']:.1f}% | {100 * r['wilson95'][0]:.1f}-"
                      f"{100 * r['wilson95'][1]:.1f}% | {'; '.join(notes)} |")
-    for name, value in SEED_FIGURES["tower"].items():
+    for name, value in SEED_FIGURES[task].items():
         lines.append(f"| {name}: quoted from the seed, not measured here | {100 * value:.0f}% | - | |")
-    lines += ["", "Training cost on this CPU (one thread; peak = the process's resident memory so far):", "",
-              "| part | seconds | peak RSS MiB |", "|---|---|---|"]
-    for name, c in results["cost"].items():
+    lines += ["", f"Training cost on this CPU ({record['threads']} thread(s); peak = the process's resident memory "
+              "so far):", "", "| part | seconds | peak RSS MiB |", "|---|---|---|"]
+    for name, c in record["cost"].items():
         lines.append(f"| {name} | {c['seconds']:.0f} | {c['peak_rss_mib_so_far']:.0f} |")
-    return "\n".join(lines) + "\n"
+    return [*lines, ""]
+
+
+def _markdown(results: dict[str, Any]) -> str:
+    lines = ["# Physical reasoning in words", ""]
+    for task in ("tower", "ball"):
+        if task in results["tasks"]:
+            lines += _task_lines(task, results["tasks"][task])
+    return "\n".join(lines)
+
+
+def _earlier_tasks(path: Path) -> dict[str, Any]:
+    """The task records of an earlier ``results.json`` (one run's command, threads and cost moved into its
+    task record where an older file kept them at the top), or none."""
+    if not path.is_file():
+        return {}
+    earlier = json.loads(path.read_text())
+    tasks: dict[str, Any] = earlier.get("tasks", {})
+    for record in tasks.values():
+        for key in ("command", "threads", "cost"):
+            if key not in record and key in earlier:
+                record[key] = earlier[key]
+    return tasks
 
 
 def _save(module_state: dict[str, torch.Tensor], path: Path) -> None:
@@ -245,79 +372,140 @@ def _save(module_state: dict[str, torch.Tensor], path: Path) -> None:
     atomic_write(path, lambda f: torch.save(module_state, f))
 
 
-def load_reasoner(out: Path) -> MultimodalWorldModelLLM:
-    """The tower world model and trained projections that a run saved under ``out/models``, over SmolLM2."""
-    world_path, projection_path = out / "models" / "tower_world_model.pt", out / "models" / "projections.pt"
-    remedy = "run python -m benchmarks.physical_reasoning --out DIR first (without --skip-language)"
-    world = _new_model("jepa", stack=1)
+def _load_world_model(path: Path, stack: int, remedy: str) -> LatentWorldModel:
+    model = _new_model("jepa", stack=stack)
     try:
-        load_module_state(world, read_weights(world_path, "a tower world model", remedy), world_path, remedy)
-        projections = read_weights(projection_path, "the multimodal projections", remedy)
+        load_module_state(model, read_weights(path, "a world model", remedy), path, remedy)
     except (CheckpointError, FileNotFoundError) as error:
         raise SystemExit(f"physical_reasoning: {error} ({remedy})") from error
-    backbone, tokenizer = load_smollm2()
-    model = MultimodalWorldModelLLM(world.eval(), backbone, tokenizer, imagine_steps=_IMAGINE_STEPS)
-    model.load_projection_state(projections)
     return model.eval()
 
 
-def _ask(out: Path, seed: int, question: str) -> int:
-    """Show one BlockTower scene (reset with ``seed``) to the saved reasoner and print its answer."""
-    frame, info = BlockTowerEnv().reset(seed=seed)
-    answer = load_reasoner(out).ask(torch.from_numpy(frame)[None], question)
-    print(f"{info['tower'].describe()}\nQ: {question}\nA: {answer}\n(simulated: it "
-          f"{'falls' if info['fell'] else 'stands'})")
+def load_reasoner(out: Path, task: str = "tower") -> MultimodalWorldModelLLM:
+    """The world model and trained projections that a run saved under ``out/models`` for ``task`` (``tower``
+    or ``ball``), over SmolLM2."""
+    models = out / "models"
+    world_path, projection_path = ((models / "tower_world_model.pt", models / "projections.pt") if task == "tower"
+                                   else (models / "ball_world_model.pt", models / "ball_projections.pt"))
+    remedy = (f"run python -m benchmarks.physical_reasoning --out DIR --tasks {task} first (without "
+              "--skip-language)")
+    world = _load_world_model(world_path, 1 if task == "tower" else STACK, remedy)
+    try:
+        projections = read_weights(projection_path, "the multimodal projections", remedy)
+    except (CheckpointError, FileNotFoundError) as error:
+        raise SystemExit(f"physical_reasoning: {error} ({remedy})") from error
+    record = _earlier_tasks(out / "results.json").get(task, {})  # how the run built the model
+    first = bool(record.get("mm_question_first", False))
+    backbone, tokenizer = load_smollm2()
+    if task == "tower":
+        model = MultimodalWorldModelLLM(world, backbone, tokenizer, question_first=first,
+                                        imagine_steps=record.get("mm_imagine_steps", _IMAGINE_STEPS))
+    else:  # the tokens per frame follow from the saved projection's width
+        width = int(projections["visual_to_llm.2.weight"].shape[0])
+        per_frame = width // (SEEN * int(backbone.get_input_embeddings().weight.shape[1]))  # type: ignore[operator]
+        model = MultimodalWorldModelLLM(world, backbone, tokenizer, tokens_per_frame=max(per_frame, 1),
+                                        joint_frames=SEEN, question_first=first)
+    try:
+        model.load_projection_state(projections)
+    except ValueError as error:
+        raise SystemExit(f"physical_reasoning: {projection_path}: {error}") from error
+    return model.eval()
+
+
+def _ask(out: Path, seed: int, question: str | None, task: str) -> int:
+    """Show one scene (a BlockTower or a BallCatch throw reset with ``seed``) to the saved reasoner and print
+    its answer."""
+    if task == "tower":
+        frame, info = BlockTowerEnv().reset(seed=seed)
+        asked = question or QUESTION
+        answer = load_reasoner(out, task).ask(torch.from_numpy(frame)[None], asked)
+        print(f"{info['tower'].describe()}\nQ: {asked}\nA: {answer}\n(simulated: it "
+              f"{'falls' if info['fell'] else 'stands'})")
+        return 0
+    throw = ball_questions(1, seed)
+    asked = question or BALL_QUESTION
+    answer = load_reasoner(out, task).ask(torch.from_numpy(throw.seen_frames()[0]), asked)
+    print(f"{throw.describe(0)}\nQ: {asked}\nA: {answer}\n(simulated: it lands at x = "
+          f"{throw.throws.landing_x[0]:.2f} m, bin {throw.answers[0]})")
     return 0
 
 
 def _parse(argv: list[str] | None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--out", type=Path, required=True)
-    p.add_argument("--train-pairs", type=int, default=500)
-    p.add_argument("--test-pairs", type=int, default=250, help="matched pairs held out (2x towers)")
+    p.add_argument("--tasks", nargs="+", choices=["tower", "ball"], default=["tower", "ball"],
+                   help="question sets to run; the other tasks' records in <out>/results.json are kept")
+    p.add_argument("--train-pairs", type=int, default=500, help="tower: matched pairs to train on (2x towers)")
+    p.add_argument("--test-pairs", type=int, default=250, help="tower: matched pairs held out (2x towers)")
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--test-seed", type=int, default=38)
-    p.add_argument("--updates", type=int, default=600, help="world-model updates")
+    p.add_argument("--test-seed", type=int, default=38, help="tower: the held-out set's seed")
+    p.add_argument("--updates", type=int, default=600, help="tower: world-model updates")
+    p.add_argument("--ball-train-throws", type=int, default=2000)
+    p.add_argument("--ball-test-throws", type=int, default=1000)
+    p.add_argument("--ball-test-seed", type=int, default=1_000_000, help="ball: reset seed of the first held-out throw")
+    p.add_argument("--ball-updates", type=int, default=1000, help="ball: world-model updates")
+    p.add_argument("--ball-probe-steps", type=int, default=4000, help="ball: Adam steps of the landing probe")
+    p.add_argument("--ball-position-steps", type=int, default=6000,
+                   help="ball: Adam steps of the imagination's ball-position read-out")
+    p.add_argument("--ball-tokens", type=int, default=1, help="ball: language-model vectors per seen frame")
     p.add_argument("--batch-size", type=int, default=32)
-    p.add_argument("--probe-steps", type=int, default=3000)
+    p.add_argument("--probe-steps", type=int, default=3000, help="tower: Adam steps of the probes")
     p.add_argument("--mm-steps", type=int, default=200, help="multimodal projection updates")
     p.add_argument("--mm-batch", type=int, default=16)
     p.add_argument("--skip-language", action="store_true", help="no language model (world-model methods only)")
     p.add_argument("--mm-imagine-steps", type=int, default=_IMAGINE_STEPS,
-                   help="world-model steps imagined for the multimodal model's extra latent (0: frames only)")
+                   help="tower: world-model steps imagined for the multimodal model's extra latent (0: frames only)")
     p.add_argument("--skip-language-alone", action="store_true", help="no 'language model alone' column")
     p.add_argument("--mm-lr", type=float, default=2e-3, help="Adam learning rate of the projections")
+    p.add_argument("--mm-question-first", action="store_true",
+                   help="multimodal prompts ask before they show the scene, so the tokens before the visual block "
+                        "are computed once and cached (faster); by default the question follows the scene")
     p.add_argument("--reuse-world-model", action="store_true",
-                   help="load <out>/models/tower_world_model.pt (an earlier run's) instead of training one")
+                   help="load <out>/models/<task>_world_model.pt (an earlier run's) instead of training one")
+    p.add_argument("--threads", type=int, default=1, help="torch threads")
     p.add_argument("--ask", type=int, metavar="SEED", default=None,
-                   help="no benchmark: show the BlockTower scene of this reset seed to the model saved under --out "
-                        "and print its answer to --question")
-    p.add_argument("--question", default=QUESTION)
+                   help="no benchmark: show the scene of this reset seed (of the first --tasks) to the model saved "
+                        "under --out and print its answer to --question")
+    p.add_argument("--question", default=None, help="with --ask: the question (default: the benchmark's)")
     args = p.parse_args(argv)
-    if min(args.train_pairs, args.test_pairs, args.updates) < 1 or args.seed == args.test_seed:
-        p.error("--train-pairs, --test-pairs and --updates must be >= 1, and --seed must differ from --test-seed")
+    sizes = (args.train_pairs, args.test_pairs, args.updates, args.ball_train_throws, args.ball_test_throws,
+             args.ball_updates, args.threads)
+    if min(sizes) < 1 or args.seed == args.test_seed:
+        p.error("--train-pairs, --test-pairs, --updates, --ball-* sizes and --threads must be >= 1, and --seed must "
+                "differ from --test-seed")
+    first, count = args.ball_test_seed, args.ball_test_throws
+    if first < args.seed + args.ball_train_throws and args.seed < first + count:
+        p.error(f"the held-out throws (seeds {args.ball_test_seed}..) overlap the training throws (seeds {args.seed}.."
+                f"{args.seed + args.ball_train_throws - 1}); pick another --ball-test-seed")
     return args
 
 
-def main(argv: list[str] | None = None) -> int:
-    args = _parse(argv)
-    torch.set_num_threads(1)
-    if args.ask is not None:
-        return _ask(args.out, args.ask, args.question)
-    command = "python -m benchmarks.physical_reasoning " + " ".join(shlex.quote(a) for a in (argv or sys.argv[1:]))
-    cost = _Cost()
+class _Language:
+    """SmolLM2 and its tokenizer, loaded once, on first use (its cost recorded in ``cost``, the running task's)."""
+
+    def __init__(self) -> None:
+        self.cost = _Cost()
+        self.loaded: tuple[torch.nn.Module, Any] | None = None
+
+    def get(self) -> tuple[torch.nn.Module, Any]:
+        if self.loaded is None:
+            started = time.time()
+            self.loaded = load_smollm2()
+            self.cost.record("load SmolLM2-135M (GGUF -> float32)", started)
+        return self.loaded
+
+
+def _tower(args: argparse.Namespace, cost: _Cost, language: _Language) -> dict[str, Any]:
     started = time.time()
     test = tower_pairs(args.test_pairs, args.test_seed, frames=_FRAMES)
-    digest = _check_frozen(test, args.test_pairs)
+    digest = _check_frozen(test.digest(), FROZEN_TEST_SETS, args.test_pairs, args.test_seed, "pairs")
     train = tower_pairs(args.train_pairs, args.seed, frames=_FRAMES)
     cost.record("question sets (simulate + draw)", started)
     started = time.time()
     world_path = args.out / "models" / "tower_world_model.pt"
     history: list[dict[str, float]] = []  # empty when an earlier run trained the model
     if args.reuse_world_model:
-        model = _new_model("jepa", stack=1)
-        load_module_state(model, read_weights(world_path, "a tower world model", "train it (drop --reuse-world-model)"),
-                          world_path, "train it again without --reuse-world-model")
+        model = _load_world_model(world_path, 1, "train it again without --reuse-world-model")
     else:
         model, history = train_model(tower_throws(train), "jepa", args.updates, args.batch_size, _IMAGINE_STEPS,
                                      args.seed, log_every=50, stack=1)
@@ -332,32 +520,110 @@ def main(argv: list[str] | None = None) -> int:
     tower: dict[str, Any] = {"test_towers": len(test.towers), "train_towers": len(train.towers),
                              "test_seed": args.test_seed, "test_sha256": digest, "methods": methods,
                              "world_model_history": history}
-    if not args.skip_language:
-        started = time.time()
-        backbone, tokenizer = load_smollm2()
-        cost.record("load SmolLM2-135M (GGUF -> float32)", started)
-        if not args.skip_language_alone:
-            started = time.time()
-            methods["SmolLM2-135M alone (tower as text)"] = _language_alone(backbone, tokenizer, test)
-            cost.record("language model alone: answer the test set", started)
-        mm = MultimodalWorldModelLLM(model, backbone, tokenizer, imagine_steps=args.mm_imagine_steps)
-        started = time.time()
-        tower["multimodal_history"] = train_multimodal(mm, train, args.mm_steps, args.mm_batch, args.seed,
-                                                       lr=args.mm_lr)
-        _save(mm.projection_state(), args.out / "models" / "projections.pt")
-        cost.record("multimodal projections", started)
-        started = time.time()
-        name = "multimodal: SmolLM2-135M + world-model tokens" + ("" if args.mm_imagine_steps else
-                                                                  " (initial frame only, no imagined latent)")
-        methods[name] = evaluate_multimodal(mm, test)
-        tower["mm_imagine_steps"] = args.mm_imagine_steps
-        cost.record("multimodal: answer the test set", started)
-    results = {"command": command, "threads": torch.get_num_threads(), "tasks": {"tower": tower},
-               "seed_figures_quoted": SEED_FIGURES, "cost": cost.parts}
+    if args.skip_language:
+        return tower
+    backbone, tokenizer = language.get()
+    if not args.skip_language_alone:
+        methods.update(_language_rows(backbone, tokenizer, [t.describe() for t in test.towers], QUESTION, test.fell,
+                                      "tower", ["yes", "no"], cost))
+    mm = MultimodalWorldModelLLM(model, backbone, tokenizer, imagine_steps=args.mm_imagine_steps,
+                                 question_first=args.mm_question_first)
+    started = time.time()
+    lesson = Lesson(train.frames[:, :1], ["yes" if f else "no" for f in train.fell], train.frames[:, -1], QUESTION)
+    tower["multimodal_history"] = train_multimodal(mm, lesson, args.mm_steps, args.mm_batch, args.seed, lr=args.mm_lr)
+    _save(mm.projection_state(), args.out / "models" / "projections.pt")
+    cost.record("multimodal projections", started)
+    started = time.time()
+    name = "multimodal: SmolLM2-135M + world-model tokens" + ("" if args.mm_imagine_steps else
+                                                              " (initial frame only, no imagined latent)")
+    methods[name] = _answers_scored(answer_multimodal(mm, test.frames[:, :1], QUESTION), test.fell, "tower")
+    tower.update(mm_imagine_steps=args.mm_imagine_steps, mm_question_first=args.mm_question_first)
+    cost.record("multimodal: answer the test set", started)
+    return tower
+
+
+def _ball(args: argparse.Namespace, cost: _Cost, language: _Language) -> dict[str, Any]:
+    started = time.time()
+    test = ball_questions(args.ball_test_throws, args.ball_test_seed)
+    digest = _check_frozen(test.digest(), FROZEN_BALL_SETS, args.ball_test_throws, args.ball_test_seed, "throws")
+    train = ball_questions(args.ball_train_throws, args.seed)
+    cost.record("question sets (simulate + draw)", started)
+    started = time.time()
+    world_path = args.out / "models" / "ball_world_model.pt"
+    history: list[dict[str, float]] = []  # empty when an earlier run trained the model
+    if args.reuse_world_model:
+        model = _load_world_model(world_path, STACK, "train it again without --reuse-world-model")
+    else:
+        model, history = train_model(train.throws, "jepa", args.ball_updates, args.batch_size, SEEN, args.seed,
+                                     stack=STACK, save_to=world_path)
+        cost.record("world model (JEPA)", started)
+    model.eval()
+    majority = int(np.bincount(train.answers).argmax())
+    methods: dict[str, Any] = {"chance / majority class": _score(test.answers == majority)}
+    started = time.time()
+    seen = seen_latents(model, test)
+    probe = fit_landing_probe(seen_latents(model, train), train.throws.landing_x, args.seed, args.ball_probe_steps)
+    probed = probe(seen.reshape(len(seen), -1))[:, 0]
+    methods[f"world-model probe (latents of the {SEEN} frames seen)"] = _score(bins_of(probed) == test.answers)
+    cost.record("world-model probe", started)
+    started = time.time()
+    imagined = imagined_landings(model, train, test, args.seed, args.ball_position_steps)
+    methods["world-model imagination (landing read off the imagined flight)"] = _score(
+        bins_of(imagined) == test.answers)
+    cost.record("world-model imagination", started)
+    ball: dict[str, Any] = {"test_throws": len(test), "train_throws": len(train), "test_seed": args.ball_test_seed,
+                            "test_sha256": digest, "frames_seen": SEEN, "methods": methods,
+                            "landing_error_m": {"probe": float(np.abs(probed - test.throws.landing_x).mean()),
+                                                "imagination": float(np.abs(imagined - test.throws.landing_x).mean())},
+                            "world_model_history": history}
+    if args.skip_language:
+        return ball
+    backbone, tokenizer = language.get()
+    if not args.skip_language_alone:
+        methods.update(_language_rows(backbone, tokenizer, [test.describe(i) for i in range(len(test))], BALL_QUESTION,
+                                      test.answers, "ball", [str(b) for b in range(1, LANDINGS + 1)], cost))
+    mm = MultimodalWorldModelLLM(model, backbone, tokenizer, tokens_per_frame=args.ball_tokens, joint_frames=SEEN,
+                                 question_first=args.mm_question_first)
+    started = time.time()
+    lesson = Lesson(train.seen_frames(), [str(a) for a in train.answers], train.next_frames(), BALL_QUESTION)
+    ball["mm_question_first"] = args.mm_question_first
+    ball["multimodal_history"] = train_multimodal(mm, lesson, args.mm_steps, args.mm_batch, args.seed, lr=args.mm_lr,
+                                                  standardise=True)
+    _save(mm.projection_state(), args.out / "models" / "ball_projections.pt")
+    cost.record("multimodal projections", started)
+    started = time.time()
+    answers = answer_multimodal(mm, test.seen_frames(), BALL_QUESTION)
+    methods["multimodal: SmolLM2-135M + world-model tokens of the seen frames"] = _answers_scored(
+        answers, test.answers, "ball")
+    cost.record("multimodal: answer the test set", started)
+    return ball
+
+
+def _write_text(path: Path, text: str) -> None:
+    def write(handle: BinaryIO) -> None:
+        handle.write(text.encode())
+
+    atomic_write(path, write)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _parse(argv)
+    torch.set_num_threads(args.threads)
+    if args.ask is not None:
+        return _ask(args.out, args.ask, args.question, args.tasks[0])
+    command = "python -m benchmarks.physical_reasoning " + " ".join(shlex.quote(a) for a in (argv or sys.argv[1:]))
+    tasks = _earlier_tasks(args.out / "results.json")
+    language = _Language()
+    for task in args.tasks:
+        cost = language.cost = _Cost()
+        record = (_tower if task == "tower" else _ball)(args, cost, language)
+        record.update(command=command, threads=torch.get_num_threads(), cost=cost.parts)
+        tasks[task] = record
+    results = {"tasks": tasks, "seed_figures_quoted": SEED_FIGURES}
     args.out.mkdir(parents=True, exist_ok=True)
-    (args.out / "results.json").write_text(json.dumps(results, indent=1))
     report = _markdown(results)
-    (args.out / "report.md").write_text(report)
+    _write_text(args.out / "results.json", json.dumps(results, indent=1))
+    _write_text(args.out / "report.md", report)
     print(report)
     return 0
 

@@ -99,15 +99,19 @@ def test_wilson_interval() -> None:
         wilson_interval(11, 10)
 
 
-@pytest.mark.skipif(importlib.util.find_spec("transformers") is None,
-                    reason="transformers is an optional extra (.[multimodal])")
-def test_multimodal_forward_shapes_with_a_tiny_random_backbone() -> None:
+def _tiny_backbone(layers: int = 2) -> torch.nn.Module:
     from transformers import LlamaConfig, LlamaForCausalLM
 
     torch.manual_seed(0)
-    config = LlamaConfig(vocab_size=50, hidden_size=32, intermediate_size=64, num_hidden_layers=2,
+    config = LlamaConfig(vocab_size=50, hidden_size=32, intermediate_size=64, num_hidden_layers=layers,
                          num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=64)
-    backbone = LlamaForCausalLM(config)
+    return LlamaForCausalLM(config).eval()
+
+
+@pytest.mark.skipif(importlib.util.find_spec("transformers") is None,
+                    reason="transformers is an optional extra (.[multimodal])")
+def test_multimodal_forward_shapes_with_a_tiny_random_backbone() -> None:
+    backbone = _tiny_backbone()
     world = LatentWorldModel(1, LatentConfig(latent_dim=16, depth=4, hidden_dim=32, objective="reconstruction"),
                              channels=3, safety_head=False)
     model = MultimodalWorldModelLLM(world, backbone, tokens_per_frame=3, hidden_dim=16, imagine_steps=2)
@@ -127,3 +131,59 @@ def test_multimodal_forward_shapes_with_a_tiny_random_backbone() -> None:
     assert model.generate(prefix, text, frames, max_new_tokens=2).shape == (2, 2)
     with pytest.raises(ValueError, match="uint8"):
         model.encode_visual_sequence(frames[:, 0])
+
+
+@pytest.mark.skipif(importlib.util.find_spec("transformers") is None,
+                    reason="transformers is an optional extra (.[multimodal])")
+def test_joint_frames_project_a_scene_together_on_standardised_latents() -> None:
+    world = LatentWorldModel(1, LatentConfig(latent_dim=16, depth=4, hidden_dim=32, objective="jepa"),
+                             channels=6, safety_head=False)
+    model = MultimodalWorldModelLLM(world, _tiny_backbone(1), tokens_per_frame=2, hidden_dim=16, joint_frames=3)
+    frames = torch.randint(0, 256, (4, 3, 64, 64, 6), dtype=torch.uint8)
+    first = model.visual_to_llm[0]
+    assert isinstance(first, torch.nn.Linear) and first.in_features == 3 * 16  # the three latents at once
+    assert model.encode_visual_sequence(frames).shape == (4, 3 * 2 + 2, 32)
+    with pytest.raises(ValueError, match="3 frames together"):
+        model.encode_visual_sequence(frames[:, :2])
+    model.standardise_latents(frames)
+    z = (model.visual_latents(frames).flatten(0, 1) - model.latent_mean) / model.latent_std
+    assert torch.allclose(z.mean(dim=0), torch.zeros(16), atol=1e-4)
+    state = model.projection_state()
+    assert "latent_mean" in state and not any(k.startswith(("backbone.", "world_model.")) for k in state)
+    # every scene's tokens depend on all of its frames: change the first frame, the last token moves
+    changed = frames.clone()
+    changed[:, 0] = 255 - changed[:, 0]
+    with torch.no_grad():
+        assert not torch.allclose(model.encode_visual_sequence(frames)[:, -2],
+                                  model.encode_visual_sequence(changed)[:, -2])
+
+
+def test_answers_in_words_are_scored_per_task() -> None:
+    tower = physical_reasoning._answers_scored(["Yes.", "no", "hmm"], np.array([True, True, False]), "tower")
+    assert (tower["correct"], tower["unparsed"], tower["said_yes"]) == (1, 1, 1)
+    ball = physical_reasoning._answers_scored(["3", "Bin 2", "left", "4"], np.array([3, 1, 1, 4]), "ball")
+    assert (ball["correct"], ball["unparsed"]) == (2, 1)
+    assert ball["answered_bins"] == {"1": 0, "2": 1, "3": 1, "4": 1}
+
+
+@pytest.mark.skipif(importlib.util.find_spec("transformers") is None,
+                    reason="transformers is an optional extra (.[multimodal])")
+def test_a_cached_prefix_gives_the_same_logits_and_answers() -> None:
+    world = LatentWorldModel(1, LatentConfig(latent_dim=16, depth=4, hidden_dim=32, objective="jepa"),
+                             channels=3, safety_head=False)
+    model = MultimodalWorldModelLLM(world, _tiny_backbone(), tokens_per_frame=2, hidden_dim=16, question_first=True)
+    frames = torch.randint(0, 256, (3, 2, 64, 64, 3), dtype=torch.uint8)
+    prefix, text = torch.randint(0, 50, (1, 6)), torch.randint(0, 50, (3, 4))
+    cache = model.cache_prefix(prefix)
+    with torch.no_grad():
+        full = model.forward_with_visual_context(text, frames, predict_next_frame=True,
+                                                 prefix_tokens=prefix.expand(3, -1))
+        cached = model.forward_with_visual_context(text, frames, predict_next_frame=True, prefix_cache=cache)
+    assert cached.logits.shape == (3, 2 * 2 + 2 + 4, 50) and cached.visual_span == (0, 5)
+    assert torch.allclose(cached.logits, full.logits[:, 6:], atol=1e-4)
+    assert cached.next_latent is not None and full.next_latent is not None
+    assert torch.allclose(cached.next_latent, full.next_latent, atol=1e-4)
+    again = model.generate(prefix.expand(3, -1), text, frames, max_new_tokens=3, prefix_cache=cache)
+    assert torch.equal(again, model.generate(prefix.expand(3, -1), text, frames, max_new_tokens=3))
+    with pytest.raises(ValueError, match="one row"):
+        model.cache_prefix(prefix.expand(2, -1))

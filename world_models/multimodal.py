@@ -8,9 +8,16 @@ learned ``visual_start`` and ``visual_end`` embedding, are spliced into the prom
 
 With ``imagine_steps > 0`` the world model also rolls the last frame's latent forward that many steps (zero
 actions: the scene is only watched) and the imagined final latent joins the frames' latents (``F' = F + 1``),
-so the language model reads what the world model expects to happen. ``llm_to_visual`` maps the language
-model's last hidden state at ``<visual_end>`` back to a latent, which the world model's decoder turns into
-the predicted next frame (``predict_next_frame=True``; needs a world model with a decoder).
+so the language model reads what the world model expects to happen. With ``joint_frames = F`` the projection
+reads the ``F'`` latents of an ``F``-frame scene together (``(F' Z,) -> (F' K, D)``), so motion across frames
+(a flight's speed and curve) is in every vector; by default each latent is projected on its own.
+``llm_to_visual`` maps the language model's last hidden state at ``<visual_end>`` back to a latent, which the
+world model's decoder turns into the predicted next frame (``predict_next_frame=True``; needs a decoder).
+With ``question_first`` the prompt asks before it shows (``[prefix + question] <visual> [assistant turn]``), so
+the tokens before the visual block are the same for every scene: :meth:`MultimodalWorldModelLLM.cache_prefix`
+computes them once, and every forward pass then runs the visual block and what follows only.
+Latents are standardised before the projection once :meth:`MultimodalWorldModelLLM.standardise_latents` has
+set their mean and scale (the identity until then).
 
 The language model and the world model stay frozen; only the projections and the two marker embeddings
 train (:meth:`MultimodalWorldModelLLM.trainable_parameters`). :func:`load_smollm2` loads the bundled
@@ -20,6 +27,7 @@ offline; the tokenizer comes from the same file.
 
 from __future__ import annotations
 
+import copy
 import os
 import re
 from dataclasses import dataclass
@@ -63,28 +71,40 @@ class MultimodalWorldModelLLM(nn.Module):
         tokens_per_frame: ``K``, language-model vectors per latent.
         hidden_dim: width of the projections' hidden layer.
         imagine_steps: world-model steps imagined after the last frame (0: none).
+        joint_frames: ``F``, the frames of every scene, to project their latents together (0: one by one).
+        question_first: the prompt layout :meth:`prompt_parts` and :meth:`ask` use (see the module docstring).
     """
 
+    latent_mean: torch.Tensor
+    latent_std: torch.Tensor
+
     def __init__(self, world_model: LatentWorldModel, backbone: nn.Module, tokenizer: Any = None, *,
-                 tokens_per_frame: int = 4, hidden_dim: int = 256, imagine_steps: int = 0) -> None:
+                 tokens_per_frame: int = 4, hidden_dim: int = 256, imagine_steps: int = 0,
+                 joint_frames: int = 0, question_first: bool = False) -> None:
         super().__init__()
-        if tokens_per_frame < 1 or hidden_dim < 1 or imagine_steps < 0:
-            raise ValueError(f"tokens_per_frame and hidden_dim must be >= 1 and imagine_steps >= 0; got "
-                             f"{tokens_per_frame}, {hidden_dim}, {imagine_steps}")
+        if tokens_per_frame < 1 or hidden_dim < 1 or imagine_steps < 0 or joint_frames < 0:
+            raise ValueError(f"tokens_per_frame and hidden_dim must be >= 1, imagine_steps and joint_frames >= 0; "
+                             f"got {tokens_per_frame}, {hidden_dim}, {imagine_steps}, {joint_frames}")
         self.world_model = world_model.requires_grad_(False).eval()
         self.backbone = backbone.requires_grad_(False).eval()
         self.tokenizer = tokenizer
         self.tokens_per_frame, self.imagine_steps = tokens_per_frame, imagine_steps
+        self.scene_frames, self.question_first = joint_frames, question_first
+        self.joint_frames = joint_frames + (1 if joint_frames and imagine_steps else 0)  # F' (0: one by one)
         embedding = self.backbone.get_input_embeddings()  # type: ignore[operator]
         d, z = int(embedding.weight.shape[1]), world_model.latent_dim
         self.embed_dim = d
         scale = float(embedding.weight.detach().std())  # markers start at the scale of real token embeddings
-        self.visual_to_llm = nn.Sequential(nn.Linear(z, hidden_dim), nn.SiLU(),
-                                           nn.Linear(hidden_dim, tokens_per_frame * d))
+        together = max(self.joint_frames, 1)
+        self.visual_to_llm = nn.Sequential(nn.Linear(together * z, hidden_dim), nn.SiLU(),
+                                           nn.Linear(hidden_dim, together * tokens_per_frame * d))
         self.llm_to_visual = nn.Sequential(nn.Linear(d, hidden_dim), nn.SiLU(), nn.Linear(hidden_dim, z))
         generator = torch.Generator().manual_seed(0)
         self.visual_start = nn.Parameter(torch.randn(d, generator=generator) * scale)
         self.visual_end = nn.Parameter(torch.randn(d, generator=generator) * scale)
+        # the latents are standardised before the projection (identity until standardise_latents sets them)
+        self.register_buffer("latent_mean", torch.zeros(z))
+        self.register_buffer("latent_std", torch.ones(z))
         last = self.visual_to_llm[-1]
         assert isinstance(last, nn.Linear)
         with torch.no_grad():  # the projected vectors start near the scale of token embeddings
@@ -114,6 +134,13 @@ class MultimodalWorldModelLLM(nn.Module):
         self.backbone.eval()
         return self
 
+    def standardise_latents(self, visual_frames: torch.Tensor) -> None:
+        """Set the per-dimension mean and scale the projection removes from the latents, from a sample of
+        scenes ``(B, F, Hp, Wp, C)`` uint8 (their frames' and imagined latents alike)."""
+        z = self.visual_latents(visual_frames).flatten(0, 1)
+        self.latent_mean.copy_(z.mean(dim=0))
+        self.latent_std.copy_(z.std(dim=0).clamp_min(1e-6))
+
     # ----------------------------------------------------------------- visual tokens
     def visual_latents(self, visual_frames: torch.Tensor) -> torch.Tensor:
         """``(B, F, Hp, Wp, C)`` uint8 -> latents ``(B, F', Z)`` (``F' = F + 1`` with imagination)."""
@@ -131,30 +158,49 @@ class MultimodalWorldModelLLM(nn.Module):
     def encode_visual_sequence(self, visual_frames: torch.Tensor) -> torch.Tensor:
         """``(B, F, Hp, Wp, C)`` uint8 -> the visual block ``(B, F' K + 2, D)``: ``<visual_start>``, the
         projected latents, ``<visual_end>``."""
-        z = self.visual_latents(visual_frames)
+        z = (self.visual_latents(visual_frames) - self.latent_mean) / self.latent_std
         b = z.shape[0]
+        if self.joint_frames:
+            if z.shape[1] != self.joint_frames:
+                raise ValueError(f"this model reads scenes of {self.scene_frames} frames together (joint_frames), "
+                                 f"got {visual_frames.shape[1]}; pass that many frames")
+            z = z.flatten(1)  # (B, F' Z)
         tokens = self.visual_to_llm(z).reshape(b, -1, self.embed_dim)  # (B, F' K, D)
         start = self.visual_start.expand(b, 1, -1)
         end = self.visual_end.expand(b, 1, -1)
         return torch.cat([start, tokens, end], dim=1)
 
     # ----------------------------------------------------------------- the language model over both
+    @torch.no_grad()
+    def cache_prefix(self, prefix_tokens: torch.Tensor) -> Any:
+        """The backbone's key/value cache of ``prefix_tokens`` ``(1, L0)``, for ``prefix_cache=``."""
+        if prefix_tokens.dim() != 2 or prefix_tokens.shape[0] != 1:
+            raise ValueError(f"prefix_tokens must be one row (1, L0), got {tuple(prefix_tokens.shape)}")
+        return self.backbone(input_ids=prefix_tokens, use_cache=True).cache
+
     def forward_with_visual_context(self, text_tokens: torch.Tensor, visual_frames: torch.Tensor,
                                     predict_next_frame: bool = False,
-                                    prefix_tokens: torch.Tensor | None = None) -> VisualLMOutput:
+                                    prefix_tokens: torch.Tensor | None = None,
+                                    prefix_cache: Any = None) -> VisualLMOutput:
         """Logits over ``[prefix] <visual block> [text]``: ``text_tokens`` ``(B, L)`` and ``prefix_tokens``
-        ``(B, L0)`` (or None) are token ids, ``visual_frames`` ``(B, F, Hp, Wp, C)`` uint8."""
+        ``(B, L0)`` (or None) are token ids, ``visual_frames`` ``(B, F, Hp, Wp, C)`` uint8. With ``prefix_cache``
+        (:meth:`cache_prefix` of one prefix row) the prefix is not run again, ``prefix_tokens`` is not read,
+        and the logits cover the visual block and the text only."""
         if text_tokens.dim() != 2 or text_tokens.shape[0] != visual_frames.shape[0]:
             raise ValueError(f"text_tokens must be (B, L) with the frames' B={visual_frames.shape[0]}, "
                              f"got {tuple(text_tokens.shape)}")
         embed = self.backbone.get_input_embeddings()  # type: ignore[operator]
         visual = self.encode_visual_sequence(visual_frames)
         parts = [visual, embed(text_tokens)]
-        if prefix_tokens is not None:
+        cache = None
+        if prefix_cache is not None:
+            cache = copy.deepcopy(prefix_cache)  # the backbone appends to it
+            cache.batch_repeat_interleave(visual.shape[0])
+        elif prefix_tokens is not None:
             parts.insert(0, embed(prefix_tokens))
-        first = 0 if prefix_tokens is None else prefix_tokens.shape[1]
+        first = 0 if prefix_tokens is None or cache is not None else prefix_tokens.shape[1]
         out = self.backbone(inputs_embeds=torch.cat(parts, dim=1), output_hidden_states=predict_next_frame,
-                            use_cache=False)
+                            use_cache=cache is not None, cache=cache)
         span = (first, first + visual.shape[1] - 1)
         if not predict_next_frame:
             return VisualLMOutput(out.logits, span)
@@ -174,11 +220,12 @@ class MultimodalWorldModelLLM(nn.Module):
 
     @torch.no_grad()
     def generate(self, prefix: torch.Tensor, question: torch.Tensor, visual_frames: torch.Tensor,
-                 max_new_tokens: int = 4, stop_id: int | None = None) -> torch.Tensor:
+                 max_new_tokens: int = 4, stop_id: int | None = None, prefix_cache: Any = None) -> torch.Tensor:
         """Greedy answer tokens ``(B, <= max_new_tokens)`` after ``[prefix] <visual> [question]``."""
         text, new = question, []
         for _ in range(max_new_tokens):
-            logits = self.forward_with_visual_context(text, visual_frames, prefix_tokens=prefix).logits[:, -1]
+            logits = self.forward_with_visual_context(text, visual_frames, prefix_tokens=prefix,
+                                                      prefix_cache=prefix_cache).logits[:, -1]
             token = logits.argmax(dim=-1, keepdim=True)  # (B, 1)
             new.append(token)
             text = torch.cat([text, token], dim=1)
@@ -190,15 +237,26 @@ class MultimodalWorldModelLLM(nn.Module):
         """The answer in words to ``question`` about one scene, ``frames`` ``(F, Hp, Wp, C)`` uint8."""
         if self.tokenizer is None:
             raise ValueError("ask() needs the backbone's tokenizer: pass tokenizer= when building the model")
-        prefix, question_ids = chat_parts(self.tokenizer, question)
+        prefix, question_ids = self.prompt_parts(question)
         stop = self.tokenizer.convert_tokens_to_ids("<|im_end|>")
-        ids = self.generate(prefix, question_ids, frames[None], max_new_tokens, stop_id=stop)
+        cache = self.cache_prefix(prefix) if self.question_first else None
+        ids = self.generate(prefix, question_ids, frames[None], max_new_tokens, stop_id=stop, prefix_cache=cache)
         return str(self.tokenizer.decode(ids[0], skip_special_tokens=True)).strip()
 
+    def prompt_parts(self, question: str) -> tuple[torch.Tensor, torch.Tensor]:
+        """:func:`chat_parts` in this model's layout (``question_first``)."""
+        return chat_parts(self.tokenizer, question, self.question_first)
 
-def chat_parts(tokenizer: Any, question: str) -> tuple[torch.Tensor, torch.Tensor]:
+
+def chat_parts(tokenizer: Any, question: str, question_first: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
     """Token ids ``(1, L0)`` before the visual block and ``(1, L)`` after it, in SmolLM2's chat format:
-    ``<|im_start|>user\\n`` | visual block | ``question<|im_end|>\\n<|im_start|>assistant\\n``."""
+    ``<|im_start|>user\\n`` | visual block | ``question<|im_end|>\\n<|im_start|>assistant\\n``, or with
+    ``question_first``: ``<|im_start|>user\\nquestion\\n`` | visual block |
+    ``<|im_end|>\\n<|im_start|>assistant\\n``."""
+    if question_first:
+        prefix = tokenizer(f"<|im_start|>user\n{question}\n", return_tensors="pt").input_ids
+        rest = tokenizer("<|im_end|>\n<|im_start|>assistant\n", return_tensors="pt").input_ids
+        return prefix, rest
     prefix = tokenizer("<|im_start|>user\n", return_tensors="pt").input_ids
     rest = tokenizer(f" {question}<|im_end|>\n<|im_start|>assistant\n", return_tensors="pt").input_ids
     return prefix, rest
