@@ -467,6 +467,9 @@ def _parse(argv: list[str] | None) -> argparse.Namespace:
                    help="no benchmark: show the scene of this reset seed (of the first --tasks) to the model saved "
                         "under --out and print its answer to --question")
     p.add_argument("--question", default=None, help="with --ask: the question (default: the benchmark's)")
+    p.add_argument("--merge", type=Path, nargs="+", metavar="RESULTS_JSON", default=None,
+                   help="no benchmark: gather the task records of these results.json files (a later file's record "
+                        "of a task replaces an earlier one's) into <out>/results.json and report.md")
     args = p.parse_args(argv)
     sizes = (args.train_pairs, args.test_pairs, args.updates, args.ball_train_throws, args.ball_test_throws,
              args.ball_updates, args.threads)
@@ -611,6 +614,14 @@ def main(argv: list[str] | None = None) -> int:
     torch.set_num_threads(args.threads)
     if args.ask is not None:
         return _ask(args.out, args.ask, args.question, args.tasks[0])
+    if args.merge is not None:
+        missing = [str(path) for path in args.merge if not path.is_file()]
+        if missing:
+            raise SystemExit(f"physical_reasoning: --merge found no results file at {', '.join(missing)}")
+        merged: dict[str, Any] = {}
+        for path in args.merge:
+            merged.update(_earlier_tasks(path))
+        return _write_results(args.out, merged)
     command = "python -m benchmarks.physical_reasoning " + " ".join(shlex.quote(a) for a in (argv or sys.argv[1:]))
     tasks = _earlier_tasks(args.out / "results.json")
     language = _Language()
@@ -619,11 +630,14 @@ def main(argv: list[str] | None = None) -> int:
         record = (_tower if task == "tower" else _ball)(args, cost, language)
         record.update(command=command, threads=torch.get_num_threads(), cost=cost.parts)
         tasks[task] = record
+    return _write_results(args.out, tasks)
+
+
+def _write_results(out: Path, tasks: dict[str, Any]) -> int:
     results = {"tasks": tasks, "seed_figures_quoted": SEED_FIGURES}
-    args.out.mkdir(parents=True, exist_ok=True)
     report = _markdown(results)
-    _write_text(args.out / "results.json", json.dumps(results, indent=1))
-    _write_text(args.out / "report.md", report)
+    _write_text(out / "results.json", json.dumps(results, indent=1))
+    _write_text(out / "report.md", report)
     print(report)
     return 0
 

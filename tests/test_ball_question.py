@@ -117,3 +117,19 @@ def test_a_ball_run_keeps_the_tower_record_of_an_earlier_run(tmp_path: Path) -> 
 def test_overlapping_ball_seeds_are_refused(tmp_path: Path) -> None:
     with pytest.raises(SystemExit):
         physical_reasoning.main(["--out", str(tmp_path), "--tasks", "ball", "--ball-test-seed", "5"])
+
+
+def test_merge_gathers_task_records_of_separate_runs(tmp_path: Path) -> None:
+    tower_run, ball_run = tmp_path / "tower", tmp_path / "ball"
+    tower_run.mkdir()
+    (tower_run / "results.json").write_text((RESULTS / "results.json").read_text())
+    assert physical_reasoning.main(["--out", str(ball_run), "--tasks", "ball", "--ball-train-throws", "6",
+                                    "--ball-test-throws", "3", "--ball-updates", "1", "--ball-probe-steps", "5",
+                                    "--ball-position-steps", "5", "--skip-language"]) == 0
+    merged = tmp_path / "merged"
+    assert physical_reasoning.main(["--out", str(merged), "--merge", str(tower_run / "results.json"),
+                                    str(ball_run / "results.json")]) == 0
+    tasks = json.loads((merged / "results.json").read_text())["tasks"]
+    assert set(tasks) == {"tower", "ball"} and tasks["ball"]["test_throws"] == 3
+    with pytest.raises(SystemExit, match="no results file"):
+        physical_reasoning.main(["--out", str(merged), "--merge", str(tmp_path / "none.json")])
