@@ -191,7 +191,7 @@ def _language_choice(backbone: torch.nn.Module, tokenizer: Any, scenes: list[str
     for i in range(0, len(prompts), batch):
         enc = tokenizer(prompts[i:i + batch], return_tensors="pt", padding=True)
         with torch.inference_mode():
-            logits = backbone(**enc).logits[:, -1, [i[0] for i in ids]]  # (B, choices)
+            logits = backbone(**enc, logits_to_keep=1).logits[:, -1, [i[0] for i in ids]]  # (B, choices)
         picked += [choices[j] for j in logits.argmax(dim=1).tolist()]
     return picked
 
