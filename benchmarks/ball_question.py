@@ -20,12 +20,12 @@ The language model alone reads :meth:`BallQuestions.describe` (the ball's true p
 from __future__ import annotations
 
 import hashlib
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 import torch
 
-from benchmarks.ball_probe import Probe, Throws, collect, fit_probe, imagine_landing, stack_frames
+from benchmarks.ball_probe import Probe, Throws, _encode, collect, fit_probe, imagine_landing, stack_frames
 from envs.ball_catch import DT, FLOOR_WIDTH, LANDINGS, landing_bin
 from world_models.latent import LatentWorldModel
 
@@ -46,6 +46,7 @@ class BallQuestions:
 
     throws: Throws
     seed: int
+    _seen: np.ndarray | None = field(default=None, init=False, repr=False, compare=False)
 
     def __len__(self) -> int:
         return len(self.throws.frames)
@@ -56,8 +57,11 @@ class BallQuestions:
         return np.asarray(self.throws.landing_bin, dtype=int) + 1
 
     def seen_frames(self) -> np.ndarray:
-        """``(M, SEEN, 64, 64, 3 * STACK)`` uint8: each seen frame with the one before it (the first repeated)."""
-        return np.stack([stack_frames(f[:SEEN], STACK) for f in self.throws.frames])
+        """``(M, SEEN, 64, 64, 3 * STACK)`` uint8: each seen frame with the one before it (the first repeated);
+        built on the first call and kept (the probe, the multimodal model and its answers all read it)."""
+        if self._seen is None:
+            self._seen = np.stack([stack_frames(f[:SEEN], STACK) for f in self.throws.frames])
+        return self._seen
 
     def next_frames(self) -> np.ndarray:
         """``(M, 64, 64, 3 * STACK)`` uint8: the first frame after the seen ones, stacked the same way."""
@@ -94,9 +98,7 @@ def bins_of(landing_x: np.ndarray) -> np.ndarray:
 def seen_latents(model: LatentWorldModel, questions: BallQuestions) -> np.ndarray:
     """``(M, SEEN, Z)`` float64: the world model's encoding of every seen frame."""
     frames = questions.seen_frames()
-    flat = frames.reshape(-1, *frames.shape[2:])
-    with torch.inference_mode():
-        z = torch.cat([model.encode(torch.from_numpy(c)) for c in np.array_split(flat, max(1, len(flat) // 256))])
+    z = _encode(model, frames.reshape(-1, *frames.shape[2:]))  # (M SEEN, Z)
     return z.numpy().astype(np.float64).reshape(*frames.shape[:2], -1)
 
 

@@ -47,6 +47,7 @@ import torch
 from agent.atomic import atomic_write
 from agent.checkpoint import CheckpointError, load_module_state, read_weights
 from benchmarks.ball_probe import Probe, Throws, _new_model, train_model
+from benchmarks.ball_probe import _encode as encode_frames
 from benchmarks.ball_question import QUESTION as BALL_QUESTION
 from benchmarks.ball_question import (
     SEEN,
@@ -116,9 +117,8 @@ def fit_classifier(features: np.ndarray, labels: np.ndarray, seed: int, steps: i
 
 
 def _encode(model: LatentWorldModel, frames: np.ndarray) -> np.ndarray:
-    with torch.inference_mode():
-        return torch.cat([model.encode(torch.from_numpy(np.ascontiguousarray(c)))
-                          for c in np.array_split(frames, max(1, len(frames) // 256))]).numpy().astype(np.float64)
+    """Latents ``(M, Z)`` float64 of frames ``(M, Hp, Wp, C)`` uint8 (:func:`benchmarks.ball_probe._encode`)."""
+    return encode_frames(model, np.ascontiguousarray(frames)).numpy().astype(np.float64)
 
 
 def _imagined_final(model: LatentWorldModel, frames: np.ndarray, steps: int) -> np.ndarray:
@@ -260,9 +260,7 @@ def train_multimodal(model: MultimodalWorldModelLLM, lesson: Lesson, steps: int,
     if standardise:
         sample = torch.randperm(len(scenes), generator=torch.Generator().manual_seed(seed))[:512]
         model.standardise_latents(scenes[sample])
-    with torch.no_grad():
-        later = torch.cat([model.world_model.encode(torch.from_numpy(np.ascontiguousarray(c)))
-                           for c in np.array_split(lesson.later, max(1, len(lesson.later) // 256))])
+    later = torch.as_tensor(_encode(model.world_model, lesson.later), dtype=torch.float32)
     optimizer = torch.optim.Adam(model.trainable_parameters(), lr=lr)
     generator = torch.Generator().manual_seed(seed)
     history = []
@@ -484,17 +482,17 @@ def _parse(argv: list[str] | None) -> argparse.Namespace:
 
 
 class _Language:
-    """SmolLM2 and its tokenizer, loaded once, on first use (its cost recorded in ``cost``, the running task's)."""
+    """SmolLM2 and its tokenizer, loaded once, on first use."""
 
     def __init__(self) -> None:
-        self.cost = _Cost()
         self.loaded: tuple[torch.nn.Module, Any] | None = None
 
-    def get(self) -> tuple[torch.nn.Module, Any]:
+    def get(self, cost: _Cost) -> tuple[torch.nn.Module, Any]:
+        """The model and tokenizer; the load, when this call does it, recorded in ``cost`` (the running task's)."""
         if self.loaded is None:
             started = time.time()
             self.loaded = load_smollm2()
-            self.cost.record("load SmolLM2-135M (GGUF -> float32)", started)
+            cost.record("load SmolLM2-135M (GGUF -> float32)", started)
         return self.loaded
 
 
@@ -525,7 +523,7 @@ def _tower(args: argparse.Namespace, cost: _Cost, language: _Language) -> dict[s
                              "world_model_history": history}
     if args.skip_language:
         return tower
-    backbone, tokenizer = language.get()
+    backbone, tokenizer = language.get(cost)
     if not args.skip_language_alone:
         methods.update(_language_rows(backbone, tokenizer, [t.describe() for t in test.towers], QUESTION, test.fell,
                                       "tower", ["yes", "no"], cost))
@@ -581,7 +579,7 @@ def _ball(args: argparse.Namespace, cost: _Cost, language: _Language) -> dict[st
                             "world_model_history": history}
     if args.skip_language:
         return ball
-    backbone, tokenizer = language.get()
+    backbone, tokenizer = language.get(cost)
     if not args.skip_language_alone:
         methods.update(_language_rows(backbone, tokenizer, [test.describe(i) for i in range(len(test))], BALL_QUESTION,
                                       test.answers, "ball", [str(b) for b in range(1, LANDINGS + 1)], cost))
@@ -626,7 +624,7 @@ def main(argv: list[str] | None = None) -> int:
     tasks = _earlier_tasks(args.out / "results.json")
     language = _Language()
     for task in args.tasks:
-        cost = language.cost = _Cost()
+        cost = _Cost()
         record = (_tower if task == "tower" else _ball)(args, cost, language)
         record.update(command=command, threads=torch.get_num_threads(), cost=cost.parts)
         tasks[task] = record

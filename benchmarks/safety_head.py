@@ -31,6 +31,7 @@ from world_models.safety import safety_metrics
 
 __all__ = ["judge", "main", "stored_transitions", "thresholds_of"]
 
+
 def stored_transitions(payload: dict[str, Any], source: Path) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """``(obs (n, *obs_shape), actions (n, A), costs (n,))`` of a checkpoint's replay buffer (in stored order)."""
     buffer = payload.get("buffer")
