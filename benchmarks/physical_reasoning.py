@@ -239,20 +239,24 @@ def _answer_ids(tokenizer: Any, answers: list[str]) -> torch.Tensor:
 class Lesson:
     """What the multimodal model learns from: ``scenes`` ``(M, F, Hp, Wp, C)`` uint8 it sees, the ``answers``
     in words, ``later`` ``(M, Hp, Wp, C)`` uint8 the frame its ``llm_to_visual`` latent should encode, and the
-    ``question`` asked."""
+    ``question`` asked; ``outcome`` ``(M, O)`` float, what the model's outcome head should read from each scene
+    (e.g. the landing x; None: no such lesson)."""
 
     scenes: np.ndarray
     answers: list[str]
     later: np.ndarray
     question: str
+    outcome: np.ndarray | None = None
 
 
 def train_multimodal(model: MultimodalWorldModelLLM, lesson: Lesson, steps: int, batch: int, seed: int,
-                     lr: float = 1e-3, next_latent_weight: float = 1.0,
-                     standardise: bool = False) -> list[dict[str, float]]:
+                     lr: float = 1e-3, next_latent_weight: float = 1.0, standardise: bool = False,
+                     outcome_weight: float = 1.0) -> list[dict[str, float]]:
     """Train the projections: the answers' cross-entropy after each scene and the question, plus the error of
-    the latent ``llm_to_visual`` predicts against the world model's encoding of the later frame. With
-    ``standardise``, the latents are standardised on (up to 512 of) the scenes first."""
+    the latent ``llm_to_visual`` predicts against the world model's encoding of the later frame, plus (a model
+    with an outcome head and a lesson with ``outcome``) ``outcome_weight`` times the head's squared error on
+    the standardised outcome. With ``standardise``, the latents are standardised on (up to 512 of) the scenes
+    first."""
     prefix, question = model.prompt_parts(lesson.question)
     cache = model.cache_prefix(prefix) if model.question_first else None
     answers = _answer_ids(model.tokenizer, lesson.answers)
@@ -261,6 +265,7 @@ def train_multimodal(model: MultimodalWorldModelLLM, lesson: Lesson, steps: int,
         sample = torch.randperm(len(scenes), generator=torch.Generator().manual_seed(seed))[:512]
         model.standardise_latents(scenes[sample])
     later = torch.as_tensor(_encode(model.world_model, lesson.later), dtype=torch.float32)
+    target = _standardised_outcome(model, lesson)
     optimizer = torch.optim.Adam(model.trainable_parameters(), lr=lr)
     generator = torch.Generator().manual_seed(seed)
     history = []
@@ -269,21 +274,40 @@ def train_multimodal(model: MultimodalWorldModelLLM, lesson: Lesson, steps: int,
         rows = torch.randint(0, len(answers), (batch,), generator=generator)
         text = torch.cat([question.expand(batch, -1), answers[rows]], dim=1)
         out = model.forward_with_visual_context(text, scenes[rows], predict_next_frame=True,
-                                                prefix_tokens=prefix.expand(batch, -1), prefix_cache=cache)
-        predicted = out.logits[:, -answers.shape[1] - 1:-1]
-        answer_loss = torch.nn.functional.cross_entropy(predicted.flatten(0, 1), answers[rows].flatten())
+                                                prefix_tokens=prefix.expand(batch, -1), prefix_cache=cache,
+                                                logits_to_keep=answers.shape[1] + 1)
+        answer_loss = torch.nn.functional.cross_entropy(out.logits[:, :-1].flatten(0, 1), answers[rows].flatten())
         assert out.next_latent is not None
         latent_loss = (out.next_latent - later[rows]).pow(2).mean()
+        losses = {"answer_loss": answer_loss, "next_latent_loss": latent_loss}
         loss = answer_loss + next_latent_weight * latent_loss
+        if target is not None and out.outcome is not None:
+            losses["outcome_loss"] = (out.outcome - target[rows]).pow(2).mean()
+            loss = loss + outcome_weight * losses["outcome_loss"]
         optimizer.zero_grad()
         loss.backward()
         optimizer.step()
         if step % 10 == 0 or step == steps:
-            history.append({"step": step, "answer_loss": answer_loss.item(), "next_latent_loss": latent_loss.item()})
-            print(f"  [multimodal] step {step}: answer={answer_loss.item():.3f} "
-                  f"next_latent={latent_loss.item():.3f}", flush=True)
+            history.append({"step": step, **{k: v.item() for k, v in losses.items()}})
+            print(f"  [multimodal] step {step}: " + " ".join(f"{k.removesuffix('_loss')}={v.item():.3f}"
+                                                            for k, v in losses.items()), flush=True)
     model.eval()
     return history
+
+
+def _standardised_outcome(model: MultimodalWorldModelLLM, lesson: Lesson) -> torch.Tensor | None:
+    """The lesson's outcomes ``(M, O)``, standardised per column, for a model with an outcome head (else None);
+    ValueError when one of the two is there without the other or their widths differ."""
+    head = model.visual_to_outcome
+    if head is None and lesson.outcome is None:
+        return None
+    if head is None or lesson.outcome is None:
+        raise ValueError("an outcome head needs a lesson with outcomes and the other way round: build the model "
+                         "with outcome_dim=O and give the Lesson outcome (M, O), or neither")
+    outcome = torch.as_tensor(lesson.outcome, dtype=torch.float32).reshape(len(lesson.answers), -1)
+    if outcome.shape[1] != head.out_features:
+        raise ValueError(f"the lesson has {outcome.shape[1]} outcome(s) per scene, the head {head.out_features}")
+    return (outcome - outcome.mean(dim=0)) / outcome.std(dim=0).clamp_min(1e-6)
 
 
 def answer_multimodal(model: MultimodalWorldModelLLM, scenes: np.ndarray, question: str,
@@ -394,15 +418,17 @@ def load_reasoner(out: Path, task: str = "tower") -> MultimodalWorldModelLLM:
         raise SystemExit(f"physical_reasoning: {error} ({remedy})") from error
     record = _earlier_tasks(out / "results.json").get(task, {})  # how the run built the model
     first = bool(record.get("mm_question_first", False))
+    head = projections.get("visual_to_outcome.weight")
+    outcome_dim = 0 if head is None else int(head.shape[0])  # the outcome head, when the run trained one
     backbone, tokenizer = load_smollm2()
     if task == "tower":
-        model = MultimodalWorldModelLLM(world, backbone, tokenizer, question_first=first,
+        model = MultimodalWorldModelLLM(world, backbone, tokenizer, question_first=first, outcome_dim=outcome_dim,
                                         imagine_steps=record.get("mm_imagine_steps", _IMAGINE_STEPS))
     else:  # the tokens per frame follow from the saved projection's width
         width = int(projections["visual_to_llm.2.weight"].shape[0])
         per_frame = width // (SEEN * int(backbone.get_input_embeddings().weight.shape[1]))  # type: ignore[operator]
         model = MultimodalWorldModelLLM(world, backbone, tokenizer, tokens_per_frame=max(per_frame, 1),
-                                        joint_frames=SEEN, question_first=first)
+                                        joint_frames=SEEN, question_first=first, outcome_dim=outcome_dim)
     try:
         model.load_projection_state(projections)
     except ValueError as error:
@@ -455,6 +481,9 @@ def _parse(argv: list[str] | None) -> argparse.Namespace:
                    help="tower: world-model steps imagined for the multimodal model's extra latent (0: frames only)")
     p.add_argument("--skip-language-alone", action="store_true", help="no 'language model alone' column")
     p.add_argument("--mm-lr", type=float, default=2e-3, help="Adam learning rate of the projections")
+    p.add_argument("--mm-outcome-weight", type=float, default=0.0,
+                   help="weight of the outcome head's loss (the tower's fall, the ball's landing x) read from the "
+                        "projection's hidden layer beside the answer (0: no outcome head)")
     p.add_argument("--mm-question-first", action="store_true",
                    help="multimodal prompts ask before they show the scene, so the tokens before the visual block "
                         "are computed once and cached (faster); by default the question follows the scene")
@@ -527,11 +556,15 @@ def _tower(args: argparse.Namespace, cost: _Cost, language: _Language) -> dict[s
     if not args.skip_language_alone:
         methods.update(_language_rows(backbone, tokenizer, [t.describe() for t in test.towers], QUESTION, test.fell,
                                       "tower", ["yes", "no"], cost))
+    head = args.mm_outcome_weight > 0
     mm = MultimodalWorldModelLLM(model, backbone, tokenizer, imagine_steps=args.mm_imagine_steps,
-                                 question_first=args.mm_question_first)
+                                 question_first=args.mm_question_first, outcome_dim=int(head))
     started = time.time()
-    lesson = Lesson(train.frames[:, :1], ["yes" if f else "no" for f in train.fell], train.frames[:, -1], QUESTION)
-    tower["multimodal_history"] = train_multimodal(mm, lesson, args.mm_steps, args.mm_batch, args.seed, lr=args.mm_lr)
+    lesson = Lesson(train.frames[:, :1], ["yes" if f else "no" for f in train.fell], train.frames[:, -1], QUESTION,
+                    train.fell.astype(np.float32)[:, None] if head else None)
+    tower["mm_outcome_weight"] = args.mm_outcome_weight
+    tower["multimodal_history"] = train_multimodal(mm, lesson, args.mm_steps, args.mm_batch, args.seed, lr=args.mm_lr,
+                                                   outcome_weight=args.mm_outcome_weight)
     _save(mm.projection_state(), args.out / "models" / "projections.pt")
     cost.record("multimodal projections", started)
     started = time.time()
@@ -583,13 +616,15 @@ def _ball(args: argparse.Namespace, cost: _Cost, language: _Language) -> dict[st
     if not args.skip_language_alone:
         methods.update(_language_rows(backbone, tokenizer, [test.describe(i) for i in range(len(test))], BALL_QUESTION,
                                       test.answers, "ball", [str(b) for b in range(1, LANDINGS + 1)], cost))
+    head = args.mm_outcome_weight > 0
     mm = MultimodalWorldModelLLM(model, backbone, tokenizer, tokens_per_frame=args.ball_tokens, joint_frames=SEEN,
-                                 question_first=args.mm_question_first)
+                                 question_first=args.mm_question_first, outcome_dim=int(head))
     started = time.time()
-    lesson = Lesson(train.seen_frames(), [str(a) for a in train.answers], train.next_frames(), BALL_QUESTION)
-    ball["mm_question_first"] = args.mm_question_first
+    lesson = Lesson(train.seen_frames(), [str(a) for a in train.answers], train.next_frames(), BALL_QUESTION,
+                    train.throws.landing_x[:, None] if head else None)
+    ball.update(mm_question_first=args.mm_question_first, mm_outcome_weight=args.mm_outcome_weight)
     ball["multimodal_history"] = train_multimodal(mm, lesson, args.mm_steps, args.mm_batch, args.seed, lr=args.mm_lr,
-                                                  standardise=True)
+                                                  standardise=True, outcome_weight=args.mm_outcome_weight)
     _save(mm.projection_state(), args.out / "models" / "ball_projections.pt")
     cost.record("multimodal projections", started)
     started = time.time()

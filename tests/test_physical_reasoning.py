@@ -187,3 +187,51 @@ def test_a_cached_prefix_gives_the_same_logits_and_answers() -> None:
     assert torch.equal(again, model.generate(prefix.expand(3, -1), text, frames, max_new_tokens=3))
     with pytest.raises(ValueError, match="one row"):
         model.cache_prefix(prefix.expand(2, -1))
+
+
+@pytest.mark.skipif(importlib.util.find_spec("transformers") is None,
+                    reason="transformers is an optional extra (.[multimodal])")
+def test_an_outcome_head_reads_the_projection_and_trains_it() -> None:
+    world = LatentWorldModel(1, LatentConfig(latent_dim=16, depth=4, hidden_dim=32, objective="jepa"),
+                             channels=3, safety_head=False)
+    frames = torch.randint(0, 256, (3, 2, 64, 64, 3), dtype=torch.uint8)
+    text = torch.randint(0, 50, (3, 4))
+    for joint, imagine in ((2, 0), (0, 2)):  # projected together, and one by one with an imagined latent
+        model = MultimodalWorldModelLLM(world, _tiny_backbone(), tokens_per_frame=2, hidden_dim=16, joint_frames=joint,
+                                        imagine_steps=imagine, outcome_dim=1)
+        out = model.forward_with_visual_context(text, frames)
+        assert out.outcome is not None and out.outcome.shape == (3, 1)
+        out.outcome.sum().backward()
+        first = model.visual_to_llm[0]
+        assert isinstance(first, torch.nn.Linear) and first.weight.grad is not None  # the hidden layer learns it
+        assert model.visual_to_outcome is not None
+        trainable = {id(p) for p in model.trainable_parameters()}
+        assert all(id(p) in trainable for p in model.visual_to_outcome.parameters())
+        assert "visual_to_outcome.weight" in model.projection_state()
+    plain = MultimodalWorldModelLLM(world, _tiny_backbone(), tokens_per_frame=2, hidden_dim=16)
+    assert plain.forward_with_visual_context(text, frames).outcome is None
+    with pytest.raises(ValueError, match="outcome_dim"):
+        plain.load_projection_state(model.projection_state())
+    lesson = physical_reasoning.Lesson(frames.numpy(), ["yes"] * 3, frames[:, 0].numpy(), "?")
+    with pytest.raises(ValueError, match="outcome head needs a lesson with outcomes"):
+        physical_reasoning._standardised_outcome(model, lesson)
+    lesson.outcome = np.array([[0.0], [1.0], [5.0]])
+    target = physical_reasoning._standardised_outcome(model, lesson)
+    assert target is not None and torch.allclose(target.mean(), torch.tensor(0.0), atol=1e-6)
+    lesson.outcome = np.zeros((3, 2))
+    with pytest.raises(ValueError, match="2 outcome"):
+        physical_reasoning._standardised_outcome(model, lesson)
+
+
+@pytest.mark.skipif(importlib.util.find_spec("transformers") is None,
+                    reason="transformers is an optional extra (.[multimodal])")
+def test_logits_to_keep_gives_the_last_positions_logits() -> None:
+    world = LatentWorldModel(1, LatentConfig(latent_dim=16, depth=4, hidden_dim=32, objective="jepa"),
+                             channels=3, safety_head=False)
+    model = MultimodalWorldModelLLM(world, _tiny_backbone(), tokens_per_frame=2, hidden_dim=16)
+    frames = torch.randint(0, 256, (2, 2, 64, 64, 3), dtype=torch.uint8)
+    text = torch.randint(0, 50, (2, 5))
+    with torch.no_grad():
+        full = model.forward_with_visual_context(text, frames).logits
+        last = model.forward_with_visual_context(text, frames, logits_to_keep=3).logits
+    assert last.shape == (2, 3, 50) and torch.allclose(last, full[:, -3:], atol=1e-5)

@@ -50,12 +50,13 @@ class VisualLMOutput:
     """``logits`` ``(B, L', V)`` over the whole spliced sequence; ``visual_span`` = (first, last) index of the
     visual block (``<visual_start>`` .. ``<visual_end>``); ``next_latent`` ``(B, Z)`` and ``next_frame``
     ``(B, Hp, Wp, C)`` uint8 with ``predict_next_frame=True`` (``next_frame`` None when the world model has no
-    decoder)."""
+    decoder); ``outcome`` ``(B, O)``, the outcome head's read-out of the scene, when the model has one."""
 
     logits: torch.Tensor
     visual_span: tuple[int, int]
     next_latent: torch.Tensor | None = None
     next_frame: torch.Tensor | None = None
+    outcome: torch.Tensor | None = None
 
 
 _FROZEN = ("backbone.", "world_model.")
@@ -73,6 +74,9 @@ class MultimodalWorldModelLLM(nn.Module):
         imagine_steps: world-model steps imagined after the last frame (0: none).
         joint_frames: ``F``, the frames of every scene, to project their latents together (0: one by one).
         question_first: the prompt layout :meth:`prompt_parts` and :meth:`ask` use (see the module docstring).
+        outcome_dim: ``O``, outputs of a linear outcome head on the projection's hidden layer (0: none): an
+            auxiliary read-out (e.g. where a ball lands) trained beside the answer, so that the hidden layer
+            carries the scene's outcome; the answer in words still comes from the language model alone.
     """
 
     latent_mean: torch.Tensor
@@ -80,11 +84,12 @@ class MultimodalWorldModelLLM(nn.Module):
 
     def __init__(self, world_model: LatentWorldModel, backbone: nn.Module, tokenizer: Any = None, *,
                  tokens_per_frame: int = 4, hidden_dim: int = 256, imagine_steps: int = 0,
-                 joint_frames: int = 0, question_first: bool = False) -> None:
+                 joint_frames: int = 0, question_first: bool = False, outcome_dim: int = 0) -> None:
         super().__init__()
-        if tokens_per_frame < 1 or hidden_dim < 1 or imagine_steps < 0 or joint_frames < 0:
-            raise ValueError(f"tokens_per_frame and hidden_dim must be >= 1, imagine_steps and joint_frames >= 0; "
-                             f"got {tokens_per_frame}, {hidden_dim}, {imagine_steps}, {joint_frames}")
+        if tokens_per_frame < 1 or hidden_dim < 1 or min(imagine_steps, joint_frames, outcome_dim) < 0:
+            raise ValueError(f"tokens_per_frame and hidden_dim must be >= 1, imagine_steps, joint_frames and "
+                             f"outcome_dim >= 0; got {tokens_per_frame}, {hidden_dim}, {imagine_steps}, "
+                             f"{joint_frames}, {outcome_dim}")
         self.world_model = world_model.requires_grad_(False).eval()
         self.backbone = backbone.requires_grad_(False).eval()
         self.tokenizer = tokenizer
@@ -99,6 +104,7 @@ class MultimodalWorldModelLLM(nn.Module):
         self.visual_to_llm = nn.Sequential(nn.Linear(together * z, hidden_dim), nn.SiLU(),
                                            nn.Linear(hidden_dim, together * tokens_per_frame * d))
         self.llm_to_visual = nn.Sequential(nn.Linear(d, hidden_dim), nn.SiLU(), nn.Linear(hidden_dim, z))
+        self.visual_to_outcome = nn.Linear(hidden_dim, outcome_dim) if outcome_dim else None
         generator = torch.Generator().manual_seed(0)
         self.visual_start = nn.Parameter(torch.randn(d, generator=generator) * scale)
         self.visual_end = nn.Parameter(torch.randn(d, generator=generator) * scale)
@@ -111,8 +117,9 @@ class MultimodalWorldModelLLM(nn.Module):
             last.weight.mul_(0.1 * scale / max(float(last.weight.std()), 1e-8))
 
     def trainable_parameters(self) -> list[nn.Parameter]:
-        """The projections and the two marker embeddings (everything else is frozen)."""
-        return [*self.visual_to_llm.parameters(), *self.llm_to_visual.parameters(), self.visual_start,
+        """The projections, the outcome head and the two marker embeddings (everything else is frozen)."""
+        head = [] if self.visual_to_outcome is None else list(self.visual_to_outcome.parameters())
+        return [*self.visual_to_llm.parameters(), *self.llm_to_visual.parameters(), *head, self.visual_start,
                 self.visual_end]
 
     def projection_state(self) -> dict[str, torch.Tensor]:
@@ -125,7 +132,7 @@ class MultimodalWorldModelLLM(nn.Module):
         missing = [k for k in missing if not k.startswith(_FROZEN)]
         if missing or unexpected:
             raise ValueError(f"these are not this model's projections: missing {missing}, unexpected {unexpected}; "
-                             "load the projections saved with the same tokens_per_frame and hidden_dim")
+                             "load the projections saved with the same tokens_per_frame, hidden_dim and outcome_dim")
 
     def train(self, mode: bool = True) -> MultimodalWorldModelLLM:
         """Train mode for the projections only; the frozen backbone and world model stay in eval mode."""
@@ -158,6 +165,11 @@ class MultimodalWorldModelLLM(nn.Module):
     def encode_visual_sequence(self, visual_frames: torch.Tensor) -> torch.Tensor:
         """``(B, F, Hp, Wp, C)`` uint8 -> the visual block ``(B, F' K + 2, D)``: ``<visual_start>``, the
         projected latents, ``<visual_end>``."""
+        return self._visual_block(visual_frames)[0]
+
+    def _visual_block(self, visual_frames: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """The visual block ``(B, F' K + 2, D)`` and the outcome head's ``(B, O)`` (None without a head; the
+        mean over the latents projected one by one)."""
         z = (self.visual_latents(visual_frames) - self.latent_mean) / self.latent_std
         b = z.shape[0]
         if self.joint_frames:
@@ -165,10 +177,15 @@ class MultimodalWorldModelLLM(nn.Module):
                 raise ValueError(f"this model reads scenes of {self.scene_frames} frames together (joint_frames), "
                                  f"got {visual_frames.shape[1]}; pass that many frames")
             z = z.flatten(1)  # (B, F' Z)
-        tokens = self.visual_to_llm(z).reshape(b, -1, self.embed_dim)  # (B, F' K, D)
+        hidden = self.visual_to_llm[1](self.visual_to_llm[0](z))  # (B, H) joint, else (B, F', H)
+        tokens = self.visual_to_llm[2](hidden).reshape(b, -1, self.embed_dim)  # (B, F' K, D)
+        outcome = None
+        if self.visual_to_outcome is not None:
+            outcome = self.visual_to_outcome(hidden)
+            outcome = outcome if self.joint_frames else outcome.mean(dim=1)
         start = self.visual_start.expand(b, 1, -1)
         end = self.visual_end.expand(b, 1, -1)
-        return torch.cat([start, tokens, end], dim=1)
+        return torch.cat([start, tokens, end], dim=1), outcome
 
     # ----------------------------------------------------------------- the language model over both
     @torch.no_grad()
@@ -181,16 +198,18 @@ class MultimodalWorldModelLLM(nn.Module):
     def forward_with_visual_context(self, text_tokens: torch.Tensor, visual_frames: torch.Tensor,
                                     predict_next_frame: bool = False,
                                     prefix_tokens: torch.Tensor | None = None,
-                                    prefix_cache: Any = None) -> VisualLMOutput:
+                                    prefix_cache: Any = None, logits_to_keep: int = 0) -> VisualLMOutput:
         """Logits over ``[prefix] <visual block> [text]``: ``text_tokens`` ``(B, L)`` and ``prefix_tokens``
         ``(B, L0)`` (or None) are token ids, ``visual_frames`` ``(B, F, Hp, Wp, C)`` uint8. With ``prefix_cache``
         (:meth:`cache_prefix` of one prefix row) the prefix is not run again, ``prefix_tokens`` is not read,
-        and the logits cover the visual block and the text only."""
+        and the logits cover the visual block and the text only. ``logits_to_keep > 0`` computes the logits of
+        the last that many positions only (``(B, logits_to_keep, V)``; the output head is a large share of a
+        small model's work)."""
         if text_tokens.dim() != 2 or text_tokens.shape[0] != visual_frames.shape[0]:
             raise ValueError(f"text_tokens must be (B, L) with the frames' B={visual_frames.shape[0]}, "
                              f"got {tuple(text_tokens.shape)}")
         embed = self.backbone.get_input_embeddings()  # type: ignore[operator]
-        visual = self.encode_visual_sequence(visual_frames)
+        visual, outcome = self._visual_block(visual_frames)
         parts = [visual, embed(text_tokens)]
         cache = None
         if prefix_cache is not None:
@@ -200,22 +219,23 @@ class MultimodalWorldModelLLM(nn.Module):
             parts.insert(0, embed(prefix_tokens))
         first = 0 if prefix_tokens is None or cache is not None else prefix_tokens.shape[1]
         out = self.backbone(inputs_embeds=torch.cat(parts, dim=1), output_hidden_states=predict_next_frame,
-                            use_cache=cache is not None, cache=cache)
+                            use_cache=cache is not None, cache=cache, logits_to_keep=logits_to_keep)
         span = (first, first + visual.shape[1] - 1)
         if not predict_next_frame:
-            return VisualLMOutput(out.logits, span)
+            return VisualLMOutput(out.logits, span, outcome=outcome)
         next_latent = self.llm_to_visual(out.hidden_states[-1][:, span[1]])
         decoder = self.world_model.decoder
         frame = self.world_model.decode(next_latent) if decoder is not None else None
-        return VisualLMOutput(out.logits, span, next_latent, frame)
+        return VisualLMOutput(out.logits, span, next_latent, frame, outcome)
 
     def answer_loss(self, prefix: torch.Tensor, question: torch.Tensor, answers: torch.Tensor,
                     visual_frames: torch.Tensor) -> torch.Tensor:
         """Cross-entropy of the answer tokens ``(B, La)`` after ``[prefix] <visual> [question]`` (teacher
         forcing): the loss that trains the projections to make the language model answer."""
         text = torch.cat([question, answers], dim=1)
-        logits = self.forward_with_visual_context(text, visual_frames, prefix_tokens=prefix).logits
-        predicted = logits[:, -answers.shape[1] - 1:-1]  # the positions that predict each answer token
+        logits = self.forward_with_visual_context(text, visual_frames, prefix_tokens=prefix,
+                                                  logits_to_keep=answers.shape[1] + 1).logits
+        predicted = logits[:, :-1]  # the positions that predict each answer token
         return nn.functional.cross_entropy(predicted.flatten(0, 1), answers.flatten())
 
     @torch.no_grad()
@@ -225,7 +245,7 @@ class MultimodalWorldModelLLM(nn.Module):
         text, new = question, []
         for _ in range(max_new_tokens):
             logits = self.forward_with_visual_context(text, visual_frames, prefix_tokens=prefix,
-                                                      prefix_cache=prefix_cache).logits[:, -1]
+                                                      prefix_cache=prefix_cache, logits_to_keep=1).logits[:, -1]
             token = logits.argmax(dim=-1, keepdim=True)  # (B, 1)
             new.append(token)
             text = torch.cat([text, token], dim=1)
