@@ -209,8 +209,31 @@ def _language_rows(backbone: torch.nn.Module, tokenizer: Any, scenes: list[str],
     started = time.time()
     forced = _answers_scored(_language_choice(backbone, tokenizer, scenes, question, choices), truth, task)
     cost.record("language model alone: forced choice", started)
-    return {f"SmolLM2-135M alone ({as_text})": free,
-            f"SmolLM2-135M alone, forced choice of {choice} ({as_text})": forced}
+    return {f"{_ALONE} ({as_text})": free, f"{_ALONE}, forced choice of {choice} ({as_text})": forced}
+
+
+_ALONE = "SmolLM2-135M alone"
+
+
+def _language_rows_from(path: Path, task: str, digest: str, cost: _Cost) -> dict[str, Any]:
+    """The language-model-alone rows of ``task`` in an earlier ``results.json``, each marked with the command
+    that measured it, and their costs; SystemExit when that run asked another test set or has no such rows.
+    (They depend on the test set and the language model only, not on the world model or the projections.)"""
+    if not path.is_file():
+        raise SystemExit(f"physical_reasoning: --language-alone-from found no results file at {path}")
+    record = _earlier_tasks(path).get(task, {})
+    if record.get("test_sha256") != digest:
+        raise SystemExit(f"physical_reasoning: {path} holds no {task} record of this test set (SHA-256 "
+                         f"{digest[:16]}...); measure the language model alone again (drop --language-alone-from)")
+    rows = {name: {**r, "measured_by": record["command"]} for name, r in record["methods"].items()
+            if name.startswith(_ALONE)}
+    if not rows:
+        raise SystemExit(f"physical_reasoning: {path}'s {task} record has no '{_ALONE}' rows; measure them here "
+                         "(drop --language-alone-from)")
+    for name, c in record.get("cost", {}).items():
+        if name.startswith("language model alone"):
+            cost.parts[f"{name} (earlier run, {record.get('threads', '?')} thread(s))"] = c
+    return rows
 
 
 def _answers_scored(answers: list[str], truth: np.ndarray, task: str) -> dict[str, Any]:
@@ -356,6 +379,8 @@ def _task_lines(task: str, record: dict[str, Any]) -> list[str]:
         if "answered_bins" in r:
             counts = ", ".join(f"{b}: {c}" for b, c in r["answered_bins"].items())
             notes.append(f"{r['unparsed']} unparsed; answered bins {counts}")
+        if "measured_by" in r:
+            notes.append("measured by an earlier run on the same test set (`--language-alone-from`)")
         lines.append(f"| {name} | {100 * r['accuracy']:.1f}% | {100 * r['wilson95'][0]:.1f}-"
                      f"{100 * r['wilson95'][1]:.1f}% | {'; '.join(notes)} |")
     for name, value in SEED_FIGURES[task].items():
@@ -480,6 +505,9 @@ def _parse(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--mm-imagine-steps", type=int, default=_IMAGINE_STEPS,
                    help="tower: world-model steps imagined for the multimodal model's extra latent (0: frames only)")
     p.add_argument("--skip-language-alone", action="store_true", help="no 'language model alone' column")
+    p.add_argument("--language-alone-from", type=Path, metavar="RESULTS_JSON", default=None,
+                   help="take the 'language model alone' rows from an earlier run's results.json on the same test "
+                        "set (checked by its SHA-256) instead of measuring them again")
     p.add_argument("--mm-lr", type=float, default=2e-3, help="Adam learning rate of the projections")
     p.add_argument("--mm-outcome-weight", type=float, default=0.0,
                    help="weight of the outcome head's loss (the tower's fall, the ball's landing x) read from the "
@@ -553,7 +581,9 @@ def _tower(args: argparse.Namespace, cost: _Cost, language: _Language) -> dict[s
     if args.skip_language:
         return tower
     backbone, tokenizer = language.get(cost)
-    if not args.skip_language_alone:
+    if args.language_alone_from is not None:
+        methods.update(_language_rows_from(args.language_alone_from, "tower", digest, cost))
+    elif not args.skip_language_alone:
         methods.update(_language_rows(backbone, tokenizer, [t.describe() for t in test.towers], QUESTION, test.fell,
                                       "tower", ["yes", "no"], cost))
     head = args.mm_outcome_weight > 0
@@ -613,7 +643,9 @@ def _ball(args: argparse.Namespace, cost: _Cost, language: _Language) -> dict[st
     if args.skip_language:
         return ball
     backbone, tokenizer = language.get(cost)
-    if not args.skip_language_alone:
+    if args.language_alone_from is not None:
+        methods.update(_language_rows_from(args.language_alone_from, "ball", digest, cost))
+    elif not args.skip_language_alone:
         methods.update(_language_rows(backbone, tokenizer, [test.describe(i) for i in range(len(test))], BALL_QUESTION,
                                       test.answers, "ball", [str(b) for b in range(1, LANDINGS + 1)], cost))
     head = args.mm_outcome_weight > 0

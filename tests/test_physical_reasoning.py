@@ -235,3 +235,27 @@ def test_logits_to_keep_gives_the_last_positions_logits() -> None:
         full = model.forward_with_visual_context(text, frames).logits
         last = model.forward_with_visual_context(text, frames, logits_to_keep=3).logits
     assert last.shape == (2, 3, 50) and torch.allclose(last, full[:, -3:], atol=1e-5)
+
+
+def test_language_alone_rows_are_taken_from_an_earlier_run_of_the_same_test_set(tmp_path: Path) -> None:
+    row = {"n": 4, "accuracy": 0.25, "wilson95": [0.05, 0.7], "unparsed": 0, "answered_bins": {"1": 4}}
+    earlier = {"tasks": {"ball": {"test_sha256": "ab" * 32, "command": "python -m benchmarks.physical_reasoning X",
+                                  "threads": 2, "methods": {"SmolLM2-135M alone (text)": row, "probe": row},
+                                  "cost": {"language model alone: forced choice": {"seconds": 5.0}}}}}
+    path = tmp_path / "results.json"
+    path.write_text(json.dumps(earlier))
+    cost = physical_reasoning._Cost()
+    rows = physical_reasoning._language_rows_from(path, "ball", "ab" * 32, cost)
+    assert list(rows) == ["SmolLM2-135M alone (text)"]  # the language model's rows only
+    assert rows["SmolLM2-135M alone (text)"]["measured_by"] == "python -m benchmarks.physical_reasoning X"
+    assert list(cost.parts) == ["language model alone: forced choice (earlier run, 2 thread(s))"]
+    with pytest.raises(SystemExit, match="no ball record of this test set"):
+        physical_reasoning._language_rows_from(path, "ball", "cd" * 32, cost)
+    with pytest.raises(SystemExit, match="no tower record"):
+        physical_reasoning._language_rows_from(path, "tower", "ab" * 32, cost)
+    with pytest.raises(SystemExit, match="no results file"):
+        physical_reasoning._language_rows_from(tmp_path / "none.json", "ball", "ab" * 32, cost)
+    lines = physical_reasoning._task_lines("ball", {"test_throws": 4, "test_seed": 1, "test_sha256": "ab" * 32,
+                                                    "frames_seen": 10, "train_throws": 8, "command": "c",
+                                                    "methods": rows, "threads": 1, "cost": {}})
+    assert any("earlier run on the same test set" in line for line in lines)
