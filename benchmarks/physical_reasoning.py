@@ -414,6 +414,19 @@ def _earlier_tasks(path: Path) -> dict[str, Any]:
     return tasks
 
 
+def _earlier_world_model(out: Path, task: str, cost: _Cost) -> list[dict[str, float]]:
+    """The training history of the world model an earlier run saved under ``out`` for ``task``, from its record
+    in ``out/results.json``, and that training's cost, marked as the earlier run's (nothing if no record)."""
+    record = _earlier_tasks(out / "results.json").get(task, {})
+    for name, trained in record.get("cost", {}).items():
+        if name == "world model (JEPA)":
+            cost.parts[f"world model (JEPA; earlier run, {record.get('threads', '?')} thread(s))"] = trained
+        elif name.startswith("world model (JEPA; earlier run"):  # that run reused it too
+            cost.parts[name] = trained
+    history: list[dict[str, float]] = record.get("world_model_history", [])
+    return history
+
+
 def _save(module_state: dict[str, torch.Tensor], path: Path) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     atomic_write(path, lambda f: torch.save(module_state, f))
@@ -561,9 +574,10 @@ def _tower(args: argparse.Namespace, cost: _Cost, language: _Language) -> dict[s
     cost.record("question sets (simulate + draw)", started)
     started = time.time()
     world_path = args.out / "models" / "tower_world_model.pt"
-    history: list[dict[str, float]] = []  # empty when an earlier run trained the model
+    history: list[dict[str, float]] = []
     if args.reuse_world_model:
         model = _load_world_model(world_path, 1, "train it again without --reuse-world-model")
+        history = _earlier_world_model(args.out, "tower", cost)
     else:
         model, history = train_model(tower_throws(train), "jepa", args.updates, args.batch_size, _IMAGINE_STEPS,
                                      args.seed, log_every=50, stack=1)
@@ -614,9 +628,10 @@ def _ball(args: argparse.Namespace, cost: _Cost, language: _Language) -> dict[st
     cost.record("question sets (simulate + draw)", started)
     started = time.time()
     world_path = args.out / "models" / "ball_world_model.pt"
-    history: list[dict[str, float]] = []  # empty when an earlier run trained the model
+    history: list[dict[str, float]] = []
     if args.reuse_world_model:
         model = _load_world_model(world_path, STACK, "train it again without --reuse-world-model")
+        history = _earlier_world_model(args.out, "ball", cost)
     else:
         model, history = train_model(train.throws, "jepa", args.ball_updates, args.batch_size, SEEN, args.seed,
                                      stack=STACK, save_to=world_path)

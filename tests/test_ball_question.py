@@ -112,6 +112,14 @@ def test_a_ball_run_keeps_the_tower_record_of_an_earlier_run(tmp_path: Path) -> 
     report = (tmp_path / "report.md").read_text()
     assert "## Will the tower fall?" in report and "## Where will the ball land?" in report
     assert (tmp_path / "models" / "ball_world_model.pt").is_file()
+    # a later run that reuses the saved world model keeps its training history and cost, as the earlier run's
+    assert physical_reasoning.main(["--out", str(tmp_path), "--tasks", "ball", "--ball-train-throws", "6",
+                                    "--ball-test-throws", "3", "--reuse-world-model", "--ball-probe-steps", "5",
+                                    "--ball-position-steps", "5", "--skip-language"]) == 0
+    again = json.loads((tmp_path / "results.json").read_text())["tasks"]["ball"]
+    assert again["world_model_history"] == ball["world_model_history"]
+    assert again["cost"]["world model (JEPA; earlier run, 1 thread(s))"] == ball["cost"]["world model (JEPA)"]
+    assert "world model (JEPA)" not in again["cost"]
 
 
 def test_overlapping_ball_seeds_are_refused(tmp_path: Path) -> None:
