@@ -455,18 +455,18 @@ def load_reasoner(out: Path, task: str = "tower") -> MultimodalWorldModelLLM:
     except (CheckpointError, FileNotFoundError) as error:
         raise SystemExit(f"physical_reasoning: {error} ({remedy})") from error
     record = _earlier_tasks(out / "results.json").get(task, {})  # how the run built the model
-    first = bool(record.get("mm_question_first", False))
+    first, bf16 = bool(record.get("mm_question_first", False)), bool(record.get("mm_bf16", False))
     head = projections.get("visual_to_outcome.weight")
     outcome_dim = 0 if head is None else int(head.shape[0])  # the outcome head, when the run trained one
     backbone, tokenizer = load_smollm2()
     if task == "tower":
         model = MultimodalWorldModelLLM(world, backbone, tokenizer, question_first=first, outcome_dim=outcome_dim,
-                                        imagine_steps=record.get("mm_imagine_steps", _IMAGINE_STEPS))
+                                        imagine_steps=record.get("mm_imagine_steps", _IMAGINE_STEPS), bf16=bf16)
     else:  # the tokens per frame follow from the saved projection's width
         width = int(projections["visual_to_llm.2.weight"].shape[0])
         per_frame = width // (SEEN * int(backbone.get_input_embeddings().weight.shape[1]))  # type: ignore[operator]
         model = MultimodalWorldModelLLM(world, backbone, tokenizer, tokens_per_frame=max(per_frame, 1),
-                                        joint_frames=SEEN, question_first=first, outcome_dim=outcome_dim)
+                                        joint_frames=SEEN, question_first=first, outcome_dim=outcome_dim, bf16=bf16)
     try:
         model.load_projection_state(projections)
     except ValueError as error:
@@ -525,6 +525,9 @@ def _parse(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--mm-outcome-weight", type=float, default=0.0,
                    help="weight of the outcome head's loss (the tower's fall, the ball's landing x) read from the "
                         "projection's hidden layer beside the answer (0: no outcome head)")
+    p.add_argument("--mm-bf16", action="store_true",
+                   help="run the language model under bfloat16 autocast (about 2x faster training on a CPU with "
+                        "AVX512-BF16; projections and losses stay float32)")
     p.add_argument("--mm-question-first", action="store_true",
                    help="multimodal prompts ask before they show the scene, so the tokens before the visual block "
                         "are computed once and cached (faster); by default the question follows the scene")
@@ -602,11 +605,11 @@ def _tower(args: argparse.Namespace, cost: _Cost, language: _Language) -> dict[s
                                       "tower", ["yes", "no"], cost))
     head = args.mm_outcome_weight > 0
     mm = MultimodalWorldModelLLM(model, backbone, tokenizer, imagine_steps=args.mm_imagine_steps,
-                                 question_first=args.mm_question_first, outcome_dim=int(head))
+                                 question_first=args.mm_question_first, outcome_dim=int(head), bf16=args.mm_bf16)
     started = time.time()
     lesson = Lesson(train.frames[:, :1], ["yes" if f else "no" for f in train.fell], train.frames[:, -1], QUESTION,
                     train.fell.astype(np.float32)[:, None] if head else None)
-    tower["mm_outcome_weight"] = args.mm_outcome_weight
+    tower.update(mm_outcome_weight=args.mm_outcome_weight, mm_bf16=args.mm_bf16)
     tower["multimodal_history"] = train_multimodal(mm, lesson, args.mm_steps, args.mm_batch, args.seed, lr=args.mm_lr,
                                                    outcome_weight=args.mm_outcome_weight)
     _save(mm.projection_state(), args.out / "models" / "projections.pt")
@@ -665,11 +668,12 @@ def _ball(args: argparse.Namespace, cost: _Cost, language: _Language) -> dict[st
                                       test.answers, "ball", [str(b) for b in range(1, LANDINGS + 1)], cost))
     head = args.mm_outcome_weight > 0
     mm = MultimodalWorldModelLLM(model, backbone, tokenizer, tokens_per_frame=args.ball_tokens, joint_frames=SEEN,
-                                 question_first=args.mm_question_first, outcome_dim=int(head))
+                                 question_first=args.mm_question_first, outcome_dim=int(head), bf16=args.mm_bf16)
     started = time.time()
     lesson = Lesson(train.seen_frames(), [str(a) for a in train.answers], train.next_frames(), BALL_QUESTION,
                     train.throws.landing_x[:, None] if head else None)
-    ball.update(mm_question_first=args.mm_question_first, mm_outcome_weight=args.mm_outcome_weight)
+    ball.update(mm_question_first=args.mm_question_first, mm_outcome_weight=args.mm_outcome_weight,
+                mm_bf16=args.mm_bf16)
     ball["multimodal_history"] = train_multimodal(mm, lesson, args.mm_steps, args.mm_batch, args.seed, lr=args.mm_lr,
                                                   standardise=True, outcome_weight=args.mm_outcome_weight)
     _save(mm.projection_state(), args.out / "models" / "ball_projections.pt")

@@ -259,3 +259,25 @@ def test_language_alone_rows_are_taken_from_an_earlier_run_of_the_same_test_set(
                                                     "frames_seen": 10, "train_throws": 8, "command": "c",
                                                     "methods": rows, "threads": 1, "cost": {}})
     assert any("earlier run on the same test set" in line for line in lines)
+
+
+@pytest.mark.skipif(importlib.util.find_spec("transformers") is None,
+                    reason="transformers is an optional extra (.[multimodal])")
+def test_bf16_autocast_keeps_float32_outputs_close_to_float32() -> None:
+    world = LatentWorldModel(1, LatentConfig(latent_dim=16, depth=4, hidden_dim=32, objective="jepa"),
+                             channels=3, safety_head=False)
+    backbone = _tiny_backbone()
+    plain = MultimodalWorldModelLLM(world, backbone, tokens_per_frame=2, hidden_dim=16, question_first=True)
+    fast = MultimodalWorldModelLLM(world, backbone, tokens_per_frame=2, hidden_dim=16, question_first=True, bf16=True)
+    fast.load_projection_state(plain.projection_state())
+    frames = torch.randint(0, 256, (2, 2, 64, 64, 3), dtype=torch.uint8)
+    prefix, text = torch.randint(0, 50, (1, 4)), torch.randint(0, 50, (2, 3))
+    with torch.no_grad():
+        want = plain.forward_with_visual_context(text, frames, True, prefix_cache=plain.cache_prefix(prefix))
+        got = fast.forward_with_visual_context(text, frames, True, prefix_cache=fast.cache_prefix(prefix))
+    assert got.logits.dtype == torch.float32 and got.next_latent is not None and want.next_latent is not None
+    assert got.next_latent.dtype == torch.float32
+    assert torch.allclose(got.logits, want.logits, atol=0.05)  # bfloat16 products: about 3 significant digits
+    assert not torch.equal(got.logits, want.logits)  # the products did run in bfloat16
+    fast.answer_loss(prefix.expand(2, -1), text, torch.randint(0, 50, (2, 2)), frames).backward()
+    assert fast.visual_start.grad is not None and fast.visual_start.grad.dtype == torch.float32

@@ -77,6 +77,8 @@ class MultimodalWorldModelLLM(nn.Module):
         outcome_dim: ``O``, outputs of a linear outcome head on the projection's hidden layer (0: none): an
             auxiliary read-out (e.g. where a ball lands) trained beside the answer, so that the hidden layer
             carries the scene's outcome; the answer in words still comes from the language model alone.
+        bf16: run the backbone under bfloat16 autocast (its matrix products in bfloat16, the projections, the
+            losses and the weights in float32): about 2.6x faster products on a CPU with AVX512-BF16.
     """
 
     latent_mean: torch.Tensor
@@ -84,7 +86,8 @@ class MultimodalWorldModelLLM(nn.Module):
 
     def __init__(self, world_model: LatentWorldModel, backbone: nn.Module, tokenizer: Any = None, *,
                  tokens_per_frame: int = 4, hidden_dim: int = 256, imagine_steps: int = 0,
-                 joint_frames: int = 0, question_first: bool = False, outcome_dim: int = 0) -> None:
+                 joint_frames: int = 0, question_first: bool = False, outcome_dim: int = 0,
+                 bf16: bool = False) -> None:
         super().__init__()
         if tokens_per_frame < 1 or hidden_dim < 1 or min(imagine_steps, joint_frames, outcome_dim) < 0:
             raise ValueError(f"tokens_per_frame and hidden_dim must be >= 1, imagine_steps, joint_frames and "
@@ -94,7 +97,7 @@ class MultimodalWorldModelLLM(nn.Module):
         self.backbone = backbone.requires_grad_(False).eval()
         self.tokenizer = tokenizer
         self.tokens_per_frame, self.imagine_steps = tokens_per_frame, imagine_steps
-        self.scene_frames, self.question_first = joint_frames, question_first
+        self.scene_frames, self.question_first, self.bf16 = joint_frames, question_first, bf16
         self.joint_frames = joint_frames + (1 if joint_frames and imagine_steps else 0)  # F' (0: one by one)
         embedding = self.backbone.get_input_embeddings()  # type: ignore[operator]
         d, z = int(embedding.weight.shape[1]), world_model.latent_dim
@@ -193,7 +196,12 @@ class MultimodalWorldModelLLM(nn.Module):
         """The backbone's key/value cache of ``prefix_tokens`` ``(1, L0)``, for ``prefix_cache=``."""
         if prefix_tokens.dim() != 2 or prefix_tokens.shape[0] != 1:
             raise ValueError(f"prefix_tokens must be one row (1, L0), got {tuple(prefix_tokens.shape)}")
-        return self.backbone(input_ids=prefix_tokens, use_cache=True).cache
+        with self._autocast():
+            return self.backbone(input_ids=prefix_tokens, use_cache=True).cache
+
+    def _autocast(self) -> torch.autocast:
+        """bfloat16 autocast on the CPU for the backbone when ``bf16``, else a disabled one."""
+        return torch.autocast("cpu", dtype=torch.bfloat16, enabled=self.bf16)
 
     def forward_with_visual_context(self, text_tokens: torch.Tensor, visual_frames: torch.Tensor,
                                     predict_next_frame: bool = False,
@@ -218,15 +226,17 @@ class MultimodalWorldModelLLM(nn.Module):
         elif prefix_tokens is not None:
             parts.insert(0, embed(prefix_tokens))
         first = 0 if prefix_tokens is None or cache is not None else prefix_tokens.shape[1]
-        out = self.backbone(inputs_embeds=torch.cat(parts, dim=1), output_hidden_states=predict_next_frame,
-                            use_cache=cache is not None, cache=cache, logits_to_keep=logits_to_keep)
+        with self._autocast():
+            out = self.backbone(inputs_embeds=torch.cat(parts, dim=1), output_hidden_states=predict_next_frame,
+                                use_cache=cache is not None, cache=cache, logits_to_keep=logits_to_keep)
+        logits = out.logits.float()
         span = (first, first + visual.shape[1] - 1)
         if not predict_next_frame:
-            return VisualLMOutput(out.logits, span, outcome=outcome)
-        next_latent = self.llm_to_visual(out.hidden_states[-1][:, span[1]])
+            return VisualLMOutput(logits, span, outcome=outcome)
+        next_latent = self.llm_to_visual(out.hidden_states[-1][:, span[1]].float())
         decoder = self.world_model.decoder
         frame = self.world_model.decode(next_latent) if decoder is not None else None
-        return VisualLMOutput(out.logits, span, next_latent, frame, outcome)
+        return VisualLMOutput(logits, span, next_latent, frame, outcome)
 
     def answer_loss(self, prefix: torch.Tensor, question: torch.Tensor, answers: torch.Tensor,
                     visual_frames: torch.Tensor) -> torch.Tensor:
