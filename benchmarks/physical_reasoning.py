@@ -289,6 +289,7 @@ def train_multimodal(model: MultimodalWorldModelLLM, lesson: Lesson, steps: int,
         model.standardise_latents(scenes[sample])
     later = torch.as_tensor(_encode(model.world_model, lesson.later), dtype=torch.float32)
     target = _standardised_outcome(model, lesson)
+    torch.manual_seed(seed)  # the training-time noise on the visual vectors (visual_noise)
     optimizer = torch.optim.Adam(model.trainable_parameters(), lr=lr)
     generator = torch.Generator().manual_seed(seed)
     history = []
@@ -531,6 +532,8 @@ def _parse(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--mm-outcome-token", action="store_true",
                    help="with --mm-outcome-weight: the outcome head's read-out joins the visual block as one more "
                         "vector the language model reads")
+    p.add_argument("--mm-visual-noise", type=float, default=0.0,
+                   help="training-time Gaussian noise on the projected vectors, in token-embedding standard deviations")
     p.add_argument("--mm-bf16", action="store_true",
                    help="run the language model under bfloat16 autocast (about 2x faster training on a CPU with "
                         "AVX512-BF16; projections and losses stay float32)")
@@ -612,11 +615,12 @@ def _tower(args: argparse.Namespace, cost: _Cost, language: _Language) -> dict[s
     head = args.mm_outcome_weight > 0
     mm = MultimodalWorldModelLLM(model, backbone, tokenizer, imagine_steps=args.mm_imagine_steps,
                                  question_first=args.mm_question_first, outcome_dim=int(head), bf16=args.mm_bf16,
-                                 outcome_token=args.mm_outcome_token)
+                                 outcome_token=args.mm_outcome_token, visual_noise=args.mm_visual_noise)
     started = time.time()
     lesson = Lesson(train.frames[:, :1], ["yes" if f else "no" for f in train.fell], train.frames[:, -1], QUESTION,
                     train.fell.astype(np.float32)[:, None] if head else None)
-    tower.update(mm_outcome_weight=args.mm_outcome_weight, mm_outcome_token=args.mm_outcome_token, mm_bf16=args.mm_bf16)
+    tower.update(mm_outcome_weight=args.mm_outcome_weight, mm_outcome_token=args.mm_outcome_token, mm_bf16=args.mm_bf16,
+                 mm_visual_noise=args.mm_visual_noise)
     tower["multimodal_history"] = train_multimodal(mm, lesson, args.mm_steps, args.mm_batch, args.seed, lr=args.mm_lr,
                                                    outcome_weight=args.mm_outcome_weight)
     _save(mm.projection_state(), args.out / "models" / "projections.pt")
@@ -676,12 +680,12 @@ def _ball(args: argparse.Namespace, cost: _Cost, language: _Language) -> dict[st
     head = args.mm_outcome_weight > 0
     mm = MultimodalWorldModelLLM(model, backbone, tokenizer, tokens_per_frame=args.ball_tokens, joint_frames=SEEN,
                                  question_first=args.mm_question_first, outcome_dim=int(head), bf16=args.mm_bf16,
-                                 outcome_token=args.mm_outcome_token)
+                                 outcome_token=args.mm_outcome_token, visual_noise=args.mm_visual_noise)
     started = time.time()
     lesson = Lesson(train.seen_frames(), [str(a) for a in train.answers], train.next_frames(), BALL_QUESTION,
                     train.throws.landing_x[:, None] if head else None)
     ball.update(mm_question_first=args.mm_question_first, mm_outcome_weight=args.mm_outcome_weight,
-                mm_outcome_token=args.mm_outcome_token, mm_bf16=args.mm_bf16)
+                mm_outcome_token=args.mm_outcome_token, mm_bf16=args.mm_bf16, mm_visual_noise=args.mm_visual_noise)
     ball["multimodal_history"] = train_multimodal(mm, lesson, args.mm_steps, args.mm_batch, args.seed, lr=args.mm_lr,
                                                   standardise=True, outcome_weight=args.mm_outcome_weight)
     _save(mm.projection_state(), args.out / "models" / "ball_projections.pt")

@@ -300,3 +300,21 @@ def test_the_outcome_token_joins_the_visual_block() -> None:
     assert "outcome_to_llm.0.weight" in model.projection_state()
     with pytest.raises(ValueError, match="outcome_token needs an outcome head"):
         MultimodalWorldModelLLM(world, _tiny_backbone(), outcome_token=True)
+
+
+@pytest.mark.skipif(importlib.util.find_spec("transformers") is None,
+                    reason="transformers is an optional extra (.[multimodal])")
+def test_visual_noise_is_added_in_training_mode_only() -> None:
+    world = LatentWorldModel(1, LatentConfig(latent_dim=16, depth=4, hidden_dim=32, objective="jepa"),
+                             channels=3, safety_head=False)
+    model = MultimodalWorldModelLLM(world, _tiny_backbone(), tokens_per_frame=2, hidden_dim=16, visual_noise=0.5)
+    frames = torch.randint(0, 256, (2, 2, 64, 64, 3), dtype=torch.uint8)
+    with torch.no_grad():
+        model.eval()
+        assert torch.equal(model.encode_visual_sequence(frames), model.encode_visual_sequence(frames))
+        clean = model.encode_visual_sequence(frames)
+        model.train()
+        noisy = model.encode_visual_sequence(frames)
+    assert torch.equal(noisy[:, [0, -1]], clean[:, [0, -1]])  # the markers are not noised
+    spread = float((noisy - clean)[:, 1:-1].std())
+    assert 0.3 * model.embed_scale < spread < 0.7 * model.embed_scale
