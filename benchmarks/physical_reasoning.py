@@ -459,18 +459,15 @@ def load_reasoner(out: Path, task: str = "tower") -> MultimodalWorldModelLLM:
     first, bf16 = bool(record.get("mm_question_first", False)), bool(record.get("mm_bf16", False))
     head = projections.get("visual_to_outcome.weight")
     outcome_dim = 0 if head is None else int(head.shape[0])  # the outcome head, when the run trained one
-    token = "outcome_to_llm.0.weight" in projections
     backbone, tokenizer = load_smollm2()
     if task == "tower":
         model = MultimodalWorldModelLLM(world, backbone, tokenizer, question_first=first, outcome_dim=outcome_dim,
-                                        imagine_steps=record.get("mm_imagine_steps", _IMAGINE_STEPS), bf16=bf16,
-                                        outcome_token=token)
+                                        imagine_steps=record.get("mm_imagine_steps", _IMAGINE_STEPS), bf16=bf16)
     else:  # the tokens per frame follow from the saved projection's width
         width = int(projections["visual_to_llm.2.weight"].shape[0])
         per_frame = width // (SEEN * int(backbone.get_input_embeddings().weight.shape[1]))  # type: ignore[operator]
         model = MultimodalWorldModelLLM(world, backbone, tokenizer, tokens_per_frame=max(per_frame, 1),
-                                        joint_frames=SEEN, question_first=first, outcome_dim=outcome_dim, bf16=bf16,
-                                        outcome_token=token)
+                                        joint_frames=SEEN, question_first=first, outcome_dim=outcome_dim, bf16=bf16)
     try:
         model.load_projection_state(projections)
     except ValueError as error:
@@ -529,9 +526,6 @@ def _parse(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--mm-outcome-weight", type=float, default=0.0,
                    help="weight of the outcome head's loss (the tower's fall, the ball's landing x) read from the "
                         "projection's hidden layer beside the answer (0: no outcome head)")
-    p.add_argument("--mm-outcome-token", action="store_true",
-                   help="with --mm-outcome-weight: the outcome head's read-out joins the visual block as one more "
-                        "vector the language model reads")
     p.add_argument("--mm-visual-noise", type=float, default=0.0,
                    help="training-time Gaussian noise on the projected vectors, in token-embedding standard deviations")
     p.add_argument("--mm-bf16", action="store_true",
@@ -615,11 +609,11 @@ def _tower(args: argparse.Namespace, cost: _Cost, language: _Language) -> dict[s
     head = args.mm_outcome_weight > 0
     mm = MultimodalWorldModelLLM(model, backbone, tokenizer, imagine_steps=args.mm_imagine_steps,
                                  question_first=args.mm_question_first, outcome_dim=int(head), bf16=args.mm_bf16,
-                                 outcome_token=args.mm_outcome_token, visual_noise=args.mm_visual_noise)
+                                 visual_noise=args.mm_visual_noise)
     started = time.time()
     lesson = Lesson(train.frames[:, :1], ["yes" if f else "no" for f in train.fell], train.frames[:, -1], QUESTION,
                     train.fell.astype(np.float32)[:, None] if head else None)
-    tower.update(mm_outcome_weight=args.mm_outcome_weight, mm_outcome_token=args.mm_outcome_token, mm_bf16=args.mm_bf16,
+    tower.update(mm_outcome_weight=args.mm_outcome_weight, mm_bf16=args.mm_bf16,
                  mm_visual_noise=args.mm_visual_noise)
     tower["multimodal_history"] = train_multimodal(mm, lesson, args.mm_steps, args.mm_batch, args.seed, lr=args.mm_lr,
                                                    outcome_weight=args.mm_outcome_weight)
@@ -680,12 +674,12 @@ def _ball(args: argparse.Namespace, cost: _Cost, language: _Language) -> dict[st
     head = args.mm_outcome_weight > 0
     mm = MultimodalWorldModelLLM(model, backbone, tokenizer, tokens_per_frame=args.ball_tokens, joint_frames=SEEN,
                                  question_first=args.mm_question_first, outcome_dim=int(head), bf16=args.mm_bf16,
-                                 outcome_token=args.mm_outcome_token, visual_noise=args.mm_visual_noise)
+                                 visual_noise=args.mm_visual_noise)
     started = time.time()
     lesson = Lesson(train.seen_frames(), [str(a) for a in train.answers], train.next_frames(), BALL_QUESTION,
                     train.throws.landing_x[:, None] if head else None)
     ball.update(mm_question_first=args.mm_question_first, mm_outcome_weight=args.mm_outcome_weight,
-                mm_outcome_token=args.mm_outcome_token, mm_bf16=args.mm_bf16, mm_visual_noise=args.mm_visual_noise)
+                mm_bf16=args.mm_bf16, mm_visual_noise=args.mm_visual_noise)
     ball["multimodal_history"] = train_multimodal(mm, lesson, args.mm_steps, args.mm_batch, args.seed, lr=args.mm_lr,
                                                   standardise=True, outcome_weight=args.mm_outcome_weight)
     _save(mm.projection_state(), args.out / "models" / "ball_projections.pt")
@@ -708,8 +702,6 @@ def _write_text(path: Path, text: str) -> None:
 def main(argv: list[str] | None = None) -> int:
     args = _parse(argv)
     torch.set_num_threads(args.threads)
-    if args.mm_outcome_token and args.mm_outcome_weight <= 0:
-        raise SystemExit("physical_reasoning: --mm-outcome-token reads the outcome head: give --mm-outcome-weight > 0")
     if args.ask is not None:
         return _ask(args.out, args.ask, args.question, args.tasks[0])
     if args.merge is not None:

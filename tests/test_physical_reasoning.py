@@ -285,25 +285,6 @@ def test_bf16_autocast_keeps_float32_outputs_close_to_float32() -> None:
 
 @pytest.mark.skipif(importlib.util.find_spec("transformers") is None,
                     reason="transformers is an optional extra (.[multimodal])")
-def test_the_outcome_token_joins_the_visual_block() -> None:
-    world = LatentWorldModel(1, LatentConfig(latent_dim=16, depth=4, hidden_dim=32, objective="jepa"),
-                             channels=3, safety_head=False)
-    model = MultimodalWorldModelLLM(world, _tiny_backbone(), tokens_per_frame=2, hidden_dim=16, joint_frames=2,
-                                    outcome_dim=1, outcome_token=True)
-    frames = torch.randint(0, 256, (3, 2, 64, 64, 3), dtype=torch.uint8)
-    assert model.encode_visual_sequence(frames).shape == (3, 2 * 2 + 1 + 2, 32)  # latents' vectors, outcome, markers
-    model.answer_loss(torch.randint(0, 50, (3, 2)), torch.randint(0, 50, (3, 3)), torch.randint(0, 50, (3, 2)),
-                      frames).backward()
-    assert model.outcome_to_llm is not None and model.visual_to_outcome is not None
-    assert all(p.grad is not None for p in model.outcome_to_llm.parameters())  # the answer trains the token
-    assert model.visual_to_outcome.weight.grad is not None  # and, through it, the outcome head
-    assert "outcome_to_llm.0.weight" in model.projection_state()
-    with pytest.raises(ValueError, match="outcome_token needs an outcome head"):
-        MultimodalWorldModelLLM(world, _tiny_backbone(), outcome_token=True)
-
-
-@pytest.mark.skipif(importlib.util.find_spec("transformers") is None,
-                    reason="transformers is an optional extra (.[multimodal])")
 def test_visual_noise_is_added_in_training_mode_only() -> None:
     world = LatentWorldModel(1, LatentConfig(latent_dim=16, depth=4, hidden_dim=32, objective="jepa"),
                              channels=3, safety_head=False)

@@ -77,9 +77,6 @@ class MultimodalWorldModelLLM(nn.Module):
         outcome_dim: ``O``, outputs of a linear outcome head on the projection's hidden layer (0: none): an
             auxiliary read-out (e.g. where a ball lands) trained beside the answer, so that the hidden layer
             carries the scene's outcome; the answer in words still comes from the language model alone.
-        outcome_token: append one more vector to the visual block, the outcome head's read-out mapped into the
-            language model's embedding space by a small MLP (``outcome_to_llm``; needs ``outcome_dim``), so the
-            language model reads what the projection makes of the scene's outcome beside the latents' vectors.
         visual_noise: in training mode, Gaussian noise of this many times the token embeddings' standard
             deviation is added to the projected vectors (as NEFTune adds noise to embeddings in fine-tuning), so
             that the answer cannot hinge on small differences between them; none in eval mode.
@@ -93,7 +90,7 @@ class MultimodalWorldModelLLM(nn.Module):
     def __init__(self, world_model: LatentWorldModel, backbone: nn.Module, tokenizer: Any = None, *,
                  tokens_per_frame: int = 4, hidden_dim: int = 256, imagine_steps: int = 0,
                  joint_frames: int = 0, question_first: bool = False, outcome_dim: int = 0,
-                 outcome_token: bool = False, visual_noise: float = 0.0, bf16: bool = False) -> None:
+                 visual_noise: float = 0.0, bf16: bool = False) -> None:
         super().__init__()
         if tokens_per_frame < 1 or hidden_dim < 1 or min(imagine_steps, joint_frames, outcome_dim) < 0:
             raise ValueError(f"tokens_per_frame and hidden_dim must be >= 1, imagine_steps, joint_frames and "
@@ -115,27 +112,22 @@ class MultimodalWorldModelLLM(nn.Module):
                                            nn.Linear(hidden_dim, together * tokens_per_frame * d))
         self.llm_to_visual = nn.Sequential(nn.Linear(d, hidden_dim), nn.SiLU(), nn.Linear(hidden_dim, z))
         self.visual_to_outcome = nn.Linear(hidden_dim, outcome_dim) if outcome_dim else None
-        if outcome_token and not outcome_dim:
-            raise ValueError("outcome_token needs an outcome head: pass outcome_dim >= 1")
-        self.outcome_to_llm = (nn.Sequential(nn.Linear(outcome_dim, hidden_dim), nn.SiLU(), nn.Linear(hidden_dim, d))
-                               if outcome_token else None)
         generator = torch.Generator().manual_seed(0)
         self.visual_start = nn.Parameter(torch.randn(d, generator=generator) * scale)
         self.visual_end = nn.Parameter(torch.randn(d, generator=generator) * scale)
         # the latents are standardised before the projection (identity until standardise_latents sets them)
         self.register_buffer("latent_mean", torch.zeros(z))
         self.register_buffer("latent_std", torch.ones(z))
-        for head in (self.visual_to_llm, self.outcome_to_llm):
-            last = None if head is None else head[-1]
-            if isinstance(last, nn.Linear):
-                with torch.no_grad():  # the projected vectors start near the scale of token embeddings
-                    last.weight.mul_(0.1 * scale / max(float(last.weight.std()), 1e-8))
+        last = self.visual_to_llm[-1]
+        assert isinstance(last, nn.Linear)
+        with torch.no_grad():  # the projected vectors start near the scale of token embeddings
+            last.weight.mul_(0.1 * scale / max(float(last.weight.std()), 1e-8))
 
     def trainable_parameters(self) -> list[nn.Parameter]:
-        """The projections, the outcome head and token and the two marker embeddings (the rest is frozen)."""
-        heads = [h for h in (self.visual_to_outcome, self.outcome_to_llm) if h is not None]
-        return [*self.visual_to_llm.parameters(), *self.llm_to_visual.parameters(),
-                *(p for h in heads for p in h.parameters()), self.visual_start, self.visual_end]
+        """The projections, the outcome head and the two marker embeddings (everything else is frozen)."""
+        head = [] if self.visual_to_outcome is None else list(self.visual_to_outcome.parameters())
+        return [*self.visual_to_llm.parameters(), *self.llm_to_visual.parameters(), *head, self.visual_start,
+                self.visual_end]
 
     def projection_state(self) -> dict[str, torch.Tensor]:
         """The trained tensors only (projections and markers): a checkpoint without the frozen models."""
@@ -179,7 +171,7 @@ class MultimodalWorldModelLLM(nn.Module):
 
     def encode_visual_sequence(self, visual_frames: torch.Tensor) -> torch.Tensor:
         """``(B, F, Hp, Wp, C)`` uint8 -> the visual block ``(B, F' K + 2, D)``: ``<visual_start>``, the
-        projected latents (and the outcome token, one more vector, with ``outcome_token``), ``<visual_end>``."""
+        projected latents, ``<visual_end>``."""
         return self._visual_block(visual_frames)[0]
 
     def _visual_block(self, visual_frames: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
@@ -198,8 +190,6 @@ class MultimodalWorldModelLLM(nn.Module):
         if self.visual_to_outcome is not None:
             outcome = self.visual_to_outcome(hidden)
             outcome = outcome if self.joint_frames else outcome.mean(dim=1)
-            if self.outcome_to_llm is not None:
-                tokens = torch.cat([tokens, self.outcome_to_llm(outcome)[:, None]], dim=1)
         if self.training and self.visual_noise > 0:
             tokens = tokens + torch.randn_like(tokens) * (self.visual_noise * self.embed_scale)
         start = self.visual_start.expand(b, 1, -1)
