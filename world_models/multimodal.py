@@ -80,8 +80,8 @@ class MultimodalWorldModelLLM(nn.Module):
         visual_noise: in training mode, Gaussian noise of this many times the token embeddings' standard
             deviation is added to the projected vectors (as NEFTune adds noise to embeddings in fine-tuning), so
             that the answer cannot hinge on small differences between them; none in eval mode.
-        bf16: run the backbone under bfloat16 autocast (its matrix products in bfloat16, the projections, the
-            losses and the weights in float32): about 2.6x faster products on a CPU with AVX512-BF16.
+        bf16: run the backbone under bfloat16 autocast (its matrix products in bfloat16; the projections, the
+            losses and the weights in float32): faster on CPUs with bfloat16 instructions (AVX512-BF16, AMX).
     """
 
     latent_mean: torch.Tensor
@@ -217,8 +217,7 @@ class MultimodalWorldModelLLM(nn.Module):
         ``(B, L0)`` (or None) are token ids, ``visual_frames`` ``(B, F, Hp, Wp, C)`` uint8. With ``prefix_cache``
         (:meth:`cache_prefix` of one prefix row) the prefix is not run again, ``prefix_tokens`` is not read,
         and the logits cover the visual block and the text only. ``logits_to_keep > 0`` computes the logits of
-        the last that many positions only (``(B, logits_to_keep, V)``; the output head is a large share of a
-        small model's work)."""
+        the last that many positions only (``(B, logits_to_keep, V)``)."""
         if text_tokens.dim() != 2 or text_tokens.shape[0] != visual_frames.shape[0]:
             raise ValueError(f"text_tokens must be (B, L) with the frames' B={visual_frames.shape[0]}, "
                              f"got {tuple(text_tokens.shape)}")
