@@ -299,3 +299,18 @@ def test_visual_noise_is_added_in_training_mode_only() -> None:
     assert torch.equal(noisy[:, [0, -1]], clean[:, [0, -1]])  # the markers are not noised
     spread = float((noisy - clean)[:, 1:-1].std())
     assert 0.3 * model.embed_scale < spread < 0.7 * model.embed_scale
+
+
+def test_multimodal_validation_keeps_its_scenes_apart_and_checks_its_arguments(tmp_path: Path) -> None:
+    from benchmarks import multimodal_validation
+
+    seeds = multimodal_validation.VALIDATION_SEEDS
+    assert seeds["tower"] != 38 and not 1_000_000 <= seeds["ball"] < 1_001_000  # not the frozen test sets
+    assert seeds["ball"] >= 8000  # nor the training throws of the committed runs
+    base = ["--task", "ball", "--world-model", str(tmp_path / "w.pt"), "--out", str(tmp_path / "v.csv")]
+    with pytest.raises(SystemExit):
+        multimodal_validation.main([*base, "--evals", "400", "200"])
+    with pytest.raises(SystemExit):
+        multimodal_validation.main([*base, "--evals", "200", "--train", "600000"])
+    with pytest.raises(SystemExit, match="physical_reasoning"):  # no world model there: says which run makes one
+        multimodal_validation.main([*base, "--evals", "200"])

@@ -1,0 +1,118 @@
+"""Choose the multimodal model's training settings on validation scenes, never on the frozen test sets.
+
+Trains :class:`~world_models.multimodal.MultimodalWorldModelLLM`'s projections on a task's training scenes (as
+:mod:`benchmarks.physical_reasoning` does, over the world model a full run saved) and scores its answers in
+words on a validation set drawn from other seeds (towers from seed 77, throws from seed 500,000; the test sets
+use 38 and 1,000,000) after each of ``--evals`` steps, beside the world-model probe on the same scenes:
+
+    python -m benchmarks.multimodal_validation --task ball --world-model DIR/models/ball_world_model.pt \\
+        --evals 200 400 600 --outcome-weight 1 --bf16 --out ball_w1.csv
+
+Training pauses at each evaluation and goes on with a new optimizer (Adam's moments start again), so a row's
+model is close to, not the same as, a run of that many steps. Writes one CSV row per evaluation: ``step``,
+``accuracy``, ``probe_accuracy``, ``train_seconds``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from benchmarks import physical_reasoning as pr
+from benchmarks.ball_question import QUESTION as BALL_QUESTION
+from benchmarks.ball_question import SEEN, STACK, ball_questions, bins_of, fit_landing_probe, seen_latents
+from envs.block_tower import tower_pairs
+from world_models.latent import LatentWorldModel
+from world_models.multimodal import MultimodalWorldModelLLM, load_smollm2
+
+__all__ = ["main"]
+
+VALIDATION_SEEDS = {"tower": 77, "ball": 500_000}
+"""The first seed of each task's validation scenes: apart from training (0..) and the frozen test sets."""
+
+
+def _parse(argv: list[str] | None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--task", choices=["tower", "ball"], required=True)
+    p.add_argument("--world-model", type=Path, required=True, help="a full run's models/<task>_world_model.pt")
+    p.add_argument("--evals", type=int, nargs="+", required=True, help="steps after which to score (increasing)")
+    p.add_argument("--out", type=Path, required=True, help="the CSV to write")
+    p.add_argument("--train", type=int, default=None, help="tower pairs (500) or throws (2000) to train on")
+    p.add_argument("--validation", type=int, default=None, help="tower pairs (100) or throws (300) to score")
+    p.add_argument("--outcome-weight", type=float, default=0.0)
+    p.add_argument("--visual-noise", type=float, default=0.0)
+    p.add_argument("--bf16", action="store_true")
+    p.add_argument("--batch", type=int, default=16)
+    p.add_argument("--lr", type=float, default=2e-3)
+    p.add_argument("--threads", type=int, default=1)
+    args = p.parse_args(argv)
+    if sorted(set(args.evals)) != args.evals or args.evals[0] < 1:
+        p.error(f"--evals must be increasing step counts >= 1, got {args.evals}")
+    if args.train is None:
+        args.train = 500 if args.task == "tower" else 2000
+    if args.validation is None:
+        args.validation = 100 if args.task == "tower" else 300
+    if args.train > VALIDATION_SEEDS[args.task]:
+        p.error(f"--train {args.train} would reach the validation seeds ({VALIDATION_SEEDS[args.task]}..)")
+    return args
+
+
+def _lesson_and_scenes(args: argparse.Namespace, world: LatentWorldModel
+                       ) -> tuple[pr.Lesson, np.ndarray, np.ndarray, str, float]:
+    """The training lesson, the validation scenes and truths, the question and the probe's validation accuracy."""
+    seed = VALIDATION_SEEDS[args.task]
+    head = args.outcome_weight > 0
+    if args.task == "tower":
+        train = tower_pairs(args.train, 0, frames=pr._FRAMES)
+        val = tower_pairs(args.validation, seed, frames=pr._FRAMES)
+        lesson = pr.Lesson(train.frames[:, :1], ["yes" if f else "no" for f in train.fell], train.frames[:, -1],
+                           pr.QUESTION, train.fell.astype(np.float32)[:, None] if head else None)
+        probe = pr.fit_classifier(pr._encode(world, train.frames[:, 0]), train.fell, 0)
+        hits = (probe(pr._encode(world, val.frames[:, 0]))[:, 0] > 0) == val.fell
+        return lesson, val.frames[:, :1], val.fell, pr.QUESTION, float(np.mean(hits))
+    throws, held = ball_questions(args.train, 0), ball_questions(args.validation, seed)
+    lesson = pr.Lesson(throws.seen_frames(), [str(a) for a in throws.answers], throws.next_frames(), BALL_QUESTION,
+                       throws.throws.landing_x[:, None] if head else None)
+    landing = fit_landing_probe(seen_latents(world, throws), throws.throws.landing_x, 0)
+    z = seen_latents(world, held)
+    hits = bins_of(landing(z.reshape(len(z), -1))[:, 0]) == held.answers
+    return lesson, held.seen_frames(), held.answers, BALL_QUESTION, float(np.mean(hits))
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _parse(argv)
+    torch.set_num_threads(args.threads)
+    world = pr._load_world_model(args.world_model, 1 if args.task == "tower" else STACK,
+                                 f"run python -m benchmarks.physical_reasoning --tasks {args.task} first")
+    lesson, scenes, truth, question, probe_accuracy = _lesson_and_scenes(args, world)
+    backbone, tokenizer = load_smollm2()
+    layout = {"imagine_steps": 0} if args.task == "tower" else {"tokens_per_frame": 1, "joint_frames": SEEN}
+    model = MultimodalWorldModelLLM(world, backbone, tokenizer, question_first=True, bf16=args.bf16,
+                                    outcome_dim=int(args.outcome_weight > 0), visual_noise=args.visual_noise, **layout)
+    rows, done, seconds = [], 0, 0.0
+    for step in args.evals:
+        started = time.time()
+        pr.train_multimodal(model, lesson, step - done, args.batch, seed=done, lr=args.lr,
+                            outcome_weight=args.outcome_weight, standardise=args.task == "ball" and done == 0)
+        seconds += time.time() - started
+        done = step
+        scored = pr._answers_scored(pr.answer_multimodal(model, scenes, question), truth, args.task)
+        rows.append({"step": step, "accuracy": scored["accuracy"], "probe_accuracy": probe_accuracy,
+                     "train_seconds": round(seconds, 1)})
+        print(f"[validation] step {step}: multimodal {scored['accuracy']:.3f}, probe {probe_accuracy:.3f}", flush=True)
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    with args.out.open("w", newline="") as handle:
+        writer = csv.DictWriter(handle, fieldnames=list(rows[0]))
+        writer.writeheader()
+        writer.writerows(rows)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
