@@ -30,7 +30,7 @@ from envs.ball_catch import DT, FLOOR_WIDTH, LANDINGS, landing_bin
 from world_models.latent import LatentWorldModel
 
 __all__ = ["QUESTION", "SEEN", "STACK", "BallQuestions", "ball_questions", "bins_of", "fit_landing_probe",
-           "imagined_landings", "seen_latents"]
+           "imagined_landings", "probed_landings", "seen_latents"]
 
 SEEN = 10
 """Frames of each throw shown (the initial one and the next nine, 0.05 s apart)."""
@@ -129,6 +129,15 @@ def fit_landing_probe(latents: np.ndarray, landing_x: np.ndarray, seed: int, ste
         last.weight.mul_(scale)
         last.bias.mul_(scale).add_(centre)
     return Probe(mean, std, net=net.eval())
+
+
+def probed_landings(model: LatentWorldModel, train: BallQuestions, test: BallQuestions, seed: int,
+                    probe_steps: int = 4000) -> np.ndarray:
+    """``(M,)`` landing x (m) of each test throw read by :func:`fit_landing_probe` (fitted on the training
+    throws) from its seen frames' latents."""
+    probe = fit_landing_probe(seen_latents(model, train), train.throws.landing_x, seed, probe_steps)
+    seen = seen_latents(model, test)
+    return np.asarray(probe(seen.reshape(len(seen), -1))[:, 0])
 
 
 def imagined_landings(model: LatentWorldModel, train: BallQuestions, test: BallQuestions, seed: int,

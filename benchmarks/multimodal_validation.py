@@ -26,7 +26,7 @@ import torch
 
 from benchmarks import physical_reasoning as pr
 from benchmarks.ball_question import QUESTION as BALL_QUESTION
-from benchmarks.ball_question import SEEN, STACK, ball_questions, bins_of, fit_landing_probe, seen_latents
+from benchmarks.ball_question import SEEN, STACK, ball_questions, bins_of, probed_landings
 from envs.block_tower import tower_pairs
 from world_models.latent import LatentWorldModel
 from world_models.multimodal import MultimodalWorldModelLLM, load_smollm2
@@ -72,18 +72,11 @@ def _lesson_and_scenes(args: argparse.Namespace, world: LatentWorldModel
     if args.task == "tower":
         train = tower_pairs(args.train, 0, frames=pr._FRAMES)
         val = tower_pairs(args.validation, seed, frames=pr._FRAMES)
-        lesson = pr.Lesson(train.frames[:, :1], ["yes" if f else "no" for f in train.fell], train.frames[:, -1],
-                           pr.QUESTION, train.fell.astype(np.float32)[:, None] if head else None)
-        probe = pr.fit_classifier(pr._encode(world, train.frames[:, 0]), train.fell, 0)
-        hits = (probe(pr._encode(world, val.frames[:, 0]))[:, 0] > 0) == val.fell
-        return lesson, val.frames[:, :1], val.fell, pr.QUESTION, float(np.mean(hits))
+        hits = pr.tower_probe_says(world, train, val, 0) == val.fell
+        return pr.tower_lesson(train, head), val.frames[:, :1], val.fell, pr.QUESTION, float(np.mean(hits))
     throws, held = ball_questions(args.train, 0), ball_questions(args.validation, seed)
-    lesson = pr.Lesson(throws.seen_frames(), [str(a) for a in throws.answers], throws.next_frames(), BALL_QUESTION,
-                       throws.throws.landing_x[:, None] if head else None)
-    landing = fit_landing_probe(seen_latents(world, throws), throws.throws.landing_x, 0)
-    z = seen_latents(world, held)
-    hits = bins_of(landing(z.reshape(len(z), -1))[:, 0]) == held.answers
-    return lesson, held.seen_frames(), held.answers, BALL_QUESTION, float(np.mean(hits))
+    hits = bins_of(probed_landings(world, throws, held, 0)) == held.answers
+    return pr.ball_lesson(throws, head), held.seen_frames(), held.answers, BALL_QUESTION, float(np.mean(hits))
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -52,11 +52,11 @@ from benchmarks.ball_question import QUESTION as BALL_QUESTION
 from benchmarks.ball_question import (
     SEEN,
     STACK,
+    BallQuestions,
     ball_questions,
     bins_of,
-    fit_landing_probe,
     imagined_landings,
-    seen_latents,
+    probed_landings,
 )
 from benchmarks.stats import wilson_interval
 from envs.ball_catch import LANDINGS
@@ -146,12 +146,19 @@ class _Cost:
         print(f"[cost] {name}: {self.parts[name]}", flush=True)
 
 
+def tower_probe_says(model: LatentWorldModel, train: TowerSet, test: TowerSet, seed: int,
+                     probe_steps: int = 3000) -> np.ndarray:
+    """``(M,)`` bool: the world-model probe's "falls" for each test tower, a classifier of the initial frame's
+    latent fitted on the training towers."""
+    initial = fit_classifier(_encode(model, train.frames[:, 0]), train.fell, seed, probe_steps)
+    return np.asarray(initial(_encode(model, test.frames[:, 0]))[:, 0] > 0)
+
+
 def _world_model_methods(model: LatentWorldModel, train: TowerSet, test: TowerSet, seed: int,
                          probe_steps: int) -> dict[str, Any]:
     steps = _IMAGINE_STEPS
-    initial = fit_classifier(_encode(model, train.frames[:, 0]), train.fell, seed, probe_steps)
     final = fit_classifier(_encode(model, train.frames[:, -1]), train.fell, seed, probe_steps)
-    probe_says = initial(_encode(model, test.frames[:, 0]))[:, 0] > 0
+    probe_says = tower_probe_says(model, train, test, seed, probe_steps)
     imagined_says = final(_imagined_final(model, test.frames[:, 0], steps))[:, 0] > 0
     return {"world-model probe (initial latent)": _score(probe_says == test.fell),
             "world-model imagination (8 steps, probe on the imagined latent)": _score(imagined_says == test.fell)}
@@ -196,6 +203,7 @@ def _language_choice(backbone: torch.nn.Module, tokenizer: Any, scenes: list[str
     return picked
 
 
+_ALONE = "SmolLM2-135M alone"
 _AS_TEXT = {"tower": ("tower as text", "yes/no"), "ball": ("the seen flight as text", "a bin")}
 
 
@@ -212,9 +220,6 @@ def _language_rows(backbone: torch.nn.Module, tokenizer: Any, scenes: list[str],
     return {f"{_ALONE} ({as_text})": free, f"{_ALONE}, forced choice of {choice} ({as_text})": forced}
 
 
-_ALONE = "SmolLM2-135M alone"
-
-
 def _language_rows_from(path: Path, task: str, digest: str, cost: _Cost) -> dict[str, Any]:
     """The language-model-alone rows of ``task`` in an earlier ``results.json``, each marked with the command
     that measured it, and their costs; SystemExit when that run asked another test set or has no such rows.
@@ -225,14 +230,15 @@ def _language_rows_from(path: Path, task: str, digest: str, cost: _Cost) -> dict
     if record.get("test_sha256") != digest:
         raise SystemExit(f"physical_reasoning: {path} holds no {task} record of this test set (SHA-256 "
                          f"{digest[:16]}...); measure the language model alone again (drop --language-alone-from)")
-    rows = {name: {**r, "measured_by": record["command"]} for name, r in record["methods"].items()
-            if name.startswith(_ALONE)}
+    rows = {name: {**r, "measured_by": r.get("measured_by", record["command"])}  # the run that measured it
+            for name, r in record["methods"].items() if name.startswith(_ALONE)}
     if not rows:
         raise SystemExit(f"physical_reasoning: {path}'s {task} record has no '{_ALONE}' rows; measure them here "
                          "(drop --language-alone-from)")
     for name, c in record.get("cost", {}).items():
-        if name.startswith("language model alone"):
-            cost.parts[f"{name} (earlier run, {record.get('threads', '?')} thread(s))"] = c
+        if name.startswith("language model alone"):  # marked once, by the first run that reused it
+            threads = record.get("threads", "?")
+            cost.parts[name if "earlier run" in name else f"{name} (earlier run, {threads} thread(s))"] = c
     return rows
 
 
@@ -270,6 +276,20 @@ class Lesson:
     later: np.ndarray
     question: str
     outcome: np.ndarray | None = None
+
+
+def tower_lesson(towers: TowerSet, outcome: bool = False) -> Lesson:
+    """The tower lesson: each tower's initial frame, "yes"/"no" it falls, the last frame, :data:`QUESTION`; with
+    ``outcome``, whether it fell (1.0/0.0) for the outcome head."""
+    return Lesson(towers.frames[:, :1], ["yes" if f else "no" for f in towers.fell], towers.frames[:, -1], QUESTION,
+                  towers.fell.astype(np.float32)[:, None] if outcome else None)
+
+
+def ball_lesson(questions: BallQuestions, outcome: bool = False) -> Lesson:
+    """The ball lesson: each throw's seen frames, its landing bin in words, the next frame, the ball question;
+    with ``outcome``, the landing x (m) for the outcome head."""
+    return Lesson(questions.seen_frames(), [str(a) for a in questions.answers], questions.next_frames(),
+                  BALL_QUESTION, questions.throws.landing_x[:, None] if outcome else None)
 
 
 def train_multimodal(model: MultimodalWorldModelLLM, lesson: Lesson, steps: int, batch: int, seed: int,
@@ -611,8 +631,7 @@ def _tower(args: argparse.Namespace, cost: _Cost, language: _Language) -> dict[s
                                  question_first=args.mm_question_first, outcome_dim=int(head), bf16=args.mm_bf16,
                                  visual_noise=args.mm_visual_noise)
     started = time.time()
-    lesson = Lesson(train.frames[:, :1], ["yes" if f else "no" for f in train.fell], train.frames[:, -1], QUESTION,
-                    train.fell.astype(np.float32)[:, None] if head else None)
+    lesson = tower_lesson(train, head)
     tower.update(mm_outcome_weight=args.mm_outcome_weight, mm_bf16=args.mm_bf16,
                  mm_visual_noise=args.mm_visual_noise)
     tower["multimodal_history"] = train_multimodal(mm, lesson, args.mm_steps, args.mm_batch, args.seed, lr=args.mm_lr,
@@ -648,9 +667,7 @@ def _ball(args: argparse.Namespace, cost: _Cost, language: _Language) -> dict[st
     majority = int(np.bincount(train.answers).argmax())
     methods: dict[str, Any] = {"chance / majority class": _score(test.answers == majority)}
     started = time.time()
-    seen = seen_latents(model, test)
-    probe = fit_landing_probe(seen_latents(model, train), train.throws.landing_x, args.seed, args.ball_probe_steps)
-    probed = probe(seen.reshape(len(seen), -1))[:, 0]
+    probed = probed_landings(model, train, test, args.seed, args.ball_probe_steps)
     methods[f"world-model probe (latents of the {SEEN} frames seen)"] = _score(bins_of(probed) == test.answers)
     cost.record("world-model probe", started)
     started = time.time()
@@ -676,8 +693,7 @@ def _ball(args: argparse.Namespace, cost: _Cost, language: _Language) -> dict[st
                                  question_first=args.mm_question_first, outcome_dim=int(head), bf16=args.mm_bf16,
                                  visual_noise=args.mm_visual_noise)
     started = time.time()
-    lesson = Lesson(train.seen_frames(), [str(a) for a in train.answers], train.next_frames(), BALL_QUESTION,
-                    train.throws.landing_x[:, None] if head else None)
+    lesson = ball_lesson(train, head)
     ball.update(mm_question_first=args.mm_question_first, mm_outcome_weight=args.mm_outcome_weight,
                 mm_bf16=args.mm_bf16, mm_visual_noise=args.mm_visual_noise)
     ball["multimodal_history"] = train_multimodal(mm, lesson, args.mm_steps, args.mm_batch, args.seed, lr=args.mm_lr,

@@ -314,3 +314,16 @@ def test_multimodal_validation_keeps_its_scenes_apart_and_checks_its_arguments(t
         multimodal_validation.main([*base, "--evals", "200", "--train", "600000"])
     with pytest.raises(SystemExit, match="physical_reasoning"):  # no world model there: says which run makes one
         multimodal_validation.main([*base, "--evals", "200"])
+
+
+def test_language_alone_rows_taken_twice_keep_the_run_that_measured_them(tmp_path: Path) -> None:
+    row = {"n": 4, "accuracy": 0.25, "wilson95": [0.05, 0.7], "unparsed": 0, "measured_by": "the first run"}
+    earlier = {"tasks": {"ball": {"test_sha256": "ab" * 32, "command": "the second run", "threads": 1,
+                                  "methods": {"SmolLM2-135M alone (text)": row},
+                                  "cost": {"language model alone: forced choice (earlier run, 2 thread(s))": {}}}}}
+    path = tmp_path / "results.json"
+    path.write_text(json.dumps(earlier))
+    cost = physical_reasoning._Cost()
+    rows = physical_reasoning._language_rows_from(path, "ball", "ab" * 32, cost)
+    assert rows["SmolLM2-135M alone (text)"]["measured_by"] == "the first run"
+    assert list(cost.parts) == ["language model alone: forced choice (earlier run, 2 thread(s))"]
