@@ -47,6 +47,9 @@ def _parse(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--train", type=int, default=None, help="tower pairs (500) or throws (2000) to train on")
     p.add_argument("--validation", type=int, default=None, help="tower pairs (100) or throws (300) to score")
     p.add_argument("--outcome-weight", type=float, default=0.0)
+    p.add_argument("--hidden-layers", type=int, default=1)
+    p.add_argument("--outcome-pretrain", type=int, default=0, metavar="STEPS",
+                   help="the outcome head's first training stage (needs --outcome-weight > 0)")
     p.add_argument("--visual-noise", type=float, default=0.0)
     p.add_argument("--bf16", action="store_true")
     p.add_argument("--batch", type=int, default=16)
@@ -55,6 +58,8 @@ def _parse(argv: list[str] | None) -> argparse.Namespace:
     args = p.parse_args(argv)
     if sorted(set(args.evals)) != args.evals or args.evals[0] < 1:
         p.error(f"--evals must be increasing step counts >= 1, got {args.evals}")
+    if args.outcome_pretrain and args.outcome_weight <= 0:
+        p.error("--outcome-pretrain trains the outcome head: give it --outcome-weight > 0 as well")
     if args.train is None:
         args.train = 500 if args.task == "tower" else 2000
     if args.validation is None:
@@ -88,12 +93,19 @@ def main(argv: list[str] | None = None) -> int:
     backbone, tokenizer = load_smollm2()
     layout = {"imagine_steps": 0} if args.task == "tower" else {"tokens_per_frame": 1, "joint_frames": SEEN}
     model = MultimodalWorldModelLLM(world, backbone, tokenizer, question_first=True, bf16=args.bf16,
-                                    outcome_dim=int(args.outcome_weight > 0), visual_noise=args.visual_noise, **layout)
+                                    outcome_dim=int(args.outcome_weight > 0), visual_noise=args.visual_noise,
+                                    hidden_layers=args.hidden_layers, **layout)
     rows, done, seconds = [], 0, 0.0
+    standardise = args.task == "ball"
+    if args.outcome_pretrain:
+        started = time.time()
+        pr.pretrain_outcome(model, lesson, args.outcome_pretrain, seed=0, standardise=standardise)
+        seconds, standardise = time.time() - started, False
     for step in args.evals:
         started = time.time()
         pr.train_multimodal(model, lesson, step - done, args.batch, seed=done, lr=args.lr,
-                            outcome_weight=args.outcome_weight, standardise=args.task == "ball" and done == 0)
+                            outcome_weight=args.outcome_weight, standardise=standardise and done == 0,
+                            trunk=not args.outcome_pretrain)
         seconds += time.time() - started
         done = step
         scored = pr._answers_scored(pr.answer_multimodal(model, scenes, question), truth, args.task)

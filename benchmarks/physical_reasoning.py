@@ -294,23 +294,26 @@ def ball_lesson(questions: BallQuestions, outcome: bool = False) -> Lesson:
 
 def train_multimodal(model: MultimodalWorldModelLLM, lesson: Lesson, steps: int, batch: int, seed: int,
                      lr: float = 1e-3, next_latent_weight: float = 1.0, standardise: bool = False,
-                     outcome_weight: float = 1.0) -> list[dict[str, float]]:
+                     outcome_weight: float = 1.0, trunk: bool = True) -> list[dict[str, float]]:
     """Train the projections: the answers' cross-entropy after each scene and the question, plus the error of
     the latent ``llm_to_visual`` predicts against the world model's encoding of the later frame, plus (a model
     with an outcome head and a lesson with ``outcome``) ``outcome_weight`` times the head's squared error on
     the standardised outcome. With ``standardise``, the latents are standardised on (up to 512 of) the scenes
-    first."""
+    first. ``trunk=False`` keeps ``visual_to_llm``'s hidden layers and the outcome head as they are (after
+    :func:`pretrain_outcome`) and trains the layer that makes the language model's vectors, the markers and
+    ``llm_to_visual`` only."""
     prefix, question = model.prompt_parts(lesson.question)
     cache = model.cache_prefix(prefix) if model.question_first else None
     answers = _answer_ids(model.tokenizer, lesson.answers)
     scenes = torch.from_numpy(np.ascontiguousarray(lesson.scenes))
     if standardise:
-        sample = torch.randperm(len(scenes), generator=torch.Generator().manual_seed(seed))[:512]
-        model.standardise_latents(scenes[sample])
+        _standardise(model, scenes, seed)
     later = torch.as_tensor(_encode(model.world_model, lesson.later), dtype=torch.float32)
     target = _standardised_outcome(model, lesson)
     torch.manual_seed(seed)  # the training-time noise on the visual vectors (visual_noise)
-    optimizer = torch.optim.Adam(model.trainable_parameters(), lr=lr)
+    fixed = set() if trunk else {id(p) for p in (*model.visual_to_llm[:-1].parameters(),
+                                                 *(model.visual_to_outcome or torch.nn.Identity()).parameters())}
+    optimizer = torch.optim.Adam([p for p in model.trainable_parameters() if id(p) not in fixed], lr=lr)
     generator = torch.Generator().manual_seed(seed)
     history = []
     model.train()
@@ -325,7 +328,7 @@ def train_multimodal(model: MultimodalWorldModelLLM, lesson: Lesson, steps: int,
         latent_loss = (out.next_latent - later[rows]).pow(2).mean()
         losses = {"answer_loss": answer_loss, "next_latent_loss": latent_loss}
         loss = answer_loss + next_latent_weight * latent_loss
-        if target is not None and out.outcome is not None:
+        if target is not None and out.outcome is not None and trunk:
             losses["outcome_loss"] = (out.outcome - target[rows]).pow(2).mean()
             loss = loss + outcome_weight * losses["outcome_loss"]
         optimizer.zero_grad()
@@ -335,6 +338,60 @@ def train_multimodal(model: MultimodalWorldModelLLM, lesson: Lesson, steps: int,
             history.append({"step": step, **{k: v.item() for k, v in losses.items()}})
             print(f"  [multimodal] step {step}: " + " ".join(f"{k.removesuffix('_loss')}={v.item():.3f}"
                                                             for k, v in losses.items()), flush=True)
+    model.eval()
+    return history
+
+
+def _standardise(model: MultimodalWorldModelLLM, scenes: torch.Tensor, seed: int) -> None:
+    """Set the model's latent standardisation from up to 512 of ``scenes``, drawn with ``seed``."""
+    sample = torch.randperm(len(scenes), generator=torch.Generator().manual_seed(seed))[:512]
+    model.standardise_latents(scenes[sample])
+
+
+def pretrain_outcome(model: MultimodalWorldModelLLM, lesson: Lesson, steps: int, seed: int, batch: int = 128,
+                     lr: float = 1e-3, standardise: bool = False) -> list[dict[str, float]]:
+    """The first of two training stages, before the language model takes part (as a vision-language model first
+    aligns its projector), from latents computed once: the projection's first hidden layer and the outcome head
+    learn the lesson's standardised outcome (squared error), and its last hidden layer learns to tell the
+    answers apart (cross-entropy of a linear classifier over the distinct answers, used in this stage only and
+    then dropped); AdamW with a cosine schedule, ``batch`` scenes a step. The layer that makes the language
+    model's vectors is left to :func:`train_multimodal`, which then trains the whole projection on the answers
+    in words, the head's loss kept beside them. With ``standardise``, the latents are standardised on (up to 512
+    of) the scenes first."""
+    target = _standardised_outcome(model, lesson)
+    if target is None or model.visual_to_outcome is None:
+        raise ValueError("pretraining the outcome needs a model with an outcome head (outcome_dim=O) and a lesson "
+                         "with outcomes (M, O)")
+    scenes = torch.from_numpy(np.ascontiguousarray(lesson.scenes))
+    if standardise:
+        _standardise(model, scenes, seed)
+    latents = torch.cat([model.visual_latents(scenes[i:i + 64]) for i in range(0, len(scenes), 64)])  # (M, F', Z)
+    kinds = sorted(set(lesson.answers))
+    labels = torch.tensor([kinds.index(a) for a in lesson.answers])
+    last = model.visual_to_llm[-1]
+    assert isinstance(last, torch.nn.Linear)
+    classifier = torch.nn.Linear(last.in_features, len(kinds))  # dropped after this stage
+    parameters = [*model.visual_to_llm[:-1].parameters(), *model.visual_to_outcome.parameters(),
+                  *classifier.parameters()]
+    optimizer = torch.optim.AdamW(parameters, lr=lr, weight_decay=1e-4)
+    schedule = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, steps)
+    generator = torch.Generator().manual_seed(seed)
+    history = []
+    model.train()
+    for step in range(1, steps + 1):
+        rows = torch.randint(0, len(latents), (batch,), generator=generator)
+        hidden = model.hidden_of(latents[rows])
+        losses = {"outcome_loss": (model.outcome_of(hidden) - target[rows]).pow(2).mean(),
+                  "class_loss": torch.nn.functional.cross_entropy(classifier(model.visual_to_llm[2:-1](hidden)),
+                                                                  labels[rows])}
+        optimizer.zero_grad()
+        sum(losses.values()).backward()  # type: ignore[union-attr]
+        optimizer.step()
+        schedule.step()
+        if step % 500 == 0 or step == steps:
+            history.append({"step": step, **{k: v.item() for k, v in losses.items()}})
+            print(f"  [outcome pretraining] step {step}: " + " ".join(f"{k.removesuffix('_loss')}={v.item():.4f}"
+                                                                     for k, v in losses.items()), flush=True)
     model.eval()
     return history
 
@@ -462,6 +519,17 @@ def _load_world_model(path: Path, stack: int, remedy: str) -> LatentWorldModel:
     return model.eval()
 
 
+def projection_layout(projections: dict[str, torch.Tensor]) -> tuple[int, int]:
+    """``(hidden_layers, output width)`` of the ``visual_to_llm`` that saved ``projections``; ValueError when
+    there is none."""
+    linear = sorted(int(k.split(".")[1]) for k in projections
+                    if k.startswith("visual_to_llm.") and k.endswith(".weight"))
+    if not linear:
+        raise ValueError("these tensors hold no visual_to_llm projection: load a file that a physical_reasoning "
+                         "run saved under models/")
+    return len(linear) - 1, int(projections[f"visual_to_llm.{linear[-1]}.weight"].shape[0])
+
+
 def load_reasoner(out: Path, task: str = "tower") -> MultimodalWorldModelLLM:
     """The world model and trained projections that a run saved under ``out/models`` for ``task`` (``tower``
     or ``ball``), over SmolLM2."""
@@ -473,21 +541,22 @@ def load_reasoner(out: Path, task: str = "tower") -> MultimodalWorldModelLLM:
     world = _load_world_model(world_path, 1 if task == "tower" else STACK, remedy)
     try:
         projections = read_weights(projection_path, "the multimodal projections", remedy)
-    except (CheckpointError, FileNotFoundError) as error:
-        raise SystemExit(f"physical_reasoning: {error} ({remedy})") from error
+        layers, width = projection_layout(projections)
+    except (CheckpointError, FileNotFoundError, ValueError) as error:
+        raise SystemExit(f"physical_reasoning: {projection_path}: {error} ({remedy})") from error
     record = _earlier_tasks(out / "results.json").get(task, {})  # how the run built the model
     first, bf16 = bool(record.get("mm_question_first", False)), bool(record.get("mm_bf16", False))
     head = projections.get("visual_to_outcome.weight")
     outcome_dim = 0 if head is None else int(head.shape[0])  # the outcome head, when the run trained one
     backbone, tokenizer = load_smollm2()
+    built: dict[str, Any] = {"question_first": first, "outcome_dim": outcome_dim, "bf16": bf16, "hidden_layers": layers}
     if task == "tower":
-        model = MultimodalWorldModelLLM(world, backbone, tokenizer, question_first=first, outcome_dim=outcome_dim,
-                                        imagine_steps=record.get("mm_imagine_steps", _IMAGINE_STEPS), bf16=bf16)
+        model = MultimodalWorldModelLLM(world, backbone, tokenizer, **built,
+                                        imagine_steps=record.get("mm_imagine_steps", _IMAGINE_STEPS))
     else:  # the tokens per frame follow from the saved projection's width
-        width = int(projections["visual_to_llm.2.weight"].shape[0])
         per_frame = width // (SEEN * int(backbone.get_input_embeddings().weight.shape[1]))  # type: ignore[operator]
         model = MultimodalWorldModelLLM(world, backbone, tokenizer, tokens_per_frame=max(per_frame, 1),
-                                        joint_frames=SEEN, question_first=first, outcome_dim=outcome_dim, bf16=bf16)
+                                        joint_frames=SEEN, **built)
     try:
         model.load_projection_state(projections)
     except ValueError as error:
@@ -546,6 +615,12 @@ def _parse(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--mm-outcome-weight", type=float, default=0.0,
                    help="weight of the outcome head's loss (the tower's fall, the ball's landing x) read from the "
                         "projection's hidden layer beside the answer (0: no outcome head)")
+    p.add_argument("--mm-hidden-layers", type=int, default=1, help="hidden layers of the visual projection")
+    p.add_argument("--mm-outcome-pretrain", type=int, default=0, metavar="STEPS",
+                   help="two stages: first fit the projection's hidden layers (and the outcome head) to the outcome "
+                        "and the answer classes for this many steps without the language model, then train only "
+                        "the layer that makes its vectors on the answers (needs --mm-outcome-weight > 0; 0: one "
+                        "stage)")
     p.add_argument("--mm-visual-noise", type=float, default=0.0,
                    help="training-time Gaussian noise on the projected vectors, in token-embedding standard deviations")
     p.add_argument("--mm-bf16", action="store_true",
@@ -570,6 +645,11 @@ def _parse(argv: list[str] | None) -> argparse.Namespace:
     if min(sizes) < 1 or args.seed == args.test_seed:
         p.error("--train-pairs, --test-pairs, --updates, --ball-* sizes and --threads must be >= 1, and --seed must "
                 "differ from --test-seed")
+    if args.mm_hidden_layers < 1 or args.mm_outcome_pretrain < 0:
+        p.error(f"--mm-hidden-layers must be >= 1 and --mm-outcome-pretrain >= 0, got {args.mm_hidden_layers} and "
+                f"{args.mm_outcome_pretrain}")
+    if args.mm_outcome_pretrain and args.mm_outcome_weight <= 0:
+        p.error("--mm-outcome-pretrain trains the outcome head: give it --mm-outcome-weight > 0 as well")
     first, count = args.ball_test_seed, args.ball_test_throws
     if first < args.seed + args.ball_train_throws and args.seed < first + count:
         p.error(f"the held-out throws (seeds {args.ball_test_seed}..) overlap the training throws (seeds {args.seed}.."
@@ -629,13 +709,14 @@ def _tower(args: argparse.Namespace, cost: _Cost, language: _Language) -> dict[s
     head = args.mm_outcome_weight > 0
     mm = MultimodalWorldModelLLM(model, backbone, tokenizer, imagine_steps=args.mm_imagine_steps,
                                  question_first=args.mm_question_first, outcome_dim=int(head), bf16=args.mm_bf16,
-                                 visual_noise=args.mm_visual_noise)
+                                 visual_noise=args.mm_visual_noise, hidden_layers=args.mm_hidden_layers)
     started = time.time()
     lesson = tower_lesson(train, head)
     tower.update(mm_outcome_weight=args.mm_outcome_weight, mm_bf16=args.mm_bf16,
-                 mm_visual_noise=args.mm_visual_noise)
+                 mm_visual_noise=args.mm_visual_noise, **_two_stages(args, mm, lesson, standardise=False))
     tower["multimodal_history"] = train_multimodal(mm, lesson, args.mm_steps, args.mm_batch, args.seed, lr=args.mm_lr,
-                                                   outcome_weight=args.mm_outcome_weight)
+                                                   outcome_weight=args.mm_outcome_weight,
+                                                   trunk=not args.mm_outcome_pretrain)
     _save(mm.projection_state(), args.out / "models" / "projections.pt")
     cost.record("multimodal projections", started)
     started = time.time()
@@ -691,13 +772,16 @@ def _ball(args: argparse.Namespace, cost: _Cost, language: _Language) -> dict[st
     head = args.mm_outcome_weight > 0
     mm = MultimodalWorldModelLLM(model, backbone, tokenizer, tokens_per_frame=args.ball_tokens, joint_frames=SEEN,
                                  question_first=args.mm_question_first, outcome_dim=int(head), bf16=args.mm_bf16,
-                                 visual_noise=args.mm_visual_noise)
+                                 visual_noise=args.mm_visual_noise, hidden_layers=args.mm_hidden_layers)
     started = time.time()
     lesson = ball_lesson(train, head)
     ball.update(mm_question_first=args.mm_question_first, mm_outcome_weight=args.mm_outcome_weight,
-                mm_bf16=args.mm_bf16, mm_visual_noise=args.mm_visual_noise)
+                mm_bf16=args.mm_bf16, mm_visual_noise=args.mm_visual_noise,
+                **_two_stages(args, mm, lesson, standardise=True))
     ball["multimodal_history"] = train_multimodal(mm, lesson, args.mm_steps, args.mm_batch, args.seed, lr=args.mm_lr,
-                                                  standardise=True, outcome_weight=args.mm_outcome_weight)
+                                                  standardise=not args.mm_outcome_pretrain,
+                                                  outcome_weight=args.mm_outcome_weight,
+                                                  trunk=not args.mm_outcome_pretrain)
     _save(mm.projection_state(), args.out / "models" / "ball_projections.pt")
     cost.record("multimodal projections", started)
     started = time.time()
@@ -706,6 +790,18 @@ def _ball(args: argparse.Namespace, cost: _Cost, language: _Language) -> dict[st
         answers, test.answers, "ball")
     cost.record("multimodal: answer the test set", started)
     return ball
+
+
+def _two_stages(args: argparse.Namespace, mm: MultimodalWorldModelLLM, lesson: Lesson,
+                standardise: bool) -> dict[str, Any]:
+    """The first training stage when ``--mm-outcome-pretrain`` asks for one (:func:`pretrain_outcome`), and the
+    record's entries for the projection's layout and that stage."""
+    entries: dict[str, Any] = {"mm_hidden_layers": args.mm_hidden_layers,
+                               "mm_outcome_pretrain": args.mm_outcome_pretrain}
+    if args.mm_outcome_pretrain:
+        entries["outcome_pretraining_history"] = pretrain_outcome(mm, lesson, args.mm_outcome_pretrain, args.seed,
+                                                                  standardise=standardise)
+    return entries
 
 
 def _write_text(path: Path, text: str) -> None:

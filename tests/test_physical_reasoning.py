@@ -6,6 +6,7 @@ from __future__ import annotations
 import importlib.util
 import json
 from pathlib import Path
+from typing import Any
 
 import gymnasium
 import numpy as np
@@ -312,6 +313,8 @@ def test_multimodal_validation_keeps_its_scenes_apart_and_checks_its_arguments(t
         multimodal_validation.main([*base, "--evals", "400", "200"])
     with pytest.raises(SystemExit):
         multimodal_validation.main([*base, "--evals", "200", "--train", "600000"])
+    with pytest.raises(SystemExit):  # the first stage trains the outcome head: it needs the head's weight
+        multimodal_validation.main([*base, "--evals", "200", "--outcome-pretrain", "100"])
     with pytest.raises(SystemExit, match="physical_reasoning"):  # no world model there: says which run makes one
         multimodal_validation.main([*base, "--evals", "200"])
 
@@ -327,3 +330,67 @@ def test_language_alone_rows_taken_twice_keep_the_run_that_measured_them(tmp_pat
     rows = physical_reasoning._language_rows_from(path, "ball", "ab" * 32, cost)
     assert rows["SmolLM2-135M alone (text)"]["measured_by"] == "the first run"
     assert list(cost.parts) == ["language model alone: forced choice (earlier run, 2 thread(s))"]
+
+
+@pytest.mark.skipif(importlib.util.find_spec("transformers") is None,
+                    reason="transformers is an optional extra (.[multimodal])")
+def test_outcome_pretraining_fits_the_head_and_leaves_the_language_side_alone() -> None:
+    world = LatentWorldModel(1, LatentConfig(latent_dim=8, depth=4, hidden_dim=16, objective="jepa"),
+                             channels=3, safety_head=False)
+    model = MultimodalWorldModelLLM(world, _tiny_backbone(1), tokens_per_frame=1, hidden_dim=32, hidden_layers=2,
+                                    joint_frames=2, outcome_dim=1)
+    linear = [m for m in model.visual_to_llm if isinstance(m, torch.nn.Linear)]
+    assert [m.in_features for m in linear] == [2 * 8, 32, 32]  # two hidden layers, then the vectors
+    assert physical_reasoning.projection_layout(model.projection_state()) == (2, 2 * 32)
+    frames = torch.from_numpy(np.random.default_rng(0).integers(0, 256, (48, 2, 64, 64, 3), dtype=np.uint8))
+    with torch.no_grad():  # an outcome the latents determine: a smooth function of the first frame's latent
+        z = world.encode(frames[:, 0])
+    outcome = torch.tanh(z[:, :2]).sum(dim=1, keepdim=True).numpy()
+    answers = ["yes" if o > np.median(outcome) else "no" for o in outcome[:, 0]]
+    lesson = physical_reasoning.Lesson(frames.numpy(), answers, frames[:, 0].numpy(), "?", outcome)
+    later = (*linear[2].parameters(), model.visual_start, model.visual_end)
+    last = [p.detach().clone() for p in later]
+    history = physical_reasoning.pretrain_outcome(model, lesson, 1000, seed=0, batch=16, lr=3e-3, standardise=True)
+    assert history[-1]["step"] == 1000 and history[-1]["outcome_loss"] < 0.05  # standardised: 1.0 is the mean's
+    assert history[-1]["class_loss"] < 0.1  # the last hidden layer tells the answers apart (log 2 = 0.69 at chance)
+    assert not model.training
+    assert all(torch.equal(a, b) for a, b in zip(last, later, strict=True))  # the language side: the next stage's
+    with pytest.raises(ValueError, match="outcome head"):
+        plain = MultimodalWorldModelLLM(world, _tiny_backbone(1), tokens_per_frame=1, hidden_dim=8, joint_frames=2)
+        physical_reasoning.pretrain_outcome(plain, lesson, 1, seed=0)
+    with pytest.raises(ValueError, match="no visual_to_llm"):
+        physical_reasoning.projection_layout({"visual_start": torch.zeros(3)})
+    with pytest.raises(SystemExit):
+        physical_reasoning._parse(["--out", "x", "--mm-outcome-pretrain", "100"])  # without the head's weight
+
+
+class _CharTokenizer:
+    """Token ids from characters (codes mod 50): enough of a tokenizer for the training loop's prompts."""
+
+    def __call__(self, text: str, return_tensors: str = "pt") -> Any:
+        ids = torch.tensor([[ord(c) % 50 for c in text]])
+        return type("Encoded", (), {"input_ids": ids})()
+
+
+@pytest.mark.skipif(importlib.util.find_spec("transformers") is None,
+                    reason="transformers is an optional extra (.[multimodal])")
+def test_the_second_stage_trains_the_language_side_and_keeps_the_pretrained_trunk() -> None:
+    world = LatentWorldModel(1, LatentConfig(latent_dim=8, depth=4, hidden_dim=16, objective="jepa"),
+                             channels=3, safety_head=False)
+    frames = np.random.default_rng(1).integers(0, 256, (8, 2, 64, 64, 3), dtype=np.uint8)
+    lesson = physical_reasoning.Lesson(frames, ["1", "2"] * 4, frames[:, 0], "where?", np.arange(8.0)[:, None])
+    for trunk in (False, True):
+        model = MultimodalWorldModelLLM(world, _tiny_backbone(1), _CharTokenizer(), tokens_per_frame=1, hidden_dim=16,
+                                        hidden_layers=2, joint_frames=2, outcome_dim=1)
+        physical_reasoning.pretrain_outcome(model, lesson, 5, seed=0, batch=4, standardise=True)
+        assert model.visual_to_outcome is not None
+        kept = [p.detach().clone() for p in (*model.visual_to_llm[:-1].parameters(),
+                                             *model.visual_to_outcome.parameters())]
+        last = model.visual_to_llm[-1]
+        assert isinstance(last, torch.nn.Linear)
+        vectors = last.weight.detach().clone()
+        history = physical_reasoning.train_multimodal(model, lesson, 3, batch=4, seed=0, trunk=trunk)
+        after = (*model.visual_to_llm[:-1].parameters(), *model.visual_to_outcome.parameters())
+        assert all(torch.equal(a, b) for a, b in zip(kept, after, strict=True)) is not trunk
+        assert not torch.equal(vectors, last.weight)  # the language side learns in both
+        assert ("outcome_loss" in history[-1]) is trunk  # a kept head has nothing to learn

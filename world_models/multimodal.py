@@ -70,11 +70,13 @@ class MultimodalWorldModelLLM(nn.Module):
         backbone: a causal LM taking ``inputs_embeds`` (a ``transformers`` ``*ForCausalLM``); frozen.
         tokenizer: the backbone's tokenizer (needed by :meth:`ask` only).
         tokens_per_frame: ``K``, language-model vectors per latent.
-        hidden_dim: width of the projections' hidden layer.
+        hidden_dim: width of the projections' hidden layers.
+        hidden_layers: hidden layers of ``visual_to_llm`` (the outcome head reads the first one; those after it
+            turn what it carries into the language model's vectors).
         imagine_steps: world-model steps imagined after the last frame (0: none).
         joint_frames: ``F``, the frames of every scene, to project their latents together (0: one by one).
         question_first: the prompt layout :meth:`prompt_parts` and :meth:`ask` use (see the module docstring).
-        outcome_dim: ``O``, outputs of a linear outcome head on the projection's hidden layer (0: none): an
+        outcome_dim: ``O``, outputs of a linear outcome head on the projection's first hidden layer (0: none): an
             auxiliary read-out (e.g. where a ball lands) trained beside the answer, so that the hidden layer
             carries the scene's outcome; the answer in words still comes from the language model alone.
         visual_noise: in training mode, Gaussian noise of this many times the token embeddings' standard
@@ -88,14 +90,14 @@ class MultimodalWorldModelLLM(nn.Module):
     latent_std: torch.Tensor
 
     def __init__(self, world_model: LatentWorldModel, backbone: nn.Module, tokenizer: Any = None, *,
-                 tokens_per_frame: int = 4, hidden_dim: int = 256, imagine_steps: int = 0,
+                 tokens_per_frame: int = 4, hidden_dim: int = 256, hidden_layers: int = 1, imagine_steps: int = 0,
                  joint_frames: int = 0, question_first: bool = False, outcome_dim: int = 0,
                  visual_noise: float = 0.0, bf16: bool = False) -> None:
         super().__init__()
-        if tokens_per_frame < 1 or hidden_dim < 1 or min(imagine_steps, joint_frames, outcome_dim) < 0:
-            raise ValueError(f"tokens_per_frame and hidden_dim must be >= 1, imagine_steps, joint_frames and "
-                             f"outcome_dim >= 0; got {tokens_per_frame}, {hidden_dim}, {imagine_steps}, "
-                             f"{joint_frames}, {outcome_dim}")
+        if min(tokens_per_frame, hidden_dim, hidden_layers) < 1 or min(imagine_steps, joint_frames, outcome_dim) < 0:
+            raise ValueError(f"tokens_per_frame, hidden_dim and hidden_layers must be >= 1, imagine_steps, "
+                             f"joint_frames and outcome_dim >= 0; got {tokens_per_frame}, {hidden_dim}, "
+                             f"{hidden_layers}, {imagine_steps}, {joint_frames}, {outcome_dim}")
         self.world_model = world_model.requires_grad_(False).eval()
         self.backbone = backbone.requires_grad_(False).eval()
         self.tokenizer = tokenizer
@@ -108,8 +110,10 @@ class MultimodalWorldModelLLM(nn.Module):
         scale = float(embedding.weight.detach().std())  # markers start at the scale of real token embeddings
         self.embed_scale, self.visual_noise = scale, visual_noise
         together = max(self.joint_frames, 1)
-        self.visual_to_llm = nn.Sequential(nn.Linear(together * z, hidden_dim), nn.SiLU(),
-                                           nn.Linear(hidden_dim, together * tokens_per_frame * d))
+        trunk: list[nn.Module] = [nn.Linear(together * z, hidden_dim), nn.SiLU()]
+        for _ in range(hidden_layers - 1):
+            trunk += [nn.Linear(hidden_dim, hidden_dim), nn.SiLU()]
+        self.visual_to_llm = nn.Sequential(*trunk, nn.Linear(hidden_dim, together * tokens_per_frame * d))
         self.llm_to_visual = nn.Sequential(nn.Linear(d, hidden_dim), nn.SiLU(), nn.Linear(hidden_dim, z))
         self.visual_to_outcome = nn.Linear(hidden_dim, outcome_dim) if outcome_dim else None
         generator = torch.Generator().manual_seed(0)
@@ -174,22 +178,31 @@ class MultimodalWorldModelLLM(nn.Module):
         projected latents, ``<visual_end>``."""
         return self._visual_block(visual_frames)[0]
 
-    def _visual_block(self, visual_frames: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
-        """The visual block ``(B, F' K + 2, D)`` and the outcome head's ``(B, O)`` (None without a head; the
-        mean over the latents projected one by one)."""
-        z = (self.visual_latents(visual_frames) - self.latent_mean) / self.latent_std
-        b = z.shape[0]
+    def hidden_of(self, latents: torch.Tensor) -> torch.Tensor:
+        """The projection's first hidden layer (what the outcome head reads) from (unstandardised) latents
+        ``(B, F', Z)``: ``(B, H)`` when the frames are read together (``joint_frames``), else ``(B, F', H)``."""
+        z = (latents - self.latent_mean) / self.latent_std
         if self.joint_frames:
             if z.shape[1] != self.joint_frames:
                 raise ValueError(f"this model reads scenes of {self.scene_frames} frames together (joint_frames), "
-                                 f"got {visual_frames.shape[1]}; pass that many frames")
+                                 f"got {z.shape[1]} latents; pass that many frames")
             z = z.flatten(1)  # (B, F' Z)
-        hidden = self.visual_to_llm[1](self.visual_to_llm[0](z))  # (B, H) joint, else (B, F', H)
-        tokens = self.visual_to_llm[2](hidden).reshape(b, -1, self.embed_dim)  # (B, F' K, D)
-        outcome = None
-        if self.visual_to_outcome is not None:
-            outcome = self.visual_to_outcome(hidden)
-            outcome = outcome if self.joint_frames else outcome.mean(dim=1)
+        return self.visual_to_llm[:2](z)
+
+    def outcome_of(self, hidden: torch.Tensor) -> torch.Tensor:
+        """The outcome head's ``(B, O)`` from :meth:`hidden_of`'s output (the mean over latents projected one by
+        one); ValueError for a model built without a head."""
+        if self.visual_to_outcome is None:
+            raise ValueError("this model has no outcome head: build it with outcome_dim >= 1")
+        outcome = self.visual_to_outcome(hidden)
+        return outcome if self.joint_frames else outcome.mean(dim=1)
+
+    def _visual_block(self, visual_frames: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """The visual block ``(B, F' K + 2, D)`` and the outcome head's ``(B, O)`` (None without a head)."""
+        hidden = self.hidden_of(self.visual_latents(visual_frames))  # (B, H) joint, else (B, F', H)
+        b = hidden.shape[0]
+        tokens = self.visual_to_llm[2:](hidden).reshape(b, -1, self.embed_dim)  # (B, F' K, D)
+        outcome = None if self.visual_to_outcome is None else self.outcome_of(hidden)
         if self.training and self.visual_noise > 0:
             tokens = tokens + torch.randn_like(tokens) * (self.visual_noise * self.embed_scale)
         start = self.visual_start.expand(b, 1, -1)
