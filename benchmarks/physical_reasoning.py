@@ -615,6 +615,9 @@ def _parse(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--mm-outcome-weight", type=float, default=0.0,
                    help="weight of the outcome head's loss (the tower's fall, the ball's landing x) read from the "
                         "projection's hidden layer beside the answer (0: no outcome head)")
+    p.add_argument("--mm-seed", type=int, default=None,
+                   help="seed of the multimodal model's initialisation and batches (default: --seed, and the "
+                        "initialisation from the run's random state), to train it again over the same data")
     p.add_argument("--mm-hidden-layers", type=int, default=1, help="hidden layers of the visual projection")
     p.add_argument("--mm-outcome-pretrain", type=int, default=0, metavar="STEPS",
                    help="two stages: first fit the projection's hidden layers (and the outcome head) to the outcome "
@@ -707,6 +710,8 @@ def _tower(args: argparse.Namespace, cost: _Cost, language: _Language) -> dict[s
         methods.update(_language_rows(backbone, tokenizer, [t.describe() for t in test.towers], QUESTION, test.fell,
                                       "tower", ["yes", "no"], cost))
     head = args.mm_outcome_weight > 0
+    if args.mm_seed is not None:  # the projections' initialisation (else whatever the run drew before)
+        torch.manual_seed(args.mm_seed)
     mm = MultimodalWorldModelLLM(model, backbone, tokenizer, imagine_steps=args.mm_imagine_steps,
                                  question_first=args.mm_question_first, outcome_dim=int(head), bf16=args.mm_bf16,
                                  visual_noise=args.mm_visual_noise, hidden_layers=args.mm_hidden_layers)
@@ -714,8 +719,8 @@ def _tower(args: argparse.Namespace, cost: _Cost, language: _Language) -> dict[s
     lesson = tower_lesson(train, head)
     tower.update(mm_outcome_weight=args.mm_outcome_weight, mm_bf16=args.mm_bf16,
                  mm_visual_noise=args.mm_visual_noise, **_two_stages(args, mm, lesson, standardise=False))
-    tower["multimodal_history"] = train_multimodal(mm, lesson, args.mm_steps, args.mm_batch, args.seed, lr=args.mm_lr,
-                                                   outcome_weight=args.mm_outcome_weight,
+    tower["multimodal_history"] = train_multimodal(mm, lesson, args.mm_steps, args.mm_batch, _mm_seed(args),
+                                                   lr=args.mm_lr, outcome_weight=args.mm_outcome_weight,
                                                    trunk=not args.mm_outcome_pretrain)
     _save(mm.projection_state(), args.out / "models" / "projections.pt")
     cost.record("multimodal projections", started)
@@ -770,6 +775,8 @@ def _ball(args: argparse.Namespace, cost: _Cost, language: _Language) -> dict[st
         methods.update(_language_rows(backbone, tokenizer, [test.describe(i) for i in range(len(test))], BALL_QUESTION,
                                       test.answers, "ball", [str(b) for b in range(1, LANDINGS + 1)], cost))
     head = args.mm_outcome_weight > 0
+    if args.mm_seed is not None:  # the projections' initialisation (else whatever the run drew before)
+        torch.manual_seed(args.mm_seed)
     mm = MultimodalWorldModelLLM(model, backbone, tokenizer, tokens_per_frame=args.ball_tokens, joint_frames=SEEN,
                                  question_first=args.mm_question_first, outcome_dim=int(head), bf16=args.mm_bf16,
                                  visual_noise=args.mm_visual_noise, hidden_layers=args.mm_hidden_layers)
@@ -778,8 +785,8 @@ def _ball(args: argparse.Namespace, cost: _Cost, language: _Language) -> dict[st
     ball.update(mm_question_first=args.mm_question_first, mm_outcome_weight=args.mm_outcome_weight,
                 mm_bf16=args.mm_bf16, mm_visual_noise=args.mm_visual_noise,
                 **_two_stages(args, mm, lesson, standardise=True))
-    ball["multimodal_history"] = train_multimodal(mm, lesson, args.mm_steps, args.mm_batch, args.seed, lr=args.mm_lr,
-                                                  standardise=not args.mm_outcome_pretrain,
+    ball["multimodal_history"] = train_multimodal(mm, lesson, args.mm_steps, args.mm_batch, _mm_seed(args),
+                                                  lr=args.mm_lr, standardise=not args.mm_outcome_pretrain,
                                                   outcome_weight=args.mm_outcome_weight,
                                                   trunk=not args.mm_outcome_pretrain)
     _save(mm.projection_state(), args.out / "models" / "ball_projections.pt")
@@ -792,15 +799,20 @@ def _ball(args: argparse.Namespace, cost: _Cost, language: _Language) -> dict[st
     return ball
 
 
+def _mm_seed(args: argparse.Namespace) -> int:
+    """The multimodal model's training seed: ``--mm-seed``, else ``--seed``."""
+    return int(args.seed if args.mm_seed is None else args.mm_seed)
+
+
 def _two_stages(args: argparse.Namespace, mm: MultimodalWorldModelLLM, lesson: Lesson,
                 standardise: bool) -> dict[str, Any]:
     """The first training stage when ``--mm-outcome-pretrain`` asks for one (:func:`pretrain_outcome`), and the
     record's entries for the projection's layout and that stage."""
     entries: dict[str, Any] = {"mm_hidden_layers": args.mm_hidden_layers,
-                               "mm_outcome_pretrain": args.mm_outcome_pretrain}
+                               "mm_outcome_pretrain": args.mm_outcome_pretrain, "mm_seed": args.mm_seed}
     if args.mm_outcome_pretrain:
-        entries["outcome_pretraining_history"] = pretrain_outcome(mm, lesson, args.mm_outcome_pretrain, args.seed,
-                                                                  standardise=standardise)
+        entries["outcome_pretraining_history"] = pretrain_outcome(mm, lesson, args.mm_outcome_pretrain,
+                                                                  _mm_seed(args), standardise=standardise)
     return entries
 
 

@@ -394,3 +394,11 @@ def test_the_second_stage_trains_the_language_side_and_keeps_the_pretrained_trun
         assert all(torch.equal(a, b) for a, b in zip(kept, after, strict=True)) is not trunk
         assert not torch.equal(vectors, last.weight)  # the language side learns in both
         assert ("outcome_loss" in history[-1]) is trunk  # a kept head has nothing to learn
+
+
+def test_the_multimodal_seed_defaults_to_the_run_seed_and_is_recorded() -> None:
+    args = physical_reasoning._parse(["--out", "x", "--seed", "4"])
+    assert args.mm_seed is None and physical_reasoning._mm_seed(args) == 4
+    args = physical_reasoning._parse(["--out", "x", "--seed", "4", "--mm-seed", "1"])
+    assert physical_reasoning._mm_seed(args) == 1
+    assert physical_reasoning._two_stages(args, None, None, standardise=False)["mm_seed"] == 1  # type: ignore[arg-type]
