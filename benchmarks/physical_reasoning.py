@@ -311,11 +311,9 @@ def train_multimodal(model: MultimodalWorldModelLLM, lesson: Lesson, steps: int,
     later = torch.as_tensor(_encode(model.world_model, lesson.later), dtype=torch.float32)
     target = _standardised_outcome(model, lesson)
     torch.manual_seed(seed)  # the training-time noise on the visual vectors (visual_noise)
-    fixed = set() if trunk else {id(p) for p in (*model.visual_to_llm[:-1].parameters(),
-                                                 *(model.visual_to_outcome or torch.nn.Identity()).parameters())}
-    optimizer = torch.optim.Adam([p for p in model.trainable_parameters() if id(p) not in fixed], lr=lr)
+    optimizer = torch.optim.Adam(model.trainable_parameters(trunk), lr=lr)
     generator = torch.Generator().manual_seed(seed)
-    history = []
+    history: list[dict[str, float]] = []
     model.train()
     for step in range(1, steps + 1):
         rows = torch.randint(0, len(answers), (batch,), generator=generator)
@@ -335,11 +333,17 @@ def train_multimodal(model: MultimodalWorldModelLLM, lesson: Lesson, steps: int,
         loss.backward()
         optimizer.step()
         if step % 10 == 0 or step == steps:
-            history.append({"step": step, **{k: v.item() for k, v in losses.items()}})
-            print(f"  [multimodal] step {step}: " + " ".join(f"{k.removesuffix('_loss')}={v.item():.3f}"
-                                                            for k, v in losses.items()), flush=True)
+            _log_step(history, "multimodal", step, losses, 3)
     model.eval()
     return history
+
+
+def _log_step(history: list[dict[str, float]], stage: str, step: int, losses: dict[str, torch.Tensor],
+              digits: int) -> None:
+    """Append a training step's losses to ``history`` and print them (names without ``_loss``)."""
+    history.append({"step": step, **{k: v.item() for k, v in losses.items()}})
+    print(f"  [{stage}] step {step}: " + " ".join(f"{k.removesuffix('_loss')}={v.item():.{digits}f}"
+                                                 for k, v in losses.items()), flush=True)
 
 
 def _standardise(model: MultimodalWorldModelLLM, scenes: torch.Tensor, seed: int) -> None:
@@ -355,9 +359,9 @@ def pretrain_outcome(model: MultimodalWorldModelLLM, lesson: Lesson, steps: int,
     learn the lesson's standardised outcome (squared error), and its last hidden layer learns to tell the
     answers apart (cross-entropy of a linear classifier over the distinct answers, used in this stage only and
     then dropped); AdamW with a cosine schedule, ``batch`` scenes a step. The layer that makes the language
-    model's vectors is left to :func:`train_multimodal`, which then trains the whole projection on the answers
-    in words, the head's loss kept beside them. With ``standardise``, the latents are standardised on (up to 512
-    of) the scenes first."""
+    model's vectors is left to ``train_multimodal(..., trunk=False)``, which trains it (with the markers and
+    ``llm_to_visual``) on the answers in words and keeps what this stage fitted. With ``standardise``, the
+    latents are standardised on (up to 512 of) the scenes first."""
     target = _standardised_outcome(model, lesson)
     if target is None or model.visual_to_outcome is None:
         raise ValueError("pretraining the outcome needs a model with an outcome head (outcome_dim=O) and a lesson "
@@ -371,12 +375,10 @@ def pretrain_outcome(model: MultimodalWorldModelLLM, lesson: Lesson, steps: int,
     last = model.visual_to_llm[-1]
     assert isinstance(last, torch.nn.Linear)
     classifier = torch.nn.Linear(last.in_features, len(kinds))  # dropped after this stage
-    parameters = [*model.visual_to_llm[:-1].parameters(), *model.visual_to_outcome.parameters(),
-                  *classifier.parameters()]
-    optimizer = torch.optim.AdamW(parameters, lr=lr, weight_decay=1e-4)
+    optimizer = torch.optim.AdamW([*model.trunk_parameters(), *classifier.parameters()], lr=lr, weight_decay=1e-4)
     schedule = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, steps)
     generator = torch.Generator().manual_seed(seed)
-    history = []
+    history: list[dict[str, float]] = []
     model.train()
     for step in range(1, steps + 1):
         rows = torch.randint(0, len(latents), (batch,), generator=generator)
@@ -389,9 +391,7 @@ def pretrain_outcome(model: MultimodalWorldModelLLM, lesson: Lesson, steps: int,
         optimizer.step()
         schedule.step()
         if step % 500 == 0 or step == steps:
-            history.append({"step": step, **{k: v.item() for k, v in losses.items()}})
-            print(f"  [outcome pretraining] step {step}: " + " ".join(f"{k.removesuffix('_loss')}={v.item():.4f}"
-                                                                     for k, v in losses.items()), flush=True)
+            _log_step(history, "outcome pretraining", step, losses, 4)
     model.eval()
     return history
 

@@ -127,8 +127,18 @@ class MultimodalWorldModelLLM(nn.Module):
         with torch.no_grad():  # the projected vectors start near the scale of token embeddings
             last.weight.mul_(0.1 * scale / max(float(last.weight.std()), 1e-8))
 
-    def trainable_parameters(self) -> list[nn.Parameter]:
-        """The projections, the outcome head and the two marker embeddings (everything else is frozen)."""
+    def trunk_parameters(self) -> list[nn.Parameter]:
+        """The hidden layers of ``visual_to_llm`` and the outcome head: what reads the scene, before the layer
+        that makes the language model's vectors."""
+        head = [] if self.visual_to_outcome is None else list(self.visual_to_outcome.parameters())
+        return [*self.visual_to_llm[:-1].parameters(), *head]
+
+    def trainable_parameters(self, trunk: bool = True) -> list[nn.Parameter]:
+        """The projections, the outcome head and the two marker embeddings (everything else is frozen); with
+        ``trunk=False``, without :meth:`trunk_parameters` (kept as an earlier training stage left them)."""
+        if not trunk:
+            return [*self.visual_to_llm[-1].parameters(), *self.llm_to_visual.parameters(), self.visual_start,
+                    self.visual_end]
         head = [] if self.visual_to_outcome is None else list(self.visual_to_outcome.parameters())
         return [*self.visual_to_llm.parameters(), *self.llm_to_visual.parameters(), *head, self.visual_start,
                 self.visual_end]
